@@ -1,0 +1,89 @@
+//! Time as the cache sees it.
+//!
+//! Every freshness decision reads a [`Clock`], so tests can move time forward
+//! with a [`ManualClock`] instead of sleeping until an entry expires.
+
+use std::fmt::Debug;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// A source of wall-clock time in milliseconds since the Unix epoch.
+///
+/// Wall-clock (not monotonic) time is used because entry timestamps are meant
+/// to be compared across processes once entries are shared through L2.
+///
+/// # Example
+///
+/// ```
+/// use cache_runtime::{Clock, SystemClock};
+/// assert!(SystemClock.now_millis() > 1_600_000_000_000);
+/// ```
+pub trait Clock: Send + Sync + Debug + 'static {
+    /// Milliseconds since the Unix epoch.
+    fn now_millis(&self) -> u64;
+}
+
+/// The system's real-time clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    #[inline]
+    fn now_millis(&self) -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64)
+    }
+}
+
+/// A clock that moves only when told to; cheap to clone, clones share time.
+///
+/// # Example
+///
+/// ```
+/// use cache_runtime::{Clock, ManualClock};
+/// use std::time::Duration;
+///
+/// let clock = ManualClock::new();
+/// let before = clock.now_millis();
+/// clock.advance(Duration::from_secs(5));
+/// assert_eq!(clock.now_millis() - before, 5_000);
+/// ```
+#[derive(Debug, Clone)]
+pub struct ManualClock {
+    now: Arc<AtomicU64>,
+}
+
+impl ManualClock {
+    /// A clock starting at the current system time.
+    pub fn new() -> Self {
+        Self::starting_at(SystemClock.now_millis())
+    }
+
+    /// A clock starting at `millis` since the Unix epoch.
+    pub fn starting_at(millis: u64) -> Self {
+        Self {
+            now: Arc::new(AtomicU64::new(millis)),
+        }
+    }
+
+    /// Moves time forward by `by`.
+    pub fn advance(&self, by: Duration) {
+        self.now
+            .fetch_add(by.as_millis() as u64, Ordering::SeqCst);
+    }
+}
+
+impl Default for ManualClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Clock for ManualClock {
+    #[inline]
+    fn now_millis(&self) -> u64 {
+        self.now.load(Ordering::SeqCst)
+    }
+}

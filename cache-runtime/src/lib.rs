@@ -1,0 +1,58 @@
+//! The runtime behind [cachette](https://docs.rs/cachette): stores, keys,
+//! invalidation, single-flight and stats.
+//!
+//! Use it through the `cachette` crate, which re-exports everything public
+//! here next to the `#[cache]` attribute. Generated code calls only the
+//! `__private` module, which is not part of the public API.
+//!
+//! # Example
+//!
+//! ```
+//! use cache_runtime::Cache;
+//!
+//! let cache = Cache::local();
+//! cache.invalidate_key_blocking("user:42").unwrap();
+//! assert!(cache.stats().functions.is_empty());
+//! ```
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
+
+mod cache;
+mod clock;
+mod error;
+mod flight;
+mod invalidate;
+mod key;
+mod l1;
+mod shape;
+mod spec;
+mod stats;
+mod tier;
+
+pub use cache::{
+    clear, clear_blocking, invalidate_key, invalidate_key_blocking, invalidate_namespace,
+    invalidate_namespace_blocking, invalidate_tag, invalidate_tag_blocking, set_global, Builder,
+    Cache, DEFAULT_L1_CAPACITY,
+};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use error::Error;
+pub use key::{KeyPart, KeyWriter};
+pub use spec::Tier;
+pub use stats::{FunctionStats, Stats};
+
+/// What generated code calls. Not public API: it changes without notice.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::cache::global;
+    pub use crate::key::{Escape, KeyPart, KeyWriter};
+    pub use crate::shape::{Opt, Plain, Res, ResOpt, Shape};
+    pub use crate::spec::{Site, Spec, Tier};
+    pub use crate::tier::{
+        invalidate_async, invalidate_blocking, key_string, lookup, put_async, put_blocking,
+        refresh, Load, Lookup, Tag,
+    };
+    pub use crate::Cache;
+    pub use crate::Error;
+    pub use core::time::Duration;
+}

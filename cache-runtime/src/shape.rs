@@ -1,0 +1,99 @@
+//! How a function's return type maps to what is cached (DESIGN section 3).
+//!
+//! The macro picks a marker from the return type's syntax; the marker's
+//! [`Shape`] impl says which part of the return value is stored, whether it is
+//! an absent value (cached only with `negative_ttl`) and how to rebuild the
+//! return value from a stored one.
+
+/// The mapping between a return type `R` and the value stored for it.
+pub trait Shape<R> {
+    /// What is stored: the success type (`T`, or `Option<T>` for shapes with
+    /// an absent value).
+    type Value: Clone + Send + Sync + 'static;
+
+    /// The value to store for `ret`, or `None` when `ret` is an error.
+    fn value_of(ret: &R) -> Option<Self::Value>;
+
+    /// Whether a stored value is the absent value (`None`).
+    fn is_absent(value: &Self::Value) -> bool;
+
+    /// The return value for a stored value.
+    fn join(value: Self::Value) -> R;
+}
+
+/// `T`: always cached.
+#[derive(Debug)]
+pub enum Plain {}
+/// `Option<T>`: `Some` always, `None` with `negative_ttl`.
+#[derive(Debug)]
+pub enum Opt {}
+/// `Result<T, E>`: `Ok` only.
+#[derive(Debug)]
+pub enum Res {}
+/// `Result<Option<T>, E>`: `Ok(Some)` always, `Ok(None)` with `negative_ttl`.
+#[derive(Debug)]
+pub enum ResOpt {}
+
+impl<T: Clone + Send + Sync + 'static> Shape<T> for Plain {
+    type Value = T;
+    #[inline]
+    fn value_of(ret: &T) -> Option<T> {
+        Some(ret.clone())
+    }
+    #[inline]
+    fn is_absent(_: &T) -> bool {
+        false
+    }
+    #[inline]
+    fn join(value: T) -> T {
+        value
+    }
+}
+
+impl<T: Clone + Send + Sync + 'static> Shape<Option<T>> for Opt {
+    type Value = Option<T>;
+    #[inline]
+    fn value_of(ret: &Option<T>) -> Option<Option<T>> {
+        Some(ret.clone())
+    }
+    #[inline]
+    fn is_absent(value: &Option<T>) -> bool {
+        value.is_none()
+    }
+    #[inline]
+    fn join(value: Option<T>) -> Option<T> {
+        value
+    }
+}
+
+impl<T: Clone + Send + Sync + 'static, E> Shape<Result<T, E>> for Res {
+    type Value = T;
+    #[inline]
+    fn value_of(ret: &Result<T, E>) -> Option<T> {
+        ret.as_ref().ok().cloned()
+    }
+    #[inline]
+    fn is_absent(_: &T) -> bool {
+        false
+    }
+    #[inline]
+    fn join(value: T) -> Result<T, E> {
+        Ok(value)
+    }
+}
+
+impl<T: Clone + Send + Sync + 'static, E> Shape<Result<Option<T>, E>> for ResOpt {
+    type Value = Option<T>;
+    #[inline]
+    fn value_of(ret: &Result<Option<T>, E>) -> Option<Option<T>> {
+        ret.as_ref().ok().cloned()
+    }
+    #[inline]
+    fn is_absent(value: &Option<T>) -> bool {
+        value.is_none()
+    }
+    #[inline]
+    fn join(value: Option<T>) -> Result<Option<T>, E> {
+        Ok(value)
+    }
+}

@@ -1,0 +1,115 @@
+//! The static description of one cached function, built by generated code.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use crate::cache::Cache;
+use crate::key::Escape;
+use crate::stats::Counters;
+
+/// Which tiers a function's entries live in (`tier = ".."`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tier {
+    /// In-process only; needs no serde bounds.
+    L1,
+    /// Shared tier only. With no shared tier configured, entries live in L1
+    /// so the function is still cached.
+    L2,
+    /// Both tiers (the default).
+    Both,
+}
+
+/// Everything the `#[cache(...)]` arguments say about one function.
+#[derive(Debug)]
+pub struct Spec {
+    /// Name in stats (`name = ".."` or `module_path::fn_name`).
+    pub name: &'static str,
+    /// Time to live of a present value.
+    pub ttl: Duration,
+    /// Relative spread of the TTL, `0 <= jitter < 1`.
+    pub jitter: f64,
+    /// Time to live of an absent value; `None` means absent values are not cached.
+    pub negative_ttl: Option<Duration>,
+    /// Single-flight loading.
+    pub lock: bool,
+    /// Versioned namespace.
+    pub namespace: Option<&'static str>,
+    /// Schema version baked into the key.
+    pub version: u32,
+    /// Cap on how long entries live in L1.
+    pub l1_ttl: Option<Duration>,
+    /// Which tiers to use.
+    pub tier: Tier,
+    /// What values must escape inside the key.
+    pub key_escape: Escape,
+}
+
+/// One call site's handle on its [`Spec`], caching which counters to bump.
+///
+/// Generated code keeps one in a `static`; several sites of the same function
+/// (the wrapper and its companions) share counters by name.
+#[derive(Debug)]
+pub struct Site {
+    pub(crate) spec: Spec,
+    bound: OnceLock<Bound>,
+}
+
+#[derive(Debug)]
+struct Bound {
+    cache_id: u64,
+    counters: Arc<Counters>,
+}
+
+/// Counters borrowed from the site's binding, or fetched from another cache.
+pub(crate) enum CountersRef {
+    Bound(&'static Counters),
+    Other(Arc<Counters>),
+}
+
+impl std::ops::Deref for CountersRef {
+    type Target = Counters;
+    #[inline]
+    fn deref(&self) -> &Counters {
+        match self {
+            CountersRef::Bound(c) => c,
+            CountersRef::Other(c) => c,
+        }
+    }
+}
+
+impl Site {
+    /// A site for `spec`.
+    pub const fn new(spec: Spec) -> Site {
+        Site {
+            spec,
+            bound: OnceLock::new(),
+        }
+    }
+
+    /// The function's spec.
+    #[inline]
+    pub fn spec(&self) -> &Spec {
+        &self.spec
+    }
+
+    /// The counters for this function on `cache`. The first cache a site
+    /// meets is remembered, so the common one-cache case costs one compare.
+    #[inline]
+    pub(crate) fn counters(&'static self, cache: &Cache) -> CountersRef {
+        if let Some(bound) = self.bound.get() {
+            if bound.cache_id == cache.id() {
+                return CountersRef::Bound(&bound.counters);
+            }
+            return CountersRef::Other(cache.counters(self.spec.name));
+        }
+        let bound = self.bound.get_or_init(|| Bound {
+            cache_id: cache.id(),
+            counters: cache.counters(self.spec.name),
+        });
+        if bound.cache_id == cache.id() {
+            CountersRef::Bound(&bound.counters)
+        } else {
+            CountersRef::Other(cache.counters(self.spec.name))
+        }
+    }
+}

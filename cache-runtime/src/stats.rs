@@ -1,0 +1,142 @@
+//! Per-function counters.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, PoisonError};
+
+/// Live counters of one cached function on one cache.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) l1_hits: AtomicU64,
+    pub(crate) l2_hits: AtomicU64,
+    pub(crate) misses: AtomicU64,
+    pub(crate) body_runs: AtomicU64,
+    pub(crate) errors: AtomicU64,
+    pub(crate) stale_served: AtomicU64,
+    pub(crate) lock_waits: AtomicU64,
+    pub(crate) l2_errors: AtomicU64,
+}
+
+impl Counters {
+    #[inline]
+    pub(crate) fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Relaxed);
+    }
+
+    fn snapshot(&self, name: &str) -> FunctionStats {
+        FunctionStats {
+            name: name.to_owned(),
+            l1_hits: self.l1_hits.load(Relaxed),
+            l2_hits: self.l2_hits.load(Relaxed),
+            misses: self.misses.load(Relaxed),
+            body_runs: self.body_runs.load(Relaxed),
+            errors: self.errors.load(Relaxed),
+            stale_served: self.stale_served.load(Relaxed),
+            lock_waits: self.lock_waits.load(Relaxed),
+            l2_errors: self.l2_errors.load(Relaxed),
+        }
+    }
+}
+
+/// The counters of every function a cache has served, by function name.
+#[derive(Debug, Default)]
+pub(crate) struct Registry {
+    by_name: Mutex<HashMap<&'static str, Arc<Counters>>>,
+}
+
+impl Registry {
+    pub(crate) fn counters(&self, name: &'static str) -> Arc<Counters> {
+        let mut map = self.by_name.lock().unwrap_or_else(PoisonError::into_inner);
+        Arc::clone(map.entry(name).or_default())
+    }
+
+    pub(crate) fn snapshot(&self) -> Stats {
+        let map = self.by_name.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut functions: Vec<FunctionStats> =
+            map.iter().map(|(name, c)| c.snapshot(name)).collect();
+        functions.sort_by(|a, b| a.name.cmp(&b.name));
+        Stats { functions }
+    }
+}
+
+/// A point-in-time copy of a cache's counters, one entry per function.
+///
+/// # Example
+///
+/// ```
+/// let cache = cache_runtime::Cache::local();
+/// let stats = cache.stats();
+/// assert!(stats.function("app::get_user").is_none());
+/// assert_eq!(stats.total().l1_hits, 0);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// One entry per function, sorted by name.
+    pub functions: Vec<FunctionStats>,
+}
+
+impl Stats {
+    /// The counters of the function named `name` (its `name = ".."` argument,
+    /// or `module_path::fn_name`).
+    pub fn function(&self, name: &str) -> Option<&FunctionStats> {
+        self.functions.iter().find(|f| f.name == name)
+    }
+
+    /// All functions' counters added up, under the name `"total"`.
+    pub fn total(&self) -> FunctionStats {
+        let mut t = FunctionStats {
+            name: "total".to_owned(),
+            ..FunctionStats::default()
+        };
+        for f in &self.functions {
+            t.l1_hits += f.l1_hits;
+            t.l2_hits += f.l2_hits;
+            t.misses += f.misses;
+            t.body_runs += f.body_runs;
+            t.errors += f.errors;
+            t.stale_served += f.stale_served;
+            t.lock_waits += f.lock_waits;
+            t.l2_errors += f.l2_errors;
+        }
+        t
+    }
+}
+
+/// Counters of one cached function.
+///
+/// Every call is exactly one of an L1 hit, an L2 hit or a miss. A miss runs
+/// the body unless it waited for another caller's run (`lock_waits`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FunctionStats {
+    /// The function's name.
+    pub name: String,
+    /// Calls answered from the in-process tier.
+    pub l1_hits: u64,
+    /// Calls answered from the shared tier.
+    pub l2_hits: u64,
+    /// Calls that found no fresh entry.
+    pub misses: u64,
+    /// Times the function's body ran (misses, refreshes).
+    pub body_runs: u64,
+    /// Body runs that returned an error (never cached).
+    pub errors: u64,
+    /// Calls answered with an expired value inside its stale window.
+    pub stale_served: u64,
+    /// Calls that waited for another caller's body run (`lock`).
+    pub lock_waits: u64,
+    /// Shared-tier operations that failed or timed out.
+    pub l2_errors: u64,
+}
+
+impl FunctionStats {
+    /// Hits (both tiers) over all calls; 0 when there were no calls.
+    pub fn hit_ratio(&self) -> f64 {
+        let hits = self.l1_hits + self.l2_hits;
+        let calls = hits + self.misses;
+        if calls == 0 {
+            0.0
+        } else {
+            hits as f64 / calls as f64
+        }
+    }
+}

@@ -1,0 +1,47 @@
+//! Declarative caching for Rust functions.
+//!
+//! One attribute turns a function into a cache-aside wrapper over an
+//! in-process L1 ([moka](https://docs.rs/moka)), with jittered TTLs,
+//! negative caching, single-flight loading, tags, versioned namespaces and
+//! generated companion functions.
+//!
+//! ```
+//! use cachette::cache;
+//! # #[derive(Clone)] struct User { name: String }
+//! # #[derive(Debug)] struct DbError;
+//! # async fn fetch_user(id: u64) -> Result<Option<User>, DbError> { Ok(Some(User { name: format!("user {id}") })) }
+//!
+//! #[cache(key = "user:<id>", ttl = 300, jitter = 0.1, negative_ttl = 60, lock, tier = "l1")]
+//! async fn get_user(id: u64) -> Result<Option<User>, DbError> {
+//!     fetch_user(id).await
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let user = get_user(42).await.unwrap();        // runs the body, stores the result
+//! let again = get_user(42).await.unwrap();       // served from the cache
+//! assert_eq!(get_user_key(42), "user:42");
+//! get_user_invalidate(42).await?;                // after a write
+//! # assert_eq!(user.unwrap().name, again.unwrap().name);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Without set-up, cached functions use an embedded L1-only cache; give them
+//! another with [`set_global`] or per function with `cache = EXPR`. See the
+//! README for every argument of [`cache`].
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub use cache_macros::cache;
+pub use cache_runtime::{
+    clear, clear_blocking, invalidate_key, invalidate_key_blocking, invalidate_namespace,
+    invalidate_namespace_blocking, invalidate_tag, invalidate_tag_blocking, set_global, Builder,
+    Cache, Clock, Error, FunctionStats, KeyPart, KeyWriter, ManualClock, Stats, SystemClock, Tier,
+    DEFAULT_L1_CAPACITY,
+};
+
+/// What generated code calls. Not public API: it changes without notice.
+#[doc(hidden)]
+pub use cache_runtime::__private;
