@@ -69,7 +69,7 @@ pub struct Builder {
     prefix: String,
     l1_capacity: u64,
     l1_max_ttl: Option<Duration>,
-    clock: Arc<dyn Clock>,
+    clock: Option<Arc<dyn Clock>>,
 }
 
 impl Default for Builder {
@@ -78,7 +78,7 @@ impl Default for Builder {
             prefix: String::new(),
             l1_capacity: DEFAULT_L1_CAPACITY,
             l1_max_ttl: None,
-            clock: Arc::new(SystemClock),
+            clock: None,
         }
     }
 }
@@ -109,7 +109,7 @@ impl Builder {
     /// The clock freshness is judged by; tests pass a
     /// [`ManualClock`](crate::ManualClock) to move time without sleeping.
     pub fn clock(mut self, clock: impl Clock) -> Self {
-        self.clock = Arc::new(clock);
+        self.clock = Some(Arc::new(clock));
         self
     }
 
@@ -139,7 +139,7 @@ impl Builder {
                 prefix: self.prefix,
                 l1: Box::new(MokaStore::new(self.l1_capacity)),
                 l1_max_ttl: self.l1_max_ttl,
-                clock: self.clock,
+                clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
                 generations: Generations::new(),
                 flights: Flights::default(),
                 registry: Registry::default(),

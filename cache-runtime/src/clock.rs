@@ -31,9 +31,10 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     #[inline]
     fn now_millis(&self) -> u64 {
+        // u64 arithmetic: `as_millis` goes through u128 on every hit.
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64)
+            .map_or(0, |d| d.as_secs() * 1000 + u64::from(d.subsec_millis()))
     }
 }
 

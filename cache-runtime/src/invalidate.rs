@@ -23,7 +23,7 @@ pub(crate) struct Generations {
     epoch: AtomicU64,
     clear: AtomicU64,
     key_slots: Box<[AtomicU64]>,
-    slot_hasher: std::collections::hash_map::RandomState,
+    slot_hasher: foldhash::fast::RandomState,
     namespaces: RwLock<HashMap<Box<str>, u64>>,
     tags: RwLock<HashMap<Box<str>, u64>>,
 }

@@ -145,21 +145,16 @@ impl<'a> KeyWriter<'a> {
         self.out.push(HEX[(b & 0xF) as usize] as char);
     }
 
+    /// Writes a number's ASCII digits, with a leading `-` escaped when the
+    /// template reserves it (digits never are: only punctuation is).
     #[inline]
-    fn write_ascii_digits(&mut self, digits: &[u8]) {
-        // Digits and '-' are ASCII; escape only what the template reserves.
-        if digits.iter().any(|&b| self.escape.needs(b)) {
-            for &b in digits {
-                if self.escape.needs(b) {
-                    self.push_escaped(b);
-                } else {
-                    self.out.push(b as char);
-                }
+    fn write_ascii_digits(&mut self, digits: &str) {
+        match digits.strip_prefix('-') {
+            Some(magnitude) if self.escape.needs(b'-') => {
+                self.push_escaped(b'-');
+                self.out.push_str(magnitude);
             }
-        } else {
-            // The bytes are ASCII digits and '-', so always valid UTF-8.
-            self.out
-                .push_str(std::str::from_utf8(digits).unwrap_or_default());
+            _ => self.out.push_str(digits),
         }
     }
 }
@@ -195,56 +190,18 @@ pub trait KeyPart {
     fn write_key(&self, out: &mut KeyWriter<'_>);
 }
 
-macro_rules! unsigned_key_part {
+macro_rules! integer_key_part {
     ($($t:ty),*) => {$(
         impl KeyPart for $t {
             #[inline]
             fn write_key(&self, out: &mut KeyWriter<'_>) {
-                let mut buf = [0u8; 40];
-                let mut i = buf.len();
-                let mut n = *self;
-                loop {
-                    i -= 1;
-                    buf[i] = b'0' + (n % 10) as u8;
-                    n /= 10;
-                    if n == 0 {
-                        break;
-                    }
-                }
-                out.write_ascii_digits(&buf[i..]);
+                out.write_ascii_digits(itoa::Buffer::new().format(*self));
             }
         }
     )*};
 }
 
-macro_rules! signed_key_part {
-    ($($t:ty => $u:ty),*) => {$(
-        impl KeyPart for $t {
-            #[inline]
-            fn write_key(&self, out: &mut KeyWriter<'_>) {
-                let mut buf = [0u8; 41];
-                let mut i = buf.len();
-                let mut n: $u = self.unsigned_abs();
-                loop {
-                    i -= 1;
-                    buf[i] = b'0' + (n % 10) as u8;
-                    n /= 10;
-                    if n == 0 {
-                        break;
-                    }
-                }
-                if *self < 0 {
-                    i -= 1;
-                    buf[i] = b'-';
-                }
-                out.write_ascii_digits(&buf[i..]);
-            }
-        }
-    )*};
-}
-
-unsigned_key_part!(u8, u16, u32, u64, u128, usize);
-signed_key_part!(i8 => u8, i16 => u16, i32 => u32, i64 => u64, i128 => u128, isize => usize);
+integer_key_part!(u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize);
 
 impl KeyPart for bool {
     fn write_key(&self, out: &mut KeyWriter<'_>) {

@@ -84,9 +84,9 @@ fn render_tags(tags: &[Tag<'_>]) -> Vec<String> {
         .collect()
 }
 
-/// The stored value for `key` if it is fresh and no invalidation covers it.
+/// The entry for `key` if it is fresh and no invalidation covers it.
 #[inline]
-fn read_l1<Sh: Shape<R>, R>(inner: &Inner, key: &str) -> Option<R> {
+fn fresh_entry(inner: &Inner, key: &str) -> Option<Arc<Entry>> {
     let entry = inner.l1.get(key)?;
     if inner.clock.now_millis() >= entry.fresh_until_ms
         || !inner
@@ -95,10 +95,36 @@ fn read_l1<Sh: Shape<R>, R>(inner: &Inner, key: &str) -> Option<R> {
     {
         return None;
     }
-    // Another function with the same key template stores another type:
-    // that is a miss, not a panic.
-    let value = entry.value.downcast_ref::<Sh::Value>()?;
-    Some(Sh::join(value.clone()))
+    Some(entry)
+}
+
+/// The return value for a stored value of the right type. Another function
+/// with the same key template may store another type: that is a miss, not a
+/// panic.
+#[inline]
+fn join_value<Sh: Shape<R>, R>(value: &(dyn Any + Send + Sync)) -> Option<R> {
+    value
+        .downcast_ref::<Sh::Value>()
+        .map(|v| Sh::join(v.clone()))
+}
+
+/// The stored value for `key` if it is fresh and no invalidation covers it.
+#[inline]
+fn read_l1<Sh: Shape<R>, R>(inner: &Inner, key: &str) -> Option<R> {
+    join_value::<Sh, R>(&*fresh_entry(inner, key)?.value)
+}
+
+/// Renders the key into `buf` and reads it; on a miss, the key as an owned
+/// string.
+#[inline]
+fn probe<Sh: Shape<R>, R>(
+    inner: &Inner,
+    spec: &Spec,
+    buf: &mut String,
+    key: impl FnOnce(&mut KeyWriter<'_>),
+) -> Result<R, String> {
+    render_key(spec, buf, key);
+    read_l1::<Sh, R>(inner, buf).ok_or_else(|| buf.clone())
 }
 
 /// Looks `key` up for the function of `site`; generated code calls this
@@ -112,20 +138,11 @@ pub fn lookup<'c, Sh: Shape<R>, R>(
 ) -> Lookup<'c, R> {
     let counters = site.counters(cache);
     let inner = &*cache.inner;
-    let found = KEY_BUF.with(|cell| {
-        let mut borrowed = cell.try_borrow_mut().ok();
-        let mut own = String::new();
-        // A KeyPart that calls a cached function re-enters; it gets its own
-        // buffer.
-        let buf: &mut String = match borrowed.as_deref_mut() {
-            Some(buf) => buf,
-            None => &mut own,
-        };
-        render_key(&site.spec, buf, key);
-        match read_l1::<Sh, R>(inner, buf) {
-            Some(ret) => Ok(ret),
-            None => Err(buf.as_str().to_owned()),
-        }
+    // A KeyPart that calls a cached function re-enters; it gets a buffer of
+    // its own.
+    let found = KEY_BUF.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => probe::<Sh, R>(inner, &site.spec, &mut buf, key),
+        Err(_) => probe::<Sh, R>(inner, &site.spec, &mut String::new(), key),
     });
     match found {
         Ok(ret) => {
@@ -218,11 +235,13 @@ pub fn invalidate_blocking(
 }
 
 /// What a caller does next.
-enum Plan<'a> {
+enum Plan<'a, R> {
     /// Run the body; with a guard when leading a flight.
     Run(Option<LeaderGuard<'a>>),
     /// Wait for another caller's run.
     Wait(Arc<Flight>),
+    /// Another caller's run finished between the lookup and the election.
+    Value(R),
 }
 
 /// What a waiter does once the leader finished.
@@ -263,7 +282,8 @@ impl<'c> Load<'c> {
     /// own `body`; if it panics or is dropped, one of them takes over.
     pub async fn run_async<Sh: Shape<R>, R, F: Future<Output = R>>(self, body: F) -> R {
         loop {
-            match self.plan() {
+            match self.plan::<Sh, R>() {
+                Plan::Value(ret) => return ret,
                 Plan::Run(guard) => {
                     let ret = body.await;
                     self.finish::<Sh, R>(guard, &ret);
@@ -286,7 +306,8 @@ impl<'c> Load<'c> {
     /// their thread.
     pub fn run_blocking<Sh: Shape<R>, R, F: FnOnce() -> R>(self, body: F) -> R {
         loop {
-            match self.plan() {
+            match self.plan::<Sh, R>() {
+                Plan::Value(ret) => return ret,
                 Plan::Run(guard) => {
                     let ret = body();
                     self.finish::<Sh, R>(guard, &ret);
@@ -305,7 +326,7 @@ impl<'c> Load<'c> {
         }
     }
 
-    fn plan(&self) -> Plan<'_> {
+    fn plan<Sh: Shape<R>, R>(&self) -> Plan<'_, R> {
         if !self.site.spec.lock || self.refresh {
             return Plan::Run(None);
         }
@@ -314,7 +335,18 @@ impl<'c> Load<'c> {
             .flights
             .join_or_lead(&self.key, &self.fence, &inner.generations)
         {
-            Role::Leader(guard) => Plan::Run(Some(guard)),
+            Role::Leader(guard) => {
+                // A leader that finished after our lookup missed has already
+                // stored its value and left: serve that instead of a second
+                // run.
+                if let Some(entry) = fresh_entry(inner, &self.key) {
+                    if let Some(ret) = join_value::<Sh, R>(&*entry.value) {
+                        guard.finish(Outcome::Done(Arc::clone(&entry.value)));
+                        return Plan::Value(ret);
+                    }
+                }
+                Plan::Run(Some(guard))
+            }
             Role::Waiter(flight) => {
                 Counters::bump(&self.site.counters(self.cache).lock_waits);
                 Plan::Wait(flight)
@@ -388,7 +420,6 @@ impl<'c> Load<'c> {
             absent,
             fence: self.fence.clone(),
             checked_epoch: AtomicU64::new(self.fence.epoch),
-            l1_lifetime,
         };
         inner.l1.insert(&self.key, Arc::new(entry));
     }
