@@ -84,11 +84,6 @@ impl Flights {
             finished: false,
         })
     }
-
-    #[cfg(test)]
-    pub(crate) fn len(&self) -> usize {
-        lock(&self.by_key).len()
-    }
 }
 
 impl LeaderGuard<'_> {

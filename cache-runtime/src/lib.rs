@@ -20,6 +20,12 @@
 
 mod cache;
 mod clock;
+#[cfg(feature = "redis")]
+#[allow(dead_code, reason = "used by the shared tier")]
+mod codec;
+#[cfg(feature = "redis")]
+#[allow(dead_code, reason = "read and written by the shared tier")]
+mod envelope;
 mod error;
 mod flight;
 mod invalidate;
@@ -36,6 +42,10 @@ pub use cache::{
     Cache, DEFAULT_L1_CAPACITY,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
+#[cfg(feature = "redis")]
+pub use codec::{Bincode, Codec, CodecError};
+#[cfg(feature = "postcard")]
+pub use codec::Postcard;
 pub use error::Error;
 pub use key::{KeyPart, KeyWriter};
 pub use spec::Tier;
