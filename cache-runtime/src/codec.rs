@@ -149,7 +149,9 @@ impl Codec for Bincode {
                 "bincode value ends after {read} of {} bytes",
                 bytes.len()
             ))),
-            Err(e) => Err(CodecError(format!("bincode could not decode the value: {e}"))),
+            Err(e) => Err(CodecError(format!(
+                "bincode could not decode the value: {e}"
+            ))),
         }
     }
 }
@@ -186,7 +188,9 @@ impl Codec for Postcard {
                 "postcard value ends {} bytes early",
                 rest.len()
             ))),
-            Err(e) => Err(CodecError(format!("postcard could not decode the value: {e}"))),
+            Err(e) => Err(CodecError(format!(
+                "postcard could not decode the value: {e}"
+            ))),
         }
     }
 }
@@ -227,7 +231,9 @@ mod tests {
         longer.push(0);
         assert!(kind.decode::<User>(&longer).is_err(), "trailing byte");
         // A length prefix claiming far more than there is.
-        assert!(kind.decode::<Vec<u64>>(&[0xFC, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F]).is_err());
+        assert!(kind
+            .decode::<Vec<u64>>(&[0xFC, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F])
+            .is_err());
         let mut rng = fastrand::Rng::with_seed(7);
         for _ in 0..2000 {
             let len = rng.usize(0..64);

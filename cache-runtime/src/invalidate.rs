@@ -10,7 +10,6 @@
 //! moved since the entry was last checked.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::sync::{PoisonError, RwLock};
 
@@ -23,7 +22,6 @@ pub(crate) struct Generations {
     epoch: AtomicU64,
     clear: AtomicU64,
     key_slots: Box<[AtomicU64]>,
-    slot_hasher: foldhash::fast::RandomState,
     namespaces: RwLock<HashMap<Box<str>, u64>>,
     tags: RwLock<HashMap<Box<str>, u64>>,
 }
@@ -45,16 +43,18 @@ impl Generations {
             epoch: AtomicU64::new(0),
             clear: AtomicU64::new(0),
             key_slots: (0..KEY_SLOTS).map(|_| AtomicU64::new(0)).collect(),
-            slot_hasher: Default::default(),
             namespaces: RwLock::default(),
             tags: RwLock::default(),
         }
     }
 
+    /// The key's slot: FNV-1a, fixed so that every process (and, through
+    /// the shared tier, every host) agrees on it.
     fn slot(&self, key: &str) -> usize {
-        let mut h = self.slot_hasher.build_hasher();
-        key.hash(&mut h);
-        (h.finish() as usize) % KEY_SLOTS
+        let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        (hash % KEY_SLOTS as u64) as usize
     }
 
     fn named(map: &RwLock<HashMap<Box<str>, u64>>, name: &str) -> u64 {

@@ -35,6 +35,7 @@ mod shape;
 mod spec;
 mod stats;
 mod tier;
+mod value;
 
 pub use cache::{
     clear, clear_blocking, invalidate_key, invalidate_key_blocking, invalidate_namespace,
@@ -42,14 +43,15 @@ pub use cache::{
     Cache, DEFAULT_L1_CAPACITY,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
-#[cfg(feature = "redis")]
-pub use codec::{Bincode, Codec, CodecError};
 #[cfg(feature = "postcard")]
 pub use codec::Postcard;
+#[cfg(feature = "redis")]
+pub use codec::{Bincode, Codec, CodecError};
 pub use error::Error;
 pub use key::{KeyPart, KeyWriter};
 pub use spec::Tier;
 pub use stats::{FunctionStats, Stats};
+pub use value::SharedValue;
 
 /// What generated code calls. Not public API: it changes without notice.
 #[doc(hidden)]
@@ -62,6 +64,7 @@ pub mod __private {
         invalidate_async, invalidate_blocking, key_string, lookup, put_async, put_blocking,
         refresh, Load, Lookup, Tag,
     };
+    pub use crate::value::{local, shared, ValueCodec};
     pub use crate::Cache;
     pub use crate::Error;
     pub use core::time::Duration;

@@ -17,6 +17,7 @@ use crate::l1::Entry;
 use crate::shape::Shape;
 use crate::spec::{Site, Spec};
 use crate::stats::Counters;
+use crate::value::ValueCodec;
 
 /// One tag template of a function, rendered only when an entry is filled.
 #[derive(Clone, Copy)]
@@ -51,6 +52,9 @@ pub struct Load<'c> {
     fence: Fence,
     /// A refresh neither reads nor joins a flight: it always runs the body.
     refresh: bool,
+    /// How values cross into the shared tier; `None` keeps them in L1.
+    #[allow(dead_code, reason = "read by the shared tier")]
+    value: Option<ValueCodec>,
 }
 
 thread_local! {
@@ -133,6 +137,7 @@ fn probe<Sh: Shape<R>, R>(
 pub fn lookup<'c, Sh: Shape<R>, R>(
     site: &'static Site,
     cache: &'c Cache,
+    value: Option<ValueCodec>,
     key: impl FnOnce(&mut KeyWriter<'_>),
     tags: &[Tag<'_>],
 ) -> Lookup<'c, R> {
@@ -151,7 +156,7 @@ pub fn lookup<'c, Sh: Shape<R>, R>(
         }
         Err(key) => {
             Counters::bump(&counters.misses);
-            Lookup::Miss(Load::new(site, cache, key, tags, false))
+            Lookup::Miss(Load::new(site, cache, value, key, tags, false))
         }
     }
 }
@@ -160,12 +165,13 @@ pub fn lookup<'c, Sh: Shape<R>, R>(
 pub fn refresh<'c>(
     site: &'static Site,
     cache: &'c Cache,
+    value: Option<ValueCodec>,
     key: impl FnOnce(&mut KeyWriter<'_>),
     tags: &[Tag<'_>],
 ) -> Load<'c> {
     let mut rendered = String::new();
     render_key(&site.spec, &mut rendered, key);
-    Load::new(site, cache, rendered, tags, true)
+    Load::new(site, cache, value, rendered, tags, true)
 }
 
 /// The `{fn}_key` companion: the entry's key as an owned string.
@@ -175,19 +181,22 @@ pub fn key_string(site: &'static Site, key: impl FnOnce(&mut KeyWriter<'_>)) -> 
     rendered
 }
 
-/// The `{fn}_put` companion for async functions.
+/// The `{fn}_put` companion for async functions. Arguments are read before
+/// the future is returned, so the future holds none of them.
 ///
 /// # Errors
 ///
 /// As [`Cache::invalidate_key`].
-pub async fn put_async<Sh: Shape<R>, R>(
+pub fn put_async<'c, Sh: Shape<R>, R>(
     site: &'static Site,
-    cache: &Cache,
+    cache: &'c Cache,
+    value_codec: Option<ValueCodec>,
     key: impl FnOnce(&mut KeyWriter<'_>),
     tags: &[Tag<'_>],
     value: Sh::Value,
-) -> Result<(), Error> {
-    put_blocking::<Sh, R>(site, cache, key, tags, value)
+) -> impl Future<Output = Result<(), Error>> + Send + 'c {
+    let load = refresh(site, cache, value_codec, key, tags);
+    async move { load.put::<Sh, R>(value) }
 }
 
 /// The `{fn}_put` companion for sync functions.
@@ -198,27 +207,27 @@ pub async fn put_async<Sh: Shape<R>, R>(
 pub fn put_blocking<Sh: Shape<R>, R>(
     site: &'static Site,
     cache: &Cache,
+    value_codec: Option<ValueCodec>,
     key: impl FnOnce(&mut KeyWriter<'_>),
     tags: &[Tag<'_>],
     value: Sh::Value,
 ) -> Result<(), Error> {
-    let load = refresh(site, cache, key, tags);
-    let absent = Sh::is_absent(&value);
-    load.store(Arc::new(value), absent);
-    Ok(())
+    refresh(site, cache, value_codec, key, tags).put::<Sh, R>(value)
 }
 
-/// The `{fn}_invalidate` companion for async functions.
+/// The `{fn}_invalidate` companion for async functions. The key is
+/// rendered before the future is returned, so the future holds no argument.
 ///
 /// # Errors
 ///
 /// As [`Cache::invalidate_key`].
-pub async fn invalidate_async(
+pub fn invalidate_async<'c>(
     site: &'static Site,
-    cache: &Cache,
+    cache: &'c Cache,
     key: impl FnOnce(&mut KeyWriter<'_>),
-) -> Result<(), Error> {
-    cache.invalidate_key(&key_string(site, key)).await
+) -> impl Future<Output = Result<(), Error>> + Send + 'c {
+    let key = key_string(site, key);
+    async move { cache.invalidate_key(&key).await }
 }
 
 /// The `{fn}_invalidate` companion for sync functions.
@@ -255,6 +264,7 @@ impl<'c> Load<'c> {
     fn new(
         site: &'static Site,
         cache: &'c Cache,
+        value: Option<ValueCodec>,
         key: String,
         tags: &[Tag<'_>],
         refresh: bool,
@@ -269,7 +279,15 @@ impl<'c> Load<'c> {
             key,
             fence,
             refresh,
+            value,
         }
+    }
+
+    /// Stores a known value (`{fn}_put`).
+    fn put<Sh: Shape<R>, R>(&self, value: Sh::Value) -> Result<(), Error> {
+        let absent = Sh::is_absent(&value);
+        self.store(Arc::new(value), absent);
+        Ok(())
     }
 
     /// Runs the body of an async function for this miss (or waits for

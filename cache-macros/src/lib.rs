@@ -1,0 +1,130 @@
+//! The `#[cache]` attribute of cachette. Use it through the `cachette`
+//! crate, which re-exports it together with the runtime it calls.
+//!
+//! The macro holds no caching logic. It reads the attribute (`args`) and the
+//! function (`signature`), splits the templates (`template`), checks them
+//! against each other (`validate`) and writes one call into the runtime
+//! (`expand`). Any problem makes it emit the function unchanged next to the
+//! errors instead (`fallback`).
+
+mod args;
+mod ctxt;
+mod expand;
+mod fallback;
+mod signature;
+mod template;
+mod validate;
+
+use proc_macro::TokenStream;
+use proc_macro2::Span;
+
+use crate::ctxt::Ctxt;
+use crate::signature::Function;
+
+/// Caches a function's results: a repeated call with the same key arguments
+/// inside the TTL returns the stored value without running the body.
+///
+/// ```rust,ignore
+/// use cachette::cache;
+///
+/// #[cache(key = "user:<id>", ttl = 300, jitter = 0.1, negative_ttl = 60, lock, skip(db))]
+/// async fn get_user(db: &Db, id: u64) -> Result<Option<User>, DbError> {
+///     db.fetch_user(id).await
+/// }
+///
+/// // after a write:
+/// get_user_invalidate(42).await?;
+/// ```
+///
+/// # Arguments
+///
+/// | argument | meaning | default |
+/// |---|---|---|
+/// | `key = "user:<id>"` | key template: literal text and `<param>` or `<param.field.path>` placeholders (`<self.tenant>` too); `<T>` (a type parameter) and `<Self>` render the type's name; `<<` is a literal `<` | `"<fn_name>:<p1>:<p2>..."` over all parameters that are not skipped, then `<T>` for each type parameter the return type mentions |
+/// | `ttl = 300` / `ttl = "5m"` | time to live: integer seconds or a duration string with units `ms`, `s`, `m`, `h`, `d` (`"1h30m"`) | required |
+/// | `jitter = 0.1` | the TTL is drawn from `[ttl*(1-j), ttl*(1+j)]`; `0 <= j < 1` | 0 |
+/// | `negative_ttl = 60` | cache an absent result (`None`, `Ok(None)`) for this long | absent results are not cached |
+/// | `lock` | single-flight: one body run per key at a time | off |
+/// | `tags = ["org:<org_id>"]` | templates, checked like `key`, for `invalidate_tag` | none |
+/// | `namespace = "users"` | versioned namespace (letters, digits, `_`, `.`, `-`) for `invalidate_namespace` | none |
+/// | `version = 2` | schema version baked into the key | 1 |
+/// | `l1_ttl = 30` | cap on how long entries live in L1 | the cache's `l1_max_ttl` |
+/// | `tier = "both"` | `"l1"`, `"l2"` or `"both"` | `"both"` |
+/// | `skip(db, self)` | parameters that do not shape the result | none |
+/// | `cache = EXPR` | the `&Cache` to use; may use parameters, which then pick the cache instead of going into the key | the global cache |
+/// | `name = "users.get"` | name in stats, traces and metrics | `module_path::fn_name` |
+/// | `crate = "path"` | path of the `cachette` crate in generated code | `::cachette` |
+///
+/// `stale`, `stale_if_error` and `early` are not supported yet and are
+/// rejected.
+///
+/// Every parameter must be in the key, be used by `cache = ...`, or be
+/// skipped; otherwise calls that differ in it would share one entry. Two
+/// placeholders need literal text between them for the same reason. A
+/// generic function whose return type mentions `T` must have `<T>` in the
+/// key. All of this is checked at compile time.
+///
+/// # Return types
+///
+/// | returns | cached | `{fn}_put` takes |
+/// |---|---|---|
+/// | `T` | always | `T` |
+/// | `Option<T>` | `Some` always; `None` with `negative_ttl` | `Option<T>` |
+/// | `Result<T, E>` | `Ok` only | `T` |
+/// | `Result<Option<T>, E>` | `Ok(Some)` always; `Ok(None)` with `negative_ttl` | `Option<T>` |
+///
+/// The shape is read from the last path segment, so aliases such as
+/// `anyhow::Result<T>` and `io::Result<T>` count.
+///
+/// # Companions
+///
+/// Beside `get_user` the attribute generates, with the same visibility and
+/// `#[cfg]`s. "Key args" are the parameters that are not skipped; a method
+/// takes `&self` only when the key, a tag or `cache = ...` uses it.
+///
+/// - `get_user_key(key args) -> String`: the entry's key.
+/// - `get_user_invalidate(key args) -> Result<(), Error>`: drop the entry.
+/// - `get_user_put(key args, value) -> Result<(), Error>`: store a value.
+/// - `get_user_refresh(all args)`: run the body now and store its result.
+/// - `get_user_uncached(all args)`: run the body, bypassing the cache.
+///
+/// `_invalidate`, `_put`, `_refresh` and `_uncached` are `async` when the
+/// function is. Each keeps only the generic parameters its own signature
+/// needs.
+///
+/// # Limitations
+///
+/// - In an `impl Trait for Type` block the companions would be items the
+///   trait does not have. Cache an inherent method and call it from the
+///   trait method instead.
+/// - The attribute sees the function, not the `impl` around it: when the
+///   return type depends on the `impl`'s generic parameters, put `<Self>`
+///   into the key.
+/// - The default key starts with the function's name alone, so two
+///   functions of the same name (in different modules or `impl`s) with
+///   default keys share entries; give one of them a `key`.
+#[proc_macro_attribute]
+pub fn cache(args: TokenStream, item: TokenStream) -> TokenStream {
+    expand_attribute(args.into(), item.into()).into()
+}
+
+/// The whole attribute on `proc_macro2` tokens, so unit tests can run it.
+fn expand_attribute(
+    args: proc_macro2::TokenStream,
+    item: proc_macro2::TokenStream,
+) -> proc_macro2::TokenStream {
+    let cx = Ctxt::new();
+    let args = args::parse(&cx, args);
+    let plan = signature::parse_item(&cx, item.clone())
+        .map(Function::new)
+        .and_then(|function| validate::check(&cx, args, function));
+    let checked = cx.check().and_then(|()| {
+        plan.ok_or_else(|| {
+            syn::Error::new(Span::call_site(), "`#[cache]` could not read this function")
+        })
+    });
+    match checked {
+        Ok(plan) => expand::expand(&plan),
+        Err(errors) => fallback::expand(item, errors),
+    }
+}

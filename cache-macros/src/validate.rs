@@ -1,0 +1,781 @@
+//! Checks the arguments against the function and resolves every template
+//! placeholder, producing the [`Plan`] that `expand` turns into code.
+//!
+//! Every problem is recorded in the [`Ctxt`]; a plan is returned only when
+//! there were none.
+
+use std::collections::HashSet;
+
+use proc_macro2::Span;
+use quote::ToTokens;
+use syn::ext::IdentExt;
+use syn::visit::Visit;
+use syn::{Expr, Ident, Index, LitStr, Member, Path};
+
+use crate::args::{Args, Tier};
+use crate::ctxt::{backticked, closest, type_text, Ctxt};
+use crate::signature::{mentioned_names, Function, Output, Param, ParamKind};
+use crate::template::{Placeholder, Role, Segment, Template};
+
+/// Everything `expand` needs, all of it checked.
+pub(crate) struct Plan {
+    pub(crate) function: Function,
+    pub(crate) output: Output,
+    /// `::cachette` or the `crate = "..."` path.
+    pub(crate) root: Path,
+    pub(crate) spec: Spec,
+    pub(crate) key: Rendering,
+    pub(crate) tags: Vec<Rendering>,
+    /// Indices into `function.params` of the key args: the parameters that
+    /// are not skipped, in order. The receiver is among them only when the
+    /// key, a tag or `cache = ...` uses it.
+    pub(crate) key_params: Vec<usize>,
+    pub(crate) cache: CacheSource,
+}
+
+/// The values of the runtime's `Spec`.
+pub(crate) struct Spec {
+    /// `None`: `module_path!()::fn_name`.
+    pub(crate) name: Option<String>,
+    pub(crate) ttl_ms: u64,
+    pub(crate) jitter: f64,
+    pub(crate) negative_ttl_ms: Option<u64>,
+    pub(crate) lock: bool,
+    pub(crate) namespace: Option<String>,
+    pub(crate) version: u32,
+    pub(crate) l1_ttl_ms: Option<u64>,
+    pub(crate) tier: Tier,
+}
+
+/// A template with every placeholder resolved.
+pub(crate) struct Rendering {
+    pub(crate) pieces: Vec<Piece>,
+    /// All literal text of the template, for `Escape::of`.
+    pub(crate) escape: String,
+}
+
+pub(crate) enum Piece {
+    Text(String),
+    /// A parameter (or const generic) and a field path into it.
+    Value {
+        root: Ident,
+        fields: Vec<Member>,
+        span: Span,
+    },
+    /// A type parameter, rendered as the type's name.
+    TypeName {
+        ident: Ident,
+        span: Span,
+    },
+}
+
+/// Which cache instance the generated code uses.
+pub(crate) enum CacheSource {
+    Global,
+    /// `&(EXPR)`.
+    Borrowed(Expr),
+    /// `EXPR` borrows from a parameter the body takes by value, so the
+    /// wrapper works on its own handle instead (a cheap clone).
+    Cloned(Expr),
+}
+
+/// Checks everything; returns a plan only when nothing is wrong.
+pub(crate) fn check(cx: &Ctxt, args: Args, function: Function) -> Option<Plan> {
+    check_item(cx, &function);
+    let (skipped, meant_to_skip) = resolve_skip(cx, &args, &function);
+    check_patterns(cx, &function, &skipped);
+    let cache_uses = args
+        .cache
+        .as_ref()
+        .map(|expr| cache_uses(cx, expr, &function, &skipped))
+        .unwrap_or_default();
+
+    let mut key_uses = HashSet::new();
+    let key = resolve_key(cx, &args, &function, &skipped, &cache_uses, &mut key_uses);
+    let tags: Vec<_> = args
+        .tags
+        .iter()
+        .map(|lit| resolve_tag(cx, lit, &function, &skipped))
+        .collect();
+    if let (Some(lit), Some(_)) = (&args.key, &key) {
+        // A misspelled `skip(...)` entry has its own error; the parameter it
+        // meant is not reported again.
+        let excused: HashSet<String> = skipped.union(&meant_to_skip).cloned().collect();
+        check_every_param_is_keyed(cx, &function, &excused, &key_uses, &cache_uses);
+        check_generic_output_is_keyed(cx, lit, &function, &key_uses);
+    }
+    check_negative_ttl(cx, &args, &function);
+    // A `ttl` that was written but rejected, or misspelled, already has its
+    // own error.
+    if !args.written.contains("ttl") && !args.misspelled.contains("ttl") {
+        cx.error_at(
+            Span::call_site(),
+            "missing `ttl`: every cached function needs a time to live, like `#[cache(ttl = 300)]` or `#[cache(ttl = \"5m\")]`",
+        );
+    }
+
+    if cx.has_errors() {
+        return None;
+    }
+    let key_params = function
+        .params
+        .iter()
+        .enumerate()
+        .filter(|(_, param)| param.name().is_some_and(|name| !skipped.contains(&name)))
+        .map(|(index, _)| index)
+        .collect();
+    let cache = match args.cache {
+        None => CacheSource::Global,
+        Some(expr) => {
+            let borrows_a_moved_param = function.params.iter().any(|param| {
+                !param.is_shared_reference()
+                    && param_names(param)
+                        .iter()
+                        .any(|name| cache_uses.contains(name))
+            });
+            if borrows_a_moved_param {
+                CacheSource::Cloned(expr)
+            } else {
+                CacheSource::Borrowed(expr)
+            }
+        }
+    };
+    Some(Plan {
+        root: args
+            .krate
+            .map_or_else(|| syn::parse_quote!(::cachette), |arg| arg.value),
+        spec: Spec {
+            name: args.name.map(|arg| arg.value),
+            ttl_ms: args.ttl?.value,
+            jitter: args.jitter.map_or(0.0, |arg| arg.value),
+            negative_ttl_ms: args.negative_ttl.map(|arg| arg.value),
+            lock: args.lock,
+            namespace: args.namespace.map(|arg| arg.value),
+            version: args.version.map_or(1, |arg| arg.value),
+            l1_ttl_ms: args.l1_ttl.map(|arg| arg.value),
+            tier: args.tier.map_or(Tier::Both, |arg| arg.value),
+        },
+        output: function.output.clone()?,
+        key: key?,
+        tags: tags.into_iter().collect::<Option<_>>()?,
+        key_params,
+        cache,
+        function,
+    })
+}
+
+/// The key template (written or default) with its placeholders resolved.
+fn resolve_key(
+    cx: &Ctxt,
+    args: &Args,
+    function: &Function,
+    skipped: &HashSet<String>,
+    cache_uses: &HashSet<String>,
+    key_uses: &mut HashSet<String>,
+) -> Option<Rendering> {
+    let template = match &args.key {
+        Some(lit) => Template::parse(cx, lit, Role::Key)?,
+        None => default_key(function, skipped, cache_uses),
+    };
+    resolve(
+        cx,
+        &template,
+        function,
+        skipped,
+        key_uses,
+        |name, hole, _| {
+            let ident = args
+                .skip
+                .iter()
+                .find(|ident| ident.unraw() == name)
+                .expect("a skipped name comes from `skip(...)`");
+            cx.error_at(
+                ident.span(),
+                format!(
+                    "`{name}` is skipped, but the key uses `{}`; remove `{name}` from `skip(...)`",
+                    hole.text()
+                ),
+            );
+        },
+    )
+}
+
+/// One tag template with its placeholders resolved.
+fn resolve_tag(
+    cx: &Ctxt,
+    lit: &LitStr,
+    function: &Function,
+    skipped: &HashSet<String>,
+) -> Option<Rendering> {
+    let template = Template::parse(cx, lit, Role::Tag)?;
+    let on_skipped = |name: &str, hole: &Placeholder, template: &Template| {
+        cx.error_spanned_by(
+            lit,
+            format!(
+                "tag {:?} uses `{}`, but `{name}` is skipped and companions such as `{}_invalidate` do not take it; remove `{name}` from `skip(...)` or from the tag",
+                template.source,
+                hole.text(),
+                function.name().unraw(),
+            ),
+        );
+    };
+    resolve(
+        cx,
+        &template,
+        function,
+        skipped,
+        &mut HashSet::new(),
+        on_skipped,
+    )
+}
+
+/// `negative_ttl` needs a return type with an absent value.
+fn check_negative_ttl(cx: &Ctxt, args: &Args, function: &Function) {
+    let (Some(negative_ttl), Some(output)) = (&args.negative_ttl, &function.output) else {
+        return;
+    };
+    if output.shape.has_absent_value() {
+        return;
+    }
+    let value = type_text(&output.value);
+    cx.error_at(
+        negative_ttl.span,
+        format!(
+            "`negative_ttl` caches absent results, but `{value}` has no absent value; return `Option<{value}>` (or `Result<Option<{value}>, E>`) or remove `negative_ttl`"
+        ),
+    );
+}
+
+/// Items `#[cache]` cannot wrap.
+fn check_item(cx: &Ctxt, function: &Function) {
+    let sig = &function.item.sig;
+    if let Some(constness) = &sig.constness {
+        cx.error_at(
+            constness.span,
+            "`#[cache]` cannot wrap a `const fn`: a cache lookup does not run at compile time; remove `const`",
+        );
+    }
+    if function.output.is_none() {
+        let message = format!(
+            "`{}` returns nothing, so there is nothing to cache; return the value to cache, or remove `#[cache]`",
+            sig.ident.unraw()
+        );
+        match &sig.output {
+            syn::ReturnType::Type(_, ty) => cx.error_spanned_by(ty, message),
+            syn::ReturnType::Default => cx.error_at(sig.ident.span(), message),
+        }
+    }
+    if let Some(impl_trait) = function.impl_trait_output() {
+        cx.error_spanned_by(
+            impl_trait,
+            "`#[cache]` cannot store an `impl Trait` value, whose type is hidden; return a concrete type, like `Vec<User>`",
+        );
+    }
+}
+
+/// The names in `skip(...)` that exist, each once; and the parameters that
+/// misspelled names in it were probably meant to skip.
+fn resolve_skip(cx: &Ctxt, args: &Args, function: &Function) -> (HashSet<String>, HashSet<String>) {
+    let mut skipped = HashSet::new();
+    let mut meant = HashSet::new();
+    let known: Vec<String> = function.params.iter().flat_map(param_names).collect();
+    for ident in &args.skip {
+        let name = ident.unraw().to_string();
+        if !known.contains(&name) {
+            if let Some(near) = closest(&name, known.iter().map(String::as_str)) {
+                meant.insert(near.to_owned());
+            }
+            cx.error_at(
+                ident.span(),
+                format!(
+                    "`skip({name})` names no parameter of `{}`; {}",
+                    function.name().unraw(),
+                    describe_params(function, &name, |near| near.to_owned()),
+                ),
+            );
+        } else if !skipped.insert(name.clone()) {
+            cx.error_at(
+                ident.span(),
+                format!("`{name}` is skipped twice; list it once"),
+            );
+        }
+    }
+    (skipped, meant)
+}
+
+/// Destructuring parameters cannot go into the key, so each must be skipped
+/// (all the names it binds) or bind nothing at all.
+fn check_patterns(cx: &Ctxt, function: &Function, skipped: &HashSet<String>) {
+    for param in &function.params {
+        let ParamKind::Pattern { bindings } = &param.kind else {
+            continue;
+        };
+        let names: Vec<String> = bindings.iter().map(|b| b.unraw().to_string()).collect();
+        if names.iter().all(|name| skipped.contains(name)) {
+            continue;
+        }
+        cx.error_spanned_by(
+            param.name_tokens(),
+            format!(
+                "a destructuring pattern cannot go into the key; bind this parameter to a name and use its fields in the key, like `<pair.0>`, or skip it with `skip({})`",
+                names.join(", ")
+            ),
+        );
+    }
+}
+
+/// Names `cache = EXPR` uses: parameters named as plain paths (`db`,
+/// `self.cache`) or inside macro calls.
+fn cache_uses(
+    cx: &Ctxt,
+    expr: &Expr,
+    function: &Function,
+    skipped: &HashSet<String>,
+) -> HashSet<String> {
+    struct Paths(HashSet<String>);
+    impl Visit<'_> for Paths {
+        fn visit_expr_path(&mut self, path: &syn::ExprPath) {
+            if let (None, None, Some(ident)) =
+                (&path.qself, &path.path.leading_colon, path.path.get_ident())
+            {
+                self.0.insert(ident.unraw().to_string());
+            }
+            syn::visit::visit_expr_path(self, path);
+        }
+        fn visit_macro(&mut self, mac: &syn::Macro) {
+            self.0.extend(mentioned_names(mac.tokens.clone()));
+        }
+    }
+    let mut paths = Paths(HashSet::new());
+    paths.visit_expr(expr);
+    let params: HashSet<String> = function.params.iter().flat_map(param_names).collect();
+    let mut uses: Vec<String> = paths.0.intersection(&params).cloned().collect();
+    uses.sort();
+    for name in &uses {
+        if skipped.contains(name) {
+            cx.error_spanned_by(
+                expr,
+                format!(
+                    "`cache = ...` uses `{name}`, which is skipped; companions such as `{}_invalidate` do not take skipped parameters, so remove `{name}` from `skip(...)`",
+                    function.name().unraw()
+                ),
+            );
+        }
+    }
+    uses.into_iter().collect()
+}
+
+/// `"<fn_name>:<p1>:<p2>..."` over the parameters that are neither skipped
+/// nor used only to pick the cache, then `<T>` for each type or const
+/// parameter the return type mentions.
+fn default_key(
+    function: &Function,
+    skipped: &HashSet<String>,
+    cache_uses: &HashSet<String>,
+) -> Template {
+    let mut parts = Vec::new();
+    for param in &function.params {
+        let Some(name) = param.name() else { continue };
+        if !skipped.contains(&name) && !cache_uses.contains(&name) {
+            parts.push((name, param.span()));
+        }
+    }
+    let in_output = output_generics(function);
+    for ident in function.type_and_const_params() {
+        let name = ident.unraw().to_string();
+        if in_output.contains(&name) {
+            parts.push((name, ident.span()));
+        }
+    }
+    let name = function.name().unraw().to_string();
+    Template::default_key(&name, function.name().span(), &parts)
+}
+
+/// Type and const parameters that the return type mentions.
+fn output_generics(function: &Function) -> HashSet<String> {
+    let Some(output) = &function.output else {
+        return HashSet::new();
+    };
+    let mentioned = mentioned_names(output.ty.to_token_stream());
+    function
+        .type_and_const_params()
+        .into_iter()
+        .map(|ident| ident.unraw().to_string())
+        .filter(|name| mentioned.contains(name))
+        .collect()
+}
+
+/// Resolves each placeholder to a parameter, const parameter or type
+/// parameter, recording the roots used in `uses`. `on_skipped` reports a
+/// placeholder whose parameter is skipped.
+fn resolve(
+    cx: &Ctxt,
+    template: &Template,
+    function: &Function,
+    skipped: &HashSet<String>,
+    uses: &mut HashSet<String>,
+    on_skipped: impl Fn(&str, &Placeholder, &Template),
+) -> Option<Rendering> {
+    let mut pieces = Vec::new();
+    let mut ok = true;
+    for segment in &template.segments {
+        let hole = match segment {
+            Segment::Text(text) => {
+                pieces.push(Piece::Text(text.clone()));
+                continue;
+            }
+            Segment::Hole(hole) => hole,
+        };
+        let root = hole.root.strip_prefix("r#").unwrap_or(&hole.root);
+        let param = function
+            .params
+            .iter()
+            .find(|param| param.name().as_deref() == Some(root));
+        if let Some(param) = param {
+            uses.insert(root.to_owned());
+            if skipped.contains(root) {
+                on_skipped(root, hole, template);
+                ok = false;
+                continue;
+            }
+            pieces.push(Piece::Value {
+                root: param.ident_at(hole.span),
+                fields: hole
+                    .fields
+                    .iter()
+                    .map(|field| member(field, hole.span))
+                    .collect(),
+                span: hole.span,
+            });
+            continue;
+        }
+        // `<Self>` names the implementing type, which carries the `impl`'s
+        // own generic parameters that the attribute cannot see.
+        let is_self_type = root == "Self";
+        let is_type = is_self_type || function.is_type_param(root);
+        if is_type || function.is_const_param(root) {
+            uses.insert(root.to_owned());
+            if !hole.fields.is_empty() {
+                let what = if is_self_type {
+                    "`Self` is the implementing type".to_owned()
+                } else if is_type {
+                    format!("`{root}` is a type parameter")
+                } else {
+                    format!("`{root}` is a const parameter")
+                };
+                cx.error_at(
+                    template.span,
+                    format!(
+                        "{what}, so `{}` has no fields; write `<{root}>`",
+                        hole.text()
+                    ),
+                );
+                ok = false;
+            } else if is_type {
+                let ident = if is_self_type {
+                    Ident::new("Self", hole.span)
+                } else {
+                    generic_ident(function, root, hole.span)
+                };
+                pieces.push(Piece::TypeName {
+                    ident,
+                    span: hole.span,
+                });
+            } else {
+                pieces.push(Piece::Value {
+                    root: generic_ident(function, root, hole.span),
+                    fields: Vec::new(),
+                    span: hole.span,
+                });
+            }
+            continue;
+        }
+        ok = false;
+        // A name bound by a destructuring parameter already has an error
+        // there, saying how to bind the parameter to a name instead.
+        let in_pattern = function
+            .params
+            .iter()
+            .filter(|param| matches!(param.kind, ParamKind::Pattern { .. }))
+            .any(|param| param_names(param).iter().any(|name| name == root));
+        if in_pattern {
+            if skipped.contains(root) {
+                on_skipped(root, hole, template);
+            }
+        } else {
+            cx.error_at(
+                template.span,
+                format!(
+                    "unknown placeholder `{}` in {} {:?}; {}",
+                    hole.text(),
+                    template.role.noun(),
+                    template.source,
+                    describe_params(function, root, |near| format!("<{near}>")),
+                ),
+            );
+        }
+    }
+    ok.then(|| Rendering {
+        pieces,
+        escape: template.literal_text(),
+    })
+}
+
+/// A parameter that is neither in the key nor skipped would let calls that
+/// differ in it share one entry.
+fn check_every_param_is_keyed(
+    cx: &Ctxt,
+    function: &Function,
+    skipped: &HashSet<String>,
+    key_uses: &HashSet<String>,
+    cache_uses: &HashSet<String>,
+) {
+    for param in &function.params {
+        let Some(name) = param.name() else { continue };
+        if skipped.contains(&name) || key_uses.contains(&name) || cache_uses.contains(&name) {
+            continue;
+        }
+        let message = match param.kind {
+            ParamKind::Receiver => "`self` is not in the key, so calls on different values would share one entry; use its fields in the key, like `<self.id>`, or write `skip(self)`".to_owned(),
+            _ => format!(
+                "`{name}` is not in the key, so calls that differ only in `{name}` would share one entry; add `<{name}>` to the key, or write `skip({name})` if the result does not depend on it"
+            ),
+        };
+        cx.error_spanned_by(param.name_tokens(), message);
+    }
+}
+
+/// A generic function whose result depends on `T` must key on `<T>`, or
+/// `f::<A>` and `f::<B>` would share entries.
+fn check_generic_output_is_keyed(
+    cx: &Ctxt,
+    lit: &LitStr,
+    function: &Function,
+    key_uses: &HashSet<String>,
+) {
+    let mut missing: Vec<String> = output_generics(function)
+        .into_iter()
+        .filter(|name| !key_uses.contains(name))
+        .collect();
+    missing.sort();
+    for name in missing {
+        cx.error_spanned_by(
+            lit,
+            format!(
+                "the return type depends on `{name}`, but the key does not; add `<{name}>` to the key, like \"{}:<{name}>\", so that calls with different `{name}` do not share entries",
+                lit.value(),
+            ),
+        );
+    }
+}
+
+/// "did you mean `<id>`? the parameters of `f` are `db`, `id`": what to
+/// write instead of `wrong`, shown by `show` (`<id>` or `id`).
+fn describe_params(function: &Function, wrong: &str, show: impl Fn(&str) -> String) -> String {
+    let names: Vec<String> = function
+        .params
+        .iter()
+        .flat_map(|param| param.name())
+        .collect();
+    let generics: Vec<String> = function
+        .type_and_const_params()
+        .into_iter()
+        .map(|ident| ident.unraw().to_string())
+        .collect();
+    let candidates = names.iter().chain(&generics).map(String::as_str);
+    let mut text = match closest(wrong, candidates) {
+        Some(near) => format!("did you mean `{}`? ", show(near)),
+        None => String::new(),
+    };
+    let fn_name = function.name().unraw();
+    let has_patterns = names.len() < function.params.len();
+    match names.as_slice() {
+        [] if has_patterns => text.push_str(&format!("`{fn_name}` has no named parameters")),
+        [] => text.push_str(&format!("`{fn_name}` has no parameters")),
+        [only] => text.push_str(&format!("the only parameter of `{fn_name}` is `{only}`")),
+        _ => text.push_str(&format!(
+            "the parameters of `{fn_name}` are {}",
+            backticked(&names)
+        )),
+    }
+    match generics.as_slice() {
+        [] => {}
+        [only] => text.push_str(&format!(", and its type parameter is `{only}`")),
+        _ => text.push_str(&format!(
+            ", and its type parameters are {}",
+            backticked(&generics)
+        )),
+    }
+    text
+}
+
+/// Names a parameter binds: its own name, or the names inside a pattern.
+fn param_names(param: &Param) -> Vec<String> {
+    match &param.kind {
+        ParamKind::Pattern { bindings } => bindings.iter().map(|b| b.unraw().to_string()).collect(),
+        _ => param.name().into_iter().collect(),
+    }
+}
+
+/// The function's own identifier for a generic parameter, at `span`.
+fn generic_ident(function: &Function, name: &str, span: Span) -> Ident {
+    let mut ident = function
+        .type_and_const_params()
+        .into_iter()
+        .find(|ident| ident.unraw() == name)
+        .expect("resolved to a generic parameter")
+        .clone();
+    ident.set_span(span);
+    ident
+}
+
+fn member(field: &str, span: Span) -> Member {
+    match (field.parse::<u32>(), field.strip_prefix("r#")) {
+        (Ok(index), _) => Member::Unnamed(Index { index, span }),
+        (Err(_), Some(raw)) => Member::Named(Ident::new_raw(raw, span)),
+        (Err(_), None) => Member::Named(Ident::new(field, span)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proc_macro2::TokenStream;
+    use quote::quote;
+
+    use super::*;
+    use crate::args;
+
+    fn check_tokens(args: TokenStream, item: TokenStream) -> Result<Plan, Vec<String>> {
+        let cx = Ctxt::new();
+        let args = args::parse(&cx, args);
+        let function = Function::new(syn::parse2(item).expect("a function"));
+        let plan = check(&cx, args, function);
+        match cx.check() {
+            Ok(()) => Ok(plan.expect("no error means a plan")),
+            Err(errors) => Err(errors.into_iter().map(|e| e.to_string()).collect()),
+        }
+    }
+
+    fn errors(args: TokenStream, item: TokenStream) -> Vec<String> {
+        check_tokens(args, item).err().unwrap_or_default()
+    }
+
+    #[test]
+    fn a_parameter_that_picks_the_cache_needs_no_place_in_the_key() {
+        let plan = check_tokens(
+            quote!(key = "<id>", ttl = 1, cache = pick(store)),
+            quote!(
+                fn f(store: &Stores, id: u32) -> u32 {
+                    id
+                }
+            ),
+        )
+        .unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(plan.key_params, [0, 1], "companions still take it");
+        assert!(matches!(plan.cache, CacheSource::Borrowed(_)));
+    }
+
+    #[test]
+    fn the_default_key_leaves_out_skipped_and_cache_parameters() {
+        let plan = check_tokens(
+            quote!(ttl = 1, cache = &holder.cache, skip(db)),
+            quote!(
+                fn f(holder: Holder, db: &Db, id: u32) -> u32 {
+                    id
+                }
+            ),
+        )
+        .unwrap_or_else(|e| panic!("{e:?}"));
+        let roots: Vec<String> = plan
+            .key
+            .pieces
+            .iter()
+            .filter_map(|piece| match piece {
+                Piece::Value { root, .. } => Some(root.to_string()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(roots, ["id"]);
+        assert!(
+            matches!(plan.cache, CacheSource::Cloned(_)),
+            "`holder` moves into the body"
+        );
+    }
+
+    #[test]
+    fn a_misspelled_skip_is_reported_once() {
+        let errors = errors(
+            quote!(key = "<id>", ttl = 1, skip(dbb)),
+            quote!(
+                fn f(db: &Db, id: u32) -> u32 {
+                    id
+                }
+            ),
+        );
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].contains("did you mean `db`?"), "{errors:?}");
+    }
+
+    #[test]
+    fn a_misspelled_ttl_is_not_also_missing() {
+        let errors = errors(
+            quote!(ttll = 1),
+            quote!(
+                fn f() -> u32 {
+                    1
+                }
+            ),
+        );
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].contains("did you mean `ttl`?"), "{errors:?}");
+    }
+
+    #[test]
+    fn a_generic_return_type_must_be_keyed() {
+        let errors = errors(
+            quote!(key = "<id>", ttl = 1),
+            quote!(
+                fn f<T: Default>(id: u32) -> Option<T> {
+                    None
+                }
+            ),
+        );
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].starts_with("the return type depends on `T`"),
+            "{errors:?}"
+        );
+        assert!(check_tokens(
+            quote!(key = "<T>:<id>", ttl = 1),
+            quote!(
+                fn f<T: Default>(id: u32) -> Option<T> {
+                    None
+                }
+            ),
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn skipped_pattern_bindings_are_fine_and_unskipped_ones_are_not() {
+        assert!(check_tokens(
+            quote!(key = "<id>", ttl = 1, skip(a, b)),
+            quote!(
+                fn f((a, b): (u8, u8), _: &str, id: u32) -> u32 {
+                    id
+                }
+            ),
+        )
+        .is_ok());
+        let errors = errors(
+            quote!(key = "<id>", ttl = 1, skip(a)),
+            quote!(
+                fn f((a, b): (u8, u8), id: u32) -> u32 {
+                    id
+                }
+            ),
+        );
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].ends_with("`skip(a, b)`"), "{errors:?}");
+    }
+}

@@ -1,0 +1,90 @@
+//! What the shared tier needs to know about a function's value type.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::shape::Shape;
+
+/// A value type that can live in the shared tier.
+///
+/// Implemented for every `Serialize + DeserializeOwned` type. Functions with
+/// `tier = "both"` (the default) or `"l2"` need it, whether or not a shared
+/// tier is configured, so that configuring one later never stops code from
+/// compiling.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be stored in the shared cache tier",
+    label = "the cached value must implement `serde::Serialize` and `serde::Deserialize`",
+    note = "derive `serde::Serialize` and `serde::Deserialize` for it, or keep the function's entries in process memory with `tier = \"l1\"`"
+)]
+pub trait SharedValue: Serialize + DeserializeOwned {}
+
+#[diagnostic::do_not_recommend]
+impl<T: Serialize + DeserializeOwned> SharedValue for T {}
+
+/// How to move one function's values in and out of the shared tier; `None`
+/// for `tier = "l1"` functions.
+#[derive(Debug, Clone, Copy)]
+pub struct ValueCodec {
+    #[cfg(feature = "redis")]
+    pub(crate) encode: fn(
+        &(dyn std::any::Any + Send + Sync),
+        crate::codec::CodecKind,
+        &mut Vec<u8>,
+    ) -> Result<(), crate::codec::CodecError>,
+    #[cfg(feature = "redis")]
+    #[allow(clippy::type_complexity, reason = "a plain function pointer")]
+    pub(crate) decode:
+        fn(
+            &[u8],
+            crate::codec::CodecKind,
+        )
+            -> Result<std::sync::Arc<dyn std::any::Any + Send + Sync>, crate::codec::CodecError>,
+    #[cfg(not(feature = "redis"))]
+    _private: (),
+}
+
+#[cfg(feature = "redis")]
+fn encode_value<T: SharedValue + 'static>(
+    value: &(dyn std::any::Any + Send + Sync),
+    codec: crate::codec::CodecKind,
+    out: &mut Vec<u8>,
+) -> Result<(), crate::codec::CodecError> {
+    match value.downcast_ref::<T>() {
+        Some(value) => codec.encode(value, out),
+        None => Err(crate::codec::CodecError(
+            "the value is not of the function's type".to_owned(),
+        )),
+    }
+}
+
+#[cfg(feature = "redis")]
+fn decode_value<T: SharedValue + Send + Sync + 'static>(
+    bytes: &[u8],
+    codec: crate::codec::CodecKind,
+) -> Result<std::sync::Arc<dyn std::any::Any + Send + Sync>, crate::codec::CodecError> {
+    codec
+        .decode::<T>(bytes)
+        .map(|v| std::sync::Arc::new(v) as std::sync::Arc<dyn std::any::Any + Send + Sync>)
+}
+
+/// The codec of a function whose entries may live in the shared tier.
+/// Used by generated code.
+pub fn shared<Sh: Shape<R>, R>() -> Option<ValueCodec>
+where
+    Sh::Value: SharedValue,
+{
+    Some(ValueCodec {
+        #[cfg(feature = "redis")]
+        encode: encode_value::<Sh::Value>,
+        #[cfg(feature = "redis")]
+        decode: decode_value::<Sh::Value>,
+        #[cfg(not(feature = "redis"))]
+        _private: (),
+    })
+}
+
+/// No codec: the function's entries stay in process memory
+/// (`tier = "l1"`). Used by generated code.
+pub fn local() -> Option<ValueCodec> {
+    None
+}

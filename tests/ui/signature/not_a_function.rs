@@ -1,0 +1,6 @@
+use cachette::cache;
+
+#[cache(key = "a", ttl = 60)]
+struct NotAFunction;
+
+fn main() {}
