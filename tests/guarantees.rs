@@ -363,7 +363,8 @@ mod g5 {
                 assert_eq!(w.await.unwrap(), 3);
             }
         });
-        all.await.expect("waiters finish after the leader is dropped");
+        all.await
+            .expect("waiters finish after the leader is dropped");
         assert_eq!(CANCEL_RUNS.get(), 2);
     }
 }
@@ -479,10 +480,18 @@ mod g7 {
         invalidate(&CACHE);
 
         // A caller arriving now must not join the stale flight.
-        assert_eq!(doc(1), "doc 1 v1", "a later caller does not get the old load");
+        assert_eq!(
+            doc(1),
+            "doc 1 v1",
+            "a later caller does not get the old load"
+        );
 
         release.send(()).unwrap();
-        assert_eq!(slow.join().unwrap(), "doc 1 v0", "the old caller gets its own read");
+        assert_eq!(
+            slow.join().unwrap(),
+            "doc 1 v0",
+            "the old caller gets its own read"
+        );
         assert_eq!(doc(1), "doc 1 v1", "the old load never became visible");
     }
 
