@@ -110,6 +110,22 @@ impl Template {
                 rest = &after[end + 1..];
                 match parse_placeholder(inner, span) {
                     Ok(hole) => {
+                        if let [.., Segment::Hole(previous), Segment::Text(between)] =
+                            segments.as_slice()
+                        {
+                            // Values escape `%` and punctuation only, so the
+                            // text that ends a value must start with one of
+                            // those characters to tell where the value ends.
+                            if between.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '%') {
+                                fail(format!(
+                                    "the text {between:?} between placeholders `{}` and `{}` in {noun} template {source:?} must start with a separator such as `:`, `/` or `-` (not a letter, digit or `%`), or different arguments could share a {noun}; write it like `{}:{between}{}`",
+                                    previous.text(),
+                                    hole.text(),
+                                    previous.text(),
+                                    hole.text(),
+                                ));
+                            }
+                        }
                         if let Some(Segment::Hole(previous)) = segments.last() {
                             fail(format!(
                                 "placeholders `{}` and `{}` in {noun} template {source:?} have no text between them, so `f(\"ab\", \"c\")` and `f(\"a\", \"bc\")` would share a {noun}; put a separator between them, like `{}:{}`",
