@@ -1,0 +1,9 @@
+//! Fixtures that run real Redis processes for the integration tests.
+//!
+//! Use it from a test file with `mod support;` and reach the helpers through
+//! `support::redis`. Nothing here mocks Redis: every helper starts or talks to
+//! a real `redis-server` on 127.0.0.1.
+
+#![allow(dead_code, reason = "each test binary uses a different part")]
+
+pub mod redis;
