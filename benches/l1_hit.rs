@@ -1,0 +1,386 @@
+//! P1 (DESIGN §8): an L1 hit through `#[cache]` against hand-written peers
+//! on the same key and value types, measured in one run.
+//!
+//! Every implementation caches the same `User` values under the same `u64`
+//! ids, is warmed with all of them first, and is then read round-robin, so
+//! every measured call is a hit that clones a `User`. Three settings: one
+//! thread; async callers on a current-thread runtime (against a moka `get`
+//! inside the same runtime's `block_on`); two threads reading at once.
+//!
+//! After criterion's report a table gives, for each implementation, its time
+//! per call and two ratios to raw moka in the same setting:
+//!
+//! - from criterion's samples in this run (the mean time per iteration over
+//!   the measurement samples, as criterion's `mean` estimate), and
+//! - from paired rounds run afterwards: each round times a batch of raw moka
+//!   calls and a batch of the other implementation back to back, in
+//!   alternating order, and the ratio is the median over the rounds. Load
+//!   from other processes then slows both sides of a round alike, so this
+//!   ratio is the one to trust on a busy machine.
+//!
+//! `cargo bench --bench l1_hit` takes about a minute.
+
+use std::collections::BTreeMap;
+use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{LazyLock, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use cached::macros::cached;
+use cachette::{cache, Cache};
+use criterion::Criterion;
+
+/// Ids cached and read round-robin: small enough to stay in every cache,
+/// large enough that reads do not keep hitting one slot.
+const KEYS: u64 = 1_000;
+const CAPACITY: u64 = 10 * KEYS;
+const TTL: Duration = Duration::from_secs(300);
+const SAMPLES: usize = 10;
+/// Paired rounds per comparison, and how long each batch of a round runs.
+const ROUNDS: usize = 100;
+const BATCH: Duration = Duration::from_millis(2);
+/// The P1 target: an L1 hit through `#[cache]` over a raw moka `get`.
+const TARGET_RATIO: f64 = 1.3;
+
+/// The cached value: small, `Clone`, with two heap fields as real rows have.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct User {
+    id: u64,
+    name: String,
+    email: String,
+}
+
+fn load_user(id: u64) -> User {
+    User {
+        id,
+        name: format!("user {id}"),
+        email: format!("user{id}@example.com"),
+    }
+}
+
+/// The caches of the `#[cache]` functions: one each, as the peers have, and
+/// apart from the global one so that nothing else shares them.
+static SYNC_CACHE: LazyLock<Cache> = LazyLock::new(Cache::local);
+static ASYNC_CACHE: LazyLock<Cache> = LazyLock::new(Cache::local);
+
+/// Body runs of the memoized functions: after warming, the measurement must
+/// not add any, or it measured misses.
+static SYNC_BODY_RUNS: AtomicU64 = AtomicU64::new(0);
+static ASYNC_BODY_RUNS: AtomicU64 = AtomicU64::new(0);
+static CACHED_BODY_RUNS: AtomicU64 = AtomicU64::new(0);
+
+fn body_runs() -> [u64; 3] {
+    [&SYNC_BODY_RUNS, &ASYNC_BODY_RUNS, &CACHED_BODY_RUNS].map(|runs| runs.load(Relaxed))
+}
+
+#[cache(key = "user:<id>", ttl = 300, tier = "l1", cache = &SYNC_CACHE)]
+fn cachette_get_user(id: u64) -> User {
+    SYNC_BODY_RUNS.fetch_add(1, Relaxed);
+    load_user(id)
+}
+
+#[cache(key = "user:<id>", ttl = 300, tier = "l1", cache = &ASYNC_CACHE)]
+async fn cachette_get_user_async(id: u64) -> User {
+    ASYNC_BODY_RUNS.fetch_add(1, Relaxed);
+    load_user(id)
+}
+
+#[cached(max_size = 10_000, ttl_secs = 300)]
+fn cached_get_user(id: u64) -> User {
+    CACHED_BODY_RUNS.fetch_add(1, Relaxed);
+    load_user(id)
+}
+
+/// The hand-written peers, warmed with every id.
+struct Peers {
+    moka: moka::sync::Cache<u64, User>,
+    quick: quick_cache::sync::Cache<u64, User>,
+}
+
+impl Peers {
+    fn warmed(runtime: &tokio::runtime::Runtime) -> Peers {
+        let moka = moka::sync::Cache::builder()
+            .max_capacity(CAPACITY)
+            .time_to_live(TTL)
+            .build();
+        let quick = quick_cache::sync::Cache::new(CAPACITY as usize);
+        for id in 0..KEYS {
+            moka.insert(id, load_user(id));
+            quick.insert(id, load_user(id));
+            cached_get_user(id);
+            cachette_get_user(id);
+            runtime.block_on(cachette_get_user_async(id));
+        }
+        let peers = Peers { moka, quick };
+        for id in 0..KEYS {
+            let user = load_user(id);
+            assert_eq!(peers.moka.get(&id).as_ref(), Some(&user));
+            assert_eq!(peers.quick.get(&id).as_ref(), Some(&user));
+            assert_eq!(cached_get_user(id), user);
+            assert_eq!(cachette_get_user(id), user);
+            assert_eq!(runtime.block_on(cachette_get_user_async(id)), user);
+        }
+        peers
+    }
+}
+
+/// Calls `get` with `iters` ids in round-robin order starting at `first`.
+#[inline(always)]
+fn round_robin<T>(iters: u64, first: u64, mut get: impl FnMut(u64) -> T) {
+    let mut id = first;
+    for _ in 0..iters {
+        black_box(get(black_box(id)));
+        id += 1;
+        if id == KEYS {
+            id = 0;
+        }
+    }
+}
+
+/// Times `iters` round-robin calls of `get` on this thread.
+fn on_one_thread<T>(iters: u64, get: impl FnMut(u64) -> T) -> Duration {
+    let start = Instant::now();
+    round_robin(iters, 0, get);
+    start.elapsed()
+}
+
+/// Times two threads each making `iters` round-robin calls of `get`, from
+/// opposite ends of the id range.
+fn on_two_threads<T>(iters: u64, get: impl Fn(u64) -> T + Sync) -> Duration {
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        s.spawn(|| round_robin(iters, KEYS / 2, &get));
+        round_robin(iters, 0, &get);
+    });
+    start.elapsed()
+}
+
+/// Makes `iters` calls (per thread) and returns how long they took.
+type Timed<'a> = Box<dyn Fn(u64) -> Duration + 'a>;
+
+/// One setting: implementations measured the same way, raw moka first.
+struct Setting<'a> {
+    group: &'static str,
+    title: &'static str,
+    contenders: Vec<(&'static str, Timed<'a>)>,
+}
+
+fn settings<'a>(peers: &'a Peers, runtime: &'a tokio::runtime::Runtime) -> Vec<Setting<'a>> {
+    vec![
+        Setting {
+            group: "l1_hit",
+            title: "1 thread, ns per call",
+            contenders: vec![
+                (
+                    "moka_get",
+                    Box::new(|n| on_one_thread(n, |id| peers.moka.get(&id))),
+                ),
+                ("cached_fn", Box::new(|n| on_one_thread(n, cached_get_user))),
+                (
+                    "quick_cache_get",
+                    Box::new(|n| on_one_thread(n, |id| peers.quick.get(&id))),
+                ),
+                (
+                    "cachette_sync",
+                    Box::new(|n| on_one_thread(n, cachette_get_user)),
+                ),
+            ],
+        },
+        Setting {
+            group: "l1_hit_async",
+            title: "async on a current-thread runtime, ns per call",
+            contenders: vec![
+                (
+                    "moka_get_in_block_on",
+                    Box::new(|n| {
+                        runtime.block_on(async {
+                            let start = Instant::now();
+                            let mut id = 0;
+                            for _ in 0..n {
+                                black_box(peers.moka.get(&black_box(id)));
+                                id = if id + 1 == KEYS { 0 } else { id + 1 };
+                            }
+                            start.elapsed()
+                        })
+                    }),
+                ),
+                (
+                    "cachette_async",
+                    Box::new(|n| {
+                        runtime.block_on(async {
+                            let start = Instant::now();
+                            let mut id = 0;
+                            for _ in 0..n {
+                                black_box(cachette_get_user_async(black_box(id)).await);
+                                id = if id + 1 == KEYS { 0 } else { id + 1 };
+                            }
+                            start.elapsed()
+                        })
+                    }),
+                ),
+            ],
+        },
+        Setting {
+            group: "l1_hit_2_threads",
+            title: "2 threads, ns per pair of parallel calls",
+            contenders: vec![
+                (
+                    "moka_get",
+                    Box::new(|n| on_two_threads(n, |id| peers.moka.get(&id))),
+                ),
+                (
+                    "cached_fn",
+                    Box::new(|n| on_two_threads(n, cached_get_user)),
+                ),
+                (
+                    "quick_cache_get",
+                    Box::new(|n| on_two_threads(n, |id| peers.quick.get(&id))),
+                ),
+                (
+                    "cachette_sync",
+                    Box::new(|n| on_two_threads(n, cachette_get_user)),
+                ),
+            ],
+        },
+    ]
+}
+
+/// The time per iteration of every sample criterion took, by benchmark id.
+static SAMPLES_TAKEN: Mutex<BTreeMap<String, Vec<f64>>> = Mutex::new(BTreeMap::new());
+
+fn record(id: &str, iters: u64, elapsed: Duration) -> Duration {
+    SAMPLES_TAKEN
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .entry(id.to_owned())
+        .or_default()
+        .push(nanos_per_call(elapsed, iters));
+    elapsed
+}
+
+fn nanos_per_call(elapsed: Duration, calls: u64) -> f64 {
+    elapsed.as_nanos() as f64 / calls.max(1) as f64
+}
+
+/// The mean time per iteration over the last `SAMPLES` samples of `id`
+/// (criterion's measurement comes after its warm-up), if criterion measured
+/// it fully.
+fn criterion_mean(id: &str) -> Option<f64> {
+    let samples = SAMPLES_TAKEN.lock().unwrap_or_else(PoisonError::into_inner);
+    let all = samples.get(id).filter(|all| all.len() >= SAMPLES)?;
+    let last = &all[all.len() - SAMPLES..];
+    Some(last.iter().sum::<f64>() / last.len() as f64)
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// The median over `ROUNDS` rounds of candidate time over baseline time,
+/// each round timing one batch of each, back to back, first one then the
+/// other first.
+fn paired_ratio(baseline: &Timed<'_>, candidate: &Timed<'_>) -> f64 {
+    let per_call = nanos_per_call(baseline(10_000), 10_000);
+    let calls = ((BATCH.as_nanos() as f64 / per_call) as u64).max(1_000);
+    let ratios = (0..ROUNDS)
+        .map(|round| {
+            let (base, cand) = if round % 2 == 0 {
+                let base = baseline(calls);
+                (base, candidate(calls))
+            } else {
+                let cand = candidate(calls);
+                (baseline(calls), cand)
+            };
+            cand.as_secs_f64() / base.as_secs_f64()
+        })
+        .collect();
+    median(ratios)
+}
+
+fn verdict(ratio: f64) -> &'static str {
+    if ratio <= TARGET_RATIO {
+        "meets"
+    } else {
+        "MISSES"
+    }
+}
+
+/// Paired ratios for every contender criterion measured fully, then the
+/// table.
+fn report(settings: &[Setting<'_>]) {
+    println!();
+    println!("P1: L1 hit, key u64 id, value User (clone = 2 small Strings), {KEYS} warm keys");
+    println!(
+        "ratios are to raw moka in the same setting; target for cachette <= {TARGET_RATIO:.1}x"
+    );
+    println!(
+        "{:<22} {:>10} {:>16} {:>16}",
+        "implementation", "mean ns", "ratio (samples)", "ratio (paired)"
+    );
+    let mut verdicts = Vec::new();
+    for setting in settings {
+        println!("-- {}", setting.title);
+        let (baseline_name, baseline) = &setting.contenders[0];
+        let Some(baseline_mean) = criterion_mean(&format!("{}/{baseline_name}", setting.group))
+        else {
+            println!("   (not measured)");
+            continue;
+        };
+        for (name, timed) in &setting.contenders {
+            let id = format!("{}/{name}", setting.group);
+            let Some(mean) = criterion_mean(&id) else {
+                println!("{name:<22} {:>10}", "(not measured)");
+                continue;
+            };
+            let paired = if name == baseline_name {
+                1.0
+            } else {
+                paired_ratio(baseline, timed)
+            };
+            let sampled = mean / baseline_mean;
+            println!("{name:<22} {mean:>10.1} {sampled:>15.2}x {paired:>15.2}x");
+            if name.starts_with("cachette") {
+                verdicts.push((id, sampled, paired));
+            }
+        }
+    }
+    println!();
+    for (id, sampled, paired) in verdicts {
+        println!(
+            "{id}: {paired:.2}x raw moka paired ({}), {sampled:.2}x from samples ({})",
+            verdict(paired),
+            verdict(sampled)
+        );
+    }
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a current-thread runtime builds");
+    let peers = Peers::warmed(&runtime);
+    let warmed = body_runs();
+    assert_eq!(warmed, [KEYS; 3], "warming runs each body once per id");
+
+    let settings = settings(&peers, &runtime);
+    let mut c = Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .sample_size(SAMPLES)
+        .configure_from_args();
+    for setting in &settings {
+        let mut group = c.benchmark_group(setting.group);
+        for (name, timed) in &setting.contenders {
+            let id = format!("{}/{name}", setting.group);
+            group.bench_function(*name, |b| {
+                b.iter_custom(|iters| record(&id, iters, timed(iters)))
+            });
+        }
+        group.finish();
+    }
+    c.final_summary();
+
+    report(&settings);
+    assert_eq!(body_runs(), warmed, "every measured call was a hit");
+}
