@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::clock::{Clock, SystemClock};
 use crate::error::Error;
 use crate::flight::Flights;
-use crate::invalidate::Generations;
+use crate::invalidate::{GenId, Generations};
 use crate::l1::{L1Store, MokaStore};
 use crate::stats::{Counters, Registry, Stats};
 
@@ -45,10 +45,13 @@ pub struct Cache {
 pub(crate) struct Inner {
     id: u64,
     prefix: String,
-    pub(crate) l1: Box<dyn L1Store>,
+    pub(crate) l1: Arc<dyn L1Store>,
     pub(crate) l1_max_ttl: Option<Duration>,
     pub(crate) clock: Arc<dyn Clock>,
-    pub(crate) generations: Generations,
+    pub(crate) generations: Arc<Generations>,
+    /// The shared tier, when one is configured.
+    #[cfg(feature = "redis")]
+    pub(crate) shared: Option<Arc<crate::l2::Shared>>,
     pub(crate) flights: Flights,
     registry: Registry,
 }
@@ -70,7 +73,35 @@ pub struct Builder {
     l1_capacity: u64,
     l1_max_ttl: Option<Duration>,
     clock: Option<Arc<dyn Clock>>,
+    #[cfg(feature = "redis")]
+    l2: Option<crate::l2::L2Config>,
+    #[cfg(feature = "redis")]
+    l2_settings: L2Settings,
 }
+
+/// Shared-tier settings, kept apart from where the tier is so either can be
+/// given first.
+#[cfg(feature = "redis")]
+#[derive(Debug, Clone)]
+struct L2Settings {
+    timeout: Duration,
+    codec: crate::codec::CodecKind,
+    max_value_size: usize,
+    lock_timeout: Duration,
+}
+
+/// How long a shared-tier operation may take by default.
+#[cfg(feature = "redis")]
+pub const DEFAULT_L2_TIMEOUT: Duration = Duration::from_millis(100);
+/// The largest value stored in the shared tier by default.
+#[cfg(feature = "redis")]
+pub const DEFAULT_MAX_VALUE_SIZE: usize = 8 << 20;
+/// How long a cross-process load may hold its lock by default.
+#[cfg(feature = "redis")]
+pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(5);
+/// `l1_max_ttl` when a shared tier is configured and none is given.
+#[cfg(feature = "redis")]
+pub const DEFAULT_SHARED_L1_MAX_TTL: Duration = Duration::from_secs(60);
 
 impl Default for Builder {
     fn default() -> Self {
@@ -79,6 +110,15 @@ impl Default for Builder {
             l1_capacity: DEFAULT_L1_CAPACITY,
             l1_max_ttl: None,
             clock: None,
+            #[cfg(feature = "redis")]
+            l2: None,
+            #[cfg(feature = "redis")]
+            l2_settings: L2Settings {
+                timeout: DEFAULT_L2_TIMEOUT,
+                codec: crate::codec::CodecKind::Bincode,
+                max_value_size: DEFAULT_MAX_VALUE_SIZE,
+                lock_timeout: DEFAULT_LOCK_TIMEOUT,
+            },
         }
     }
 }
@@ -100,7 +140,7 @@ impl Builder {
 
     /// The longest any entry stays in L1, whatever its TTL. It bounds how
     /// long another process's invalidation can go unseen. Unbounded by
-    /// default.
+    /// default without a shared tier; 60 s with one.
     pub fn l1_max_ttl(mut self, max: Duration) -> Self {
         self.l1_max_ttl = Some(max);
         self
@@ -113,21 +153,127 @@ impl Builder {
         self
     }
 
-    /// Builds the cache.
+    /// A shared tier in Redis, by redis-rs URL: `redis://host:port/db`,
+    /// `redis://user:password@host:port/db`, or `rediss://` for TLS (with the
+    /// `tls` feature). The connection reconnects by itself.
+    #[cfg(feature = "redis")]
+    pub fn redis(mut self, url: &str) -> Self {
+        self.l2 = Some(crate::l2::L2Config {
+            urls: vec![url.to_owned()],
+            cluster: false,
+        });
+        self
+    }
+
+    /// A shared tier in Redis Cluster, given some of its nodes' URLs.
+    #[cfg(feature = "cluster")]
+    pub fn redis_cluster<I, S>(mut self, urls: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.l2 = Some(crate::l2::L2Config {
+            urls: urls.into_iter().map(|u| u.as_ref().to_owned()).collect(),
+            cluster: true,
+        });
+        self
+    }
+
+    /// How long one shared-tier operation may take before the call goes on
+    /// without it ([`DEFAULT_L2_TIMEOUT`] by default).
+    #[cfg(feature = "redis")]
+    pub fn l2_timeout(mut self, timeout: Duration) -> Self {
+        self.l2_settings.timeout = timeout;
+        self
+    }
+
+    /// The format values are stored in ([`Bincode`](crate::Bincode) by
+    /// default). A value written in another format is a miss.
+    #[cfg(feature = "redis")]
+    pub fn codec(mut self, codec: impl crate::codec::Codec) -> Self {
+        self.l2_settings.codec =
+            crate::codec::CodecKind::of(codec.id()).unwrap_or(crate::codec::CodecKind::Bincode);
+        self
+    }
+
+    /// The largest stored entry, in bytes ([`DEFAULT_MAX_VALUE_SIZE`] by
+    /// default). Larger values stay in L1 only; larger stored entries are
+    /// misses.
+    #[cfg(feature = "redis")]
+    pub fn max_value_size(mut self, bytes: usize) -> Self {
+        self.l2_settings.max_value_size = bytes;
+        self
+    }
+
+    /// How long a cross-process `lock` is held at most: after it, a waiting
+    /// process runs the body itself ([`DEFAULT_LOCK_TIMEOUT`] by default).
+    #[cfg(feature = "redis")]
+    pub fn lock_timeout(mut self, timeout: Duration) -> Self {
+        self.l2_settings.lock_timeout = timeout;
+        self
+    }
+
+    /// Builds the cache, connecting to the shared tier if one is
+    /// configured.
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidConfig`] when `l1_max_ttl` is zero.
+    /// [`Error::InvalidConfig`] for a zero duration or a malformed URL;
+    /// [`Error::L2`] when Redis cannot be reached at start-up (later
+    /// outages only slow calls down).
     pub async fn build(self) -> Result<Cache, Error> {
+        #[cfg(feature = "redis")]
+        if let Some(l2) = self.l2.clone() {
+            return self.build_shared(l2).await;
+        }
         self.build_local()
+    }
+
+    #[cfg(feature = "redis")]
+    async fn build_shared(mut self, l2: crate::l2::L2Config) -> Result<Cache, Error> {
+        let settings = self.l2_settings.clone();
+        for (name, value) in [
+            ("l2_timeout", settings.timeout),
+            ("lock_timeout", settings.lock_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(Error::InvalidConfig(format!("`{name}` must be positive")));
+            }
+        }
+        self.l1_max_ttl = self.l1_max_ttl.or(Some(DEFAULT_SHARED_L1_MAX_TTL));
+        self.l2 = None;
+        let mut cache = self.build_local()?;
+        let inner = Arc::get_mut(&mut cache.inner).ok_or_else(|| {
+            Error::InvalidConfig("the cache was shared while being built".to_owned())
+        })?;
+        let shared = crate::l2::Shared::connect(
+            l2,
+            settings.timeout,
+            settings.codec,
+            settings.max_value_size,
+            settings.lock_timeout,
+            &inner.prefix,
+            Arc::clone(&inner.l1),
+            Arc::clone(&inner.generations),
+        )
+        .await?;
+        inner.shared = Some(Arc::new(shared));
+        Ok(cache)
     }
 
     /// Builds an in-process cache without `async`.
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidConfig`] when `l1_max_ttl` is zero.
+    /// [`Error::InvalidConfig`] when `l1_max_ttl` is zero, or when a shared
+    /// tier is configured (connecting to it needs [`build`](Self::build)).
     pub fn build_local(self) -> Result<Cache, Error> {
+        #[cfg(feature = "redis")]
+        if self.l2.is_some() {
+            return Err(Error::InvalidConfig(
+                "a shared tier is configured; build the cache with `.build().await`".to_owned(),
+            ));
+        }
         if self.l1_max_ttl == Some(Duration::ZERO) {
             return Err(Error::InvalidConfig(
                 "`l1_max_ttl` must be positive".to_owned(),
@@ -137,10 +283,12 @@ impl Builder {
             inner: Arc::new(Inner {
                 id: next_id(),
                 prefix: self.prefix,
-                l1: Box::new(MokaStore::new(self.l1_capacity)),
+                l1: Arc::new(MokaStore::new(self.l1_capacity)),
                 l1_max_ttl: self.l1_max_ttl,
                 clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
-                generations: Generations::new(),
+                generations: Arc::new(Generations::new()),
+                #[cfg(feature = "redis")]
+                shared: None,
                 flights: Flights::default(),
                 registry: Registry::default(),
             }),
@@ -205,7 +353,13 @@ impl Cache {
     /// None yet for an in-process cache; the shared tier reports when it
     /// could not be reached (after L1 is already updated).
     pub async fn invalidate_key(&self, key: &str) -> Result<(), Error> {
-        self.invalidate_key_blocking(key)
+        let change = self.invalidate_locally(Change::Key(key));
+        #[cfg(feature = "redis")]
+        if let (Some(shared), Some(change)) = (self.inner.shared.clone(), change) {
+            return propagate(shared, Arc::clone(&self.inner.generations), change).await;
+        }
+        let _ = change;
+        Ok(())
     }
 
     /// [`invalidate_key`](Self::invalidate_key) for sync code.
@@ -214,9 +368,8 @@ impl Cache {
     ///
     /// As [`invalidate_key`](Self::invalidate_key).
     pub fn invalidate_key_blocking(&self, key: &str) -> Result<(), Error> {
-        self.inner.generations.invalidate_key(key);
-        self.inner.l1.remove(key);
-        Ok(())
+        let change = self.invalidate_locally(Change::Key(key));
+        self.propagate_blocking(change)
     }
 
     /// Drops every entry carrying `tag`, in O(1) whatever their number.
@@ -229,7 +382,13 @@ impl Cache {
     ///
     /// As [`invalidate_key`](Self::invalidate_key).
     pub async fn invalidate_tag(&self, tag: &str) -> Result<(), Error> {
-        self.invalidate_tag_blocking(tag)
+        let change = self.invalidate_locally(Change::Id(GenId::Tag(tag.to_owned())));
+        #[cfg(feature = "redis")]
+        if let (Some(shared), Some(change)) = (self.inner.shared.clone(), change) {
+            return propagate(shared, Arc::clone(&self.inner.generations), change).await;
+        }
+        let _ = change;
+        Ok(())
     }
 
     /// [`invalidate_tag`](Self::invalidate_tag) for sync code.
@@ -238,8 +397,8 @@ impl Cache {
     ///
     /// As [`invalidate_key`](Self::invalidate_key).
     pub fn invalidate_tag_blocking(&self, tag: &str) -> Result<(), Error> {
-        self.inner.generations.invalidate_tag(tag);
-        Ok(())
+        let change = self.invalidate_locally(Change::Id(GenId::Tag(tag.to_owned())));
+        self.propagate_blocking(change)
     }
 
     /// Drops every entry of functions with `namespace = "<namespace>"`, in
@@ -254,7 +413,13 @@ impl Cache {
     ///
     /// As [`invalidate_key`](Self::invalidate_key).
     pub async fn invalidate_namespace(&self, namespace: &str) -> Result<(), Error> {
-        self.invalidate_namespace_blocking(namespace)
+        let change = self.invalidate_locally(Change::Id(GenId::Namespace(namespace.to_owned())));
+        #[cfg(feature = "redis")]
+        if let (Some(shared), Some(change)) = (self.inner.shared.clone(), change) {
+            return propagate(shared, Arc::clone(&self.inner.generations), change).await;
+        }
+        let _ = change;
+        Ok(())
     }
 
     /// [`invalidate_namespace`](Self::invalidate_namespace) for sync code.
@@ -263,11 +428,11 @@ impl Cache {
     ///
     /// As [`invalidate_key`](Self::invalidate_key).
     pub fn invalidate_namespace_blocking(&self, namespace: &str) -> Result<(), Error> {
-        self.inner.generations.invalidate_namespace(namespace);
-        Ok(())
+        let change = self.invalidate_locally(Change::Id(GenId::Namespace(namespace.to_owned())));
+        self.propagate_blocking(change)
     }
 
-    /// Drops every entry.
+    /// Drops every entry, in O(1) in the shared tier too.
     ///
     /// # Concurrency
     ///
@@ -277,7 +442,13 @@ impl Cache {
     ///
     /// As [`invalidate_key`](Self::invalidate_key).
     pub async fn clear(&self) -> Result<(), Error> {
-        self.clear_blocking()
+        let change = self.invalidate_locally(Change::Id(GenId::Clear));
+        #[cfg(feature = "redis")]
+        if let (Some(shared), Some(change)) = (self.inner.shared.clone(), change) {
+            return propagate(shared, Arc::clone(&self.inner.generations), change).await;
+        }
+        let _ = change;
+        Ok(())
     }
 
     /// [`clear`](Self::clear) for sync code.
@@ -286,10 +457,99 @@ impl Cache {
     ///
     /// As [`invalidate_key`](Self::invalidate_key).
     pub fn clear_blocking(&self) -> Result<(), Error> {
-        self.inner.generations.clear();
-        self.inner.l1.clear();
+        let change = self.invalidate_locally(Change::Id(GenId::Clear));
+        self.propagate_blocking(change)
+    }
+
+    /// Applies an invalidation to this process: at once, whatever happens
+    /// to the shared tier. Returns what the shared tier must hear.
+    fn invalidate_locally(&self, change: Change<'_>) -> Option<Pending> {
+        let inner = &*self.inner;
+        let pending = match change {
+            Change::Key(key) => {
+                inner.generations.invalidate_key(key, None);
+                inner.l1.remove(key);
+                Pending {
+                    id: GenId::KeySlot(inner.generations.slot(key)),
+                    key: Some(key.to_owned()),
+                }
+            }
+            Change::Id(id) => {
+                inner.generations.invalidate(&id, None);
+                if id == GenId::Clear {
+                    inner.l1.clear();
+                }
+                Pending { id, key: None }
+            }
+        };
+        #[cfg(feature = "redis")]
+        if inner.shared.is_some() {
+            return Some(pending);
+        }
+        let _ = pending;
+        None
+    }
+
+    fn propagate_blocking(&self, change: Option<Pending>) -> Result<(), Error> {
+        #[cfg(feature = "redis")]
+        if let (Some(shared), Some(change)) = (self.inner.shared.clone(), change) {
+            let work = propagate(
+                Arc::clone(&shared),
+                Arc::clone(&self.inner.generations),
+                change,
+            );
+            return shared
+                .block_on(shared.budget(2), work)
+                .unwrap_or_else(|| Err(Error::from(crate::l2::L2Error::Timeout)));
+        }
+        let _ = change;
         Ok(())
     }
+}
+
+/// An invalidation, as asked for.
+enum Change<'a> {
+    Key(&'a str),
+    Id(GenId),
+}
+
+/// An invalidation applied locally, still to reach the shared tier.
+#[cfg_attr(
+    not(feature = "redis"),
+    allow(dead_code, reason = "used by the shared tier")
+)]
+struct Pending {
+    id: GenId,
+    /// The `{fn}_key` of a key invalidation, for other processes' L1.
+    key: Option<String>,
+}
+
+/// Moves the generation on in Redis, learns its new value, and announces it
+/// on the invalidation channel.
+#[cfg(feature = "redis")]
+async fn propagate(
+    shared: Arc<crate::l2::Shared>,
+    generations: Arc<Generations>,
+    change: Pending,
+) -> Result<(), Error> {
+    use crate::l2::Event;
+    let generation = shared.bump_generation(&change.id).await?;
+    generations.learn(&change.id, generation);
+    let event = match change.id {
+        GenId::KeySlot(slot) => Event::Key {
+            slot,
+            generation,
+            key: change.key.unwrap_or_default(),
+        },
+        GenId::Tag(tag) => Event::Tag { generation, tag },
+        GenId::Namespace(namespace) => Event::Namespace {
+            generation,
+            namespace,
+        },
+        GenId::Clear => Event::Clear { generation },
+    };
+    shared.publish(&event).await?;
+    Ok(())
 }
 
 static GLOBAL: OnceLock<Cache> = OnceLock::new();

@@ -14,6 +14,10 @@ pub enum Error {
     GlobalAlreadySet,
     /// A builder setting is out of range; the message says which and why.
     InvalidConfig(String),
+    /// The shared tier could not be reached or refused an operation. Local
+    /// state (L1, this process's generations) was already updated. The
+    /// message never contains credentials.
+    L2(String),
 }
 
 impl fmt::Display for Error {
@@ -23,6 +27,7 @@ impl fmt::Display for Error {
                 "the global cache is already set or in use; call `cachette::set_global` once, before any cached function runs",
             ),
             Error::InvalidConfig(why) => write!(f, "invalid cache configuration: {why}"),
+            Error::L2(why) => f.write_str(why),
         }
     }
 }

@@ -8,22 +8,54 @@
 //! that began before an invalidation never becomes visible after it, however
 //! late it finishes. Checking costs one atomic load while the epoch has not
 //! moved since the entry was last checked.
+//!
+//! With a shared tier, these generations mirror counters kept in Redis: a
+//! value not yet read from Redis (or forgotten when the invalidation channel
+//! reconnects) is *unknown*, and a load first learns it. Learning and
+//! invalidation messages only ever raise a generation.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::sync::{PoisonError, RwLock};
 
 /// Key invalidations are tracked in this many slots; two keys sharing a slot
 /// only cost an extra miss, never a stale read.
-const KEY_SLOTS: usize = 4096;
+pub(crate) const KEY_SLOTS: usize = 4096;
+
+/// One generation counter.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum GenId {
+    Clear,
+    KeySlot(usize),
+    Namespace(String),
+    Tag(String),
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Named {
+    value: u64,
+    known: bool,
+}
+
+type NamedMap = RwLock<HashMap<Box<str>, Named>>;
 
 #[derive(Debug)]
 pub(crate) struct Generations {
     epoch: AtomicU64,
     clear: AtomicU64,
+    #[cfg_attr(
+        not(feature = "redis"),
+        allow(dead_code, reason = "used by the shared tier")
+    )]
+    clear_known: AtomicBool,
     key_slots: Box<[AtomicU64]>,
-    namespaces: RwLock<HashMap<Box<str>, u64>>,
-    tags: RwLock<HashMap<Box<str>, u64>>,
+    #[cfg_attr(
+        not(feature = "redis"),
+        allow(dead_code, reason = "used by the shared tier")
+    )]
+    key_slots_known: Box<[AtomicBool]>,
+    namespaces: NamedMap,
+    tags: NamedMap,
 }
 
 /// The generations a load saw before its body ran.
@@ -42,7 +74,9 @@ impl Generations {
         Self {
             epoch: AtomicU64::new(0),
             clear: AtomicU64::new(0),
+            clear_known: AtomicBool::new(false),
             key_slots: (0..KEY_SLOTS).map(|_| AtomicU64::new(0)).collect(),
+            key_slots_known: (0..KEY_SLOTS).map(|_| AtomicBool::new(false)).collect(),
             namespaces: RwLock::default(),
             tags: RwLock::default(),
         }
@@ -50,26 +84,134 @@ impl Generations {
 
     /// The key's slot: FNV-1a, fixed so that every process (and, through
     /// the shared tier, every host) agrees on it.
-    fn slot(&self, key: &str) -> usize {
+    pub(crate) fn slot(&self, key: &str) -> usize {
         let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
             (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
         });
         (hash % KEY_SLOTS as u64) as usize
     }
 
-    fn named(map: &RwLock<HashMap<Box<str>, u64>>, name: &str) -> u64 {
+    fn named(map: &NamedMap, name: &str) -> u64 {
         let map = map.read().unwrap_or_else(PoisonError::into_inner);
-        map.get(name).copied().unwrap_or(0)
+        map.get(name).map_or(0, |n| n.value)
     }
 
-    fn bump_named(map: &RwLock<HashMap<Box<str>, u64>>, name: &str) {
+    /// Raises a named generation to `to`, or by one when `to` is `None`.
+    /// Returns whether it moved.
+    fn raise_named(map: &NamedMap, name: &str, to: Option<u64>, known: bool) -> bool {
         let mut map = map.write().unwrap_or_else(PoisonError::into_inner);
-        match map.get_mut(name) {
-            Some(g) => *g += 1,
+        let entry = match map.get_mut(name) {
+            Some(entry) => entry,
+            None => map.entry(name.into()).or_default(),
+        };
+        let target = to.unwrap_or(entry.value + 1).max(entry.value);
+        let moved = target != entry.value;
+        entry.value = target;
+        entry.known |= known;
+        moved
+    }
+
+    fn raise(counter: &AtomicU64, to: Option<u64>) -> bool {
+        match to {
+            Some(to) => counter.fetch_max(to, SeqCst) < to,
             None => {
-                map.insert(name.into(), 1);
+                counter.fetch_add(1, SeqCst);
+                true
             }
         }
+    }
+
+    /// The generations among `ids` not yet read from the shared tier.
+    #[cfg_attr(
+        not(feature = "redis"),
+        allow(dead_code, reason = "used by the shared tier")
+    )]
+    pub(crate) fn unknown(&self, ids: impl IntoIterator<Item = GenId>) -> Vec<GenId> {
+        ids.into_iter()
+            .filter(|id| match id {
+                GenId::Clear => !self.clear_known.load(SeqCst),
+                GenId::KeySlot(slot) => !self.key_slots_known[*slot].load(SeqCst),
+                GenId::Namespace(ns) => !Self::is_known(&self.namespaces, ns),
+                GenId::Tag(tag) => !Self::is_known(&self.tags, tag),
+            })
+            .collect()
+    }
+
+    #[cfg_attr(
+        not(feature = "redis"),
+        allow(dead_code, reason = "used by the shared tier")
+    )]
+    fn is_known(map: &NamedMap, name: &str) -> bool {
+        let map = map.read().unwrap_or_else(PoisonError::into_inner);
+        map.get(name).is_some_and(|n| n.known)
+    }
+
+    /// Records a value read from the shared tier or announced on the
+    /// invalidation channel: raises the generation to it and marks it known.
+    #[cfg_attr(
+        not(feature = "redis"),
+        allow(dead_code, reason = "used by the shared tier")
+    )]
+    pub(crate) fn learn(&self, id: &GenId, value: u64) {
+        let moved = match id {
+            GenId::Clear => {
+                self.clear_known.store(true, SeqCst);
+                Self::raise(&self.clear, Some(value))
+            }
+            GenId::KeySlot(slot) => {
+                self.key_slots_known[*slot].store(true, SeqCst);
+                Self::raise(&self.key_slots[*slot], Some(value))
+            }
+            GenId::Namespace(ns) => Self::raise_named(&self.namespaces, ns, Some(value), true),
+            GenId::Tag(tag) => Self::raise_named(&self.tags, tag, Some(value), true),
+        };
+        if moved {
+            self.epoch.fetch_add(1, SeqCst);
+        }
+    }
+
+    /// Marks every generation unknown, so loads read them again. Called when
+    /// the invalidation channel (re)connects: messages sent meanwhile are lost.
+    #[cfg_attr(
+        not(feature = "redis"),
+        allow(dead_code, reason = "used by the shared tier")
+    )]
+    pub(crate) fn forget_all(&self) {
+        self.clear_known.store(false, SeqCst);
+        for known in self.key_slots_known.iter() {
+            known.store(false, SeqCst);
+        }
+        for map in [&self.namespaces, &self.tags] {
+            let mut map = map.write().unwrap_or_else(PoisonError::into_inner);
+            for named in map.values_mut() {
+                named.known = false;
+            }
+        }
+        self.epoch.fetch_add(1, SeqCst);
+    }
+
+    /// The current value of one generation.
+    #[cfg_attr(
+        not(feature = "redis"),
+        allow(dead_code, reason = "used by the shared tier")
+    )]
+    pub(crate) fn get(&self, id: &GenId) -> u64 {
+        match id {
+            GenId::Clear => self.clear.load(SeqCst),
+            GenId::KeySlot(slot) => self.key_slots[*slot].load(SeqCst),
+            GenId::Namespace(ns) => Self::named(&self.namespaces, ns),
+            GenId::Tag(tag) => Self::named(&self.tags, tag),
+        }
+    }
+
+    /// The current epoch; read it before checking a shared-tier entry and
+    /// build that entry's [`Fence`] with it.
+    #[cfg_attr(
+        not(feature = "redis"),
+        allow(dead_code, reason = "used by the shared tier")
+    )]
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch.load(SeqCst)
     }
 
     /// Reads the current generations for a load of `key`. The epoch is read
@@ -135,24 +277,91 @@ impl Generations {
         }
     }
 
-    pub(crate) fn invalidate_key(&self, key: &str) {
-        self.key_slots[self.slot(key)].fetch_add(1, SeqCst);
-        self.epoch.fetch_add(1, SeqCst);
+    /// Invalidates one key in this process. `to` is the slot's new
+    /// generation when the shared tier assigned one.
+    pub(crate) fn invalidate_key(&self, key: &str, to: Option<u64>) {
+        self.invalidate(&GenId::KeySlot(self.slot(key)), to);
     }
 
-    pub(crate) fn invalidate_tag(&self, tag: &str) {
-        Self::bump_named(&self.tags, tag);
+    /// Raises one generation (by one, or to `to`) and moves the epoch, so
+    /// every entry it covers stops matching.
+    pub(crate) fn invalidate(&self, id: &GenId, to: Option<u64>) {
+        match id {
+            GenId::Clear => {
+                Self::raise(&self.clear, to);
+            }
+            GenId::KeySlot(slot) => {
+                Self::raise(&self.key_slots[*slot], to);
+            }
+            GenId::Namespace(ns) => {
+                Self::raise_named(&self.namespaces, ns, to, to.is_some());
+            }
+            GenId::Tag(tag) => {
+                Self::raise_named(&self.tags, tag, to, to.is_some());
+            }
+        }
         self.epoch.fetch_add(1, SeqCst);
     }
+}
 
-    pub(crate) fn invalidate_namespace(&self, namespace: &str) {
-        Self::bump_named(&self.namespaces, namespace);
-        self.epoch.fetch_add(1, SeqCst);
+impl Fence {
+    /// The fence of an entry read from the shared tier: the generations its
+    /// loader saw, checked from now on against this process's.
+    #[cfg_attr(
+        not(feature = "redis"),
+        allow(dead_code, reason = "used by the shared tier")
+    )]
+    pub(crate) fn of_shared_entry(
+        epoch: u64,
+        clear: u64,
+        key_slot: usize,
+        key_generation: u64,
+        namespace: Option<(&'static str, u64)>,
+        tags: Vec<(String, u64)>,
+    ) -> Fence {
+        Fence {
+            epoch,
+            clear,
+            key_slot,
+            key_generation,
+            namespace,
+            tags: tags
+                .into_iter()
+                .map(|(t, g)| (t.into_boxed_str(), g))
+                .collect(),
+        }
     }
 
-    pub(crate) fn clear(&self) {
-        self.clear.fetch_add(1, SeqCst);
-        self.epoch.fetch_add(1, SeqCst);
+    #[cfg_attr(
+        not(feature = "redis"),
+        allow(dead_code, reason = "used by the shared tier")
+    )]
+    pub(crate) fn clear_generation(&self) -> u64 {
+        self.clear
+    }
+
+    #[cfg_attr(
+        not(feature = "redis"),
+        allow(dead_code, reason = "used by the shared tier")
+    )]
+    pub(crate) fn key_generation(&self) -> u64 {
+        self.key_generation
+    }
+
+    #[cfg_attr(
+        not(feature = "redis"),
+        allow(dead_code, reason = "used by the shared tier")
+    )]
+    pub(crate) fn namespace_generation(&self) -> Option<u64> {
+        self.namespace.map(|(_, g)| g)
+    }
+
+    #[cfg_attr(
+        not(feature = "redis"),
+        allow(dead_code, reason = "used by the shared tier")
+    )]
+    pub(crate) fn tags(&self) -> impl Iterator<Item = (&str, u64)> {
+        self.tags.iter().map(|(t, g)| (&**t, *g))
     }
 }
 
@@ -165,22 +374,22 @@ mod tests {
         let g = Generations::new();
         let f = g.fence("user:1", Some("users"), vec!["org:7".into()]);
         assert!(g.is_current(&f));
-        g.invalidate_tag("org:8");
-        g.invalidate_namespace("orders");
+        g.invalidate(&GenId::Tag("org:8".into()), None);
+        g.invalidate(&GenId::Namespace("orders".into()), None);
         assert!(g.is_current(&f));
-        g.invalidate_tag("org:7");
+        g.invalidate(&GenId::Tag("org:7".into()), None);
         assert!(!g.is_current(&f));
 
         let f = g.fence("user:1", Some("users"), vec![]);
-        g.invalidate_namespace("users");
+        g.invalidate(&GenId::Namespace("users".into()), None);
         assert!(!g.is_current(&f));
 
         let f = g.fence("user:1", None, vec![]);
-        g.invalidate_key("user:1");
+        g.invalidate_key("user:1", None);
         assert!(!g.is_current(&f));
 
         let f = g.fence("user:1", None, vec![]);
-        g.clear();
+        g.invalidate(&GenId::Clear, None);
         assert!(!g.is_current(&f));
     }
 
@@ -190,10 +399,28 @@ mod tests {
         let f = g.fence("k", None, vec!["t".into()]);
         let checked = AtomicU64::new(f.epoch);
         assert!(g.entry_is_current(&f, &checked));
-        g.invalidate_tag("other");
+        g.invalidate(&GenId::Tag("other".into()), None);
         assert!(g.entry_is_current(&f, &checked));
         assert_eq!(checked.load(SeqCst), 1);
-        g.invalidate_tag("t");
+        g.invalidate(&GenId::Tag("t".into()), None);
         assert!(!g.entry_is_current(&f, &checked));
+    }
+
+    #[test]
+    fn learned_generations_only_rise_and_forgetting_makes_them_unknown() {
+        let g = Generations::new();
+        let tag = GenId::Tag("t".into());
+        assert_eq!(g.unknown([tag.clone(), GenId::Clear]).len(), 2);
+        g.learn(&tag, 5);
+        g.learn(&GenId::Clear, 2);
+        assert!(g.unknown([tag.clone(), GenId::Clear]).is_empty());
+        g.learn(&tag, 3);
+        assert_eq!(g.get(&tag), 5, "a late, older value does not lower it");
+        let f = g.fence("k", None, vec!["t".into()]);
+        g.forget_all();
+        assert_eq!(g.unknown([tag.clone()]), vec![tag.clone()]);
+        assert!(g.is_current(&f), "forgetting changes no value");
+        g.learn(&tag, 6);
+        assert!(!g.is_current(&f));
     }
 }

@@ -18,6 +18,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 
+#[cfg(feature = "redis")]
+mod breaker;
 mod cache;
 mod clock;
 #[cfg(feature = "redis")]
@@ -31,6 +33,8 @@ mod flight;
 mod invalidate;
 mod key;
 mod l1;
+#[cfg(feature = "redis")]
+mod l2;
 mod shape;
 mod spec;
 mod stats;
@@ -41,6 +45,10 @@ pub use cache::{
     clear, clear_blocking, invalidate_key, invalidate_key_blocking, invalidate_namespace,
     invalidate_namespace_blocking, invalidate_tag, invalidate_tag_blocking, set_global, Builder,
     Cache, DEFAULT_L1_CAPACITY,
+};
+#[cfg(feature = "redis")]
+pub use cache::{
+    DEFAULT_L2_TIMEOUT, DEFAULT_LOCK_TIMEOUT, DEFAULT_MAX_VALUE_SIZE, DEFAULT_SHARED_L1_MAX_TTL,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 #[cfg(feature = "postcard")]

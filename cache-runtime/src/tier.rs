@@ -6,7 +6,7 @@ use std::cell::RefCell;
 use std::future::Future;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::cache::{Cache, Inner};
 use crate::error::Error;
@@ -18,6 +18,24 @@ use crate::shape::Shape;
 use crate::spec::{Site, Spec};
 use crate::stats::Counters;
 use crate::value::ValueCodec;
+
+#[cfg(feature = "redis")]
+mod shared;
+
+/// What a load stores in the shared tier once its body returned.
+#[cfg(not(feature = "redis"))]
+struct Fill {
+    #[allow(dead_code, reason = "kept for the shared tier")]
+    value: Arc<dyn Any + Send + Sync>,
+    #[allow(dead_code, reason = "kept for the shared tier")]
+    absent: bool,
+    #[allow(dead_code, reason = "kept for the shared tier")]
+    ttl: Duration,
+    #[allow(dead_code, reason = "kept for the shared tier")]
+    compute: Duration,
+}
+#[cfg(feature = "redis")]
+use shared::Fill;
 
 /// One tag template of a function, rendered only when an entry is filled.
 #[derive(Clone, Copy)]
@@ -52,9 +70,10 @@ pub struct Load<'c> {
     fence: Fence,
     /// A refresh neither reads nor joins a flight: it always runs the body.
     refresh: bool,
-    /// How values cross into the shared tier; `None` keeps them in L1.
-    #[allow(dead_code, reason = "read by the shared tier")]
-    value: Option<ValueCodec>,
+    /// The shared-tier side of this load, when the function and the cache
+    /// both use one.
+    #[cfg(feature = "redis")]
+    shared: Option<Box<shared::SharedLoad>>,
 }
 
 thread_local! {
@@ -118,6 +137,21 @@ fn read_l1<Sh: Shape<R>, R>(inner: &Inner, key: &str) -> Option<R> {
     join_value::<Sh, R>(&*fresh_entry(inner, key)?.value)
 }
 
+/// Whether this function's entries bypass L1: `tier = "l2"` with a shared
+/// tier configured.
+#[inline]
+fn skips_l1(inner: &Inner, spec: &Spec) -> bool {
+    #[cfg(feature = "redis")]
+    {
+        spec.tier == crate::spec::Tier::L2 && inner.shared.is_some()
+    }
+    #[cfg(not(feature = "redis"))]
+    {
+        let _ = (inner, spec);
+        false
+    }
+}
+
 /// Renders the key into `buf` and reads it; on a miss, the key as an owned
 /// string.
 #[inline]
@@ -141,8 +175,12 @@ pub fn lookup<'c, Sh: Shape<R>, R>(
     key: impl FnOnce(&mut KeyWriter<'_>),
     tags: &[Tag<'_>],
 ) -> Lookup<'c, R> {
-    let counters = site.counters(cache);
     let inner = &*cache.inner;
+    if skips_l1(inner, &site.spec) {
+        let mut rendered = String::new();
+        render_key(&site.spec, &mut rendered, key);
+        return Lookup::Miss(Load::new(site, cache, value, rendered, tags, false));
+    }
     // A KeyPart that calls a cached function re-enters; it gets a buffer of
     // its own.
     let found = KEY_BUF.with(|cell| match cell.try_borrow_mut() {
@@ -151,13 +189,10 @@ pub fn lookup<'c, Sh: Shape<R>, R>(
     });
     match found {
         Ok(ret) => {
-            Counters::bump(&counters.l1_hits);
+            Counters::bump(&site.counters(cache).l1_hits);
             Lookup::Hit(ret)
         }
-        Err(key) => {
-            Counters::bump(&counters.misses);
-            Lookup::Miss(Load::new(site, cache, value, key, tags, false))
-        }
+        Err(key) => Lookup::Miss(Load::new(site, cache, value, key, tags, false)),
     }
 }
 
@@ -195,8 +230,22 @@ pub fn put_async<'c, Sh: Shape<R>, R>(
     tags: &[Tag<'_>],
     value: Sh::Value,
 ) -> impl Future<Output = Result<(), Error>> + Send + 'c {
-    let load = refresh(site, cache, value_codec, key, tags);
-    async move { load.put::<Sh, R>(value) }
+    #[cfg_attr(not(feature = "redis"), allow(unused_mut))]
+    let mut load = refresh(site, cache, value_codec, key, tags);
+    async move {
+        #[cfg(feature = "redis")]
+        if let Some(tier) = load.shared.take() {
+            let prepared = (*tier).prepare().await;
+            load.adopt(prepared);
+            let fill = load.put_local::<Sh, R>(value);
+            return match load.shared {
+                Some(tier) => (*tier).write_checked(fill).await.map_err(Error::from),
+                None => Err(Error::L2(UNREACHABLE.to_owned())),
+            };
+        }
+        load.put_local::<Sh, R>(value);
+        Ok(())
+    }
 }
 
 /// The `{fn}_put` companion for sync functions.
@@ -212,8 +261,30 @@ pub fn put_blocking<Sh: Shape<R>, R>(
     tags: &[Tag<'_>],
     value: Sh::Value,
 ) -> Result<(), Error> {
-    refresh(site, cache, value_codec, key, tags).put::<Sh, R>(value)
+    #[cfg_attr(not(feature = "redis"), allow(unused_mut))]
+    let mut load = refresh(site, cache, value_codec, key, tags);
+    #[cfg(feature = "redis")]
+    if let Some(tier) = load.shared.take() {
+        let shared = Arc::clone(&tier.shared);
+        let prepared = shared
+            .block_on(shared.budget(4), (*tier).prepare())
+            .flatten();
+        load.adopt(prepared);
+        let fill = load.put_local::<Sh, R>(value);
+        return match load.shared {
+            Some(tier) => shared
+                .block_on(shared.budget(2), (*tier).write_checked(fill))
+                .unwrap_or(Err(crate::l2::L2Error::Timeout))
+                .map_err(Error::from),
+            None => Err(Error::L2(UNREACHABLE.to_owned())),
+        };
+    }
+    load.put_local::<Sh, R>(value);
+    Ok(())
 }
+
+#[cfg(feature = "redis")]
+const UNREACHABLE: &str = "the shared tier could not be reached; the value is stored in L1 only";
 
 /// The `{fn}_invalidate` companion for async functions. The key is
 /// rendered before the future is returned, so the future holds no argument.
@@ -269,25 +340,119 @@ impl<'c> Load<'c> {
         tags: &[Tag<'_>],
         refresh: bool,
     ) -> Self {
-        let fence = cache
-            .inner
-            .generations
-            .fence(&key, site.spec.namespace, render_tags(tags));
+        let inner = &*cache.inner;
+        let tags = render_tags(tags);
+        #[cfg(feature = "redis")]
+        let shared = match (value, &inner.shared) {
+            (Some(codec), Some(tier)) => Some(Box::new(shared::SharedLoad {
+                shared: Arc::clone(tier),
+                generations: Arc::clone(&inner.generations),
+                clock: Arc::clone(&inner.clock),
+                counters: cache.counters(site.spec.name),
+                spec: &site.spec,
+                codec,
+                l1_max_ttl: inner.l1_max_ttl,
+                key: key.clone(),
+                tags: tags.clone(),
+                redis_key: String::new(),
+                fence: None,
+            })),
+            _ => None,
+        };
+        #[cfg(not(feature = "redis"))]
+        let _ = value;
+        let fence = inner.generations.fence(&key, site.spec.namespace, tags);
         Load {
             cache,
             site,
             key,
             fence,
             refresh,
-            value,
+            #[cfg(feature = "redis")]
+            shared,
         }
     }
 
-    /// Stores a known value (`{fn}_put`).
-    fn put<Sh: Shape<R>, R>(&self, value: Sh::Value) -> Result<(), Error> {
+    /// Stores a known value (`{fn}_put`) in L1; the shared tier is written
+    /// by the caller.
+    fn put_local<Sh: Shape<R>, R>(&self, value: Sh::Value) -> Option<Fill> {
         let absent = Sh::is_absent(&value);
-        self.store(Arc::new(value), absent);
-        Ok(())
+        let value: Arc<dyn Any + Send + Sync> = Arc::new(value);
+        self.store(Arc::clone(&value), absent).map(|ttl| Fill {
+            value,
+            absent,
+            ttl,
+            compute: Duration::ZERO,
+        })
+    }
+
+    fn count_miss(&self) {
+        if !self.refresh {
+            Counters::bump(&self.site.counters(self.cache).misses);
+        }
+    }
+
+    /// An entry found in the shared tier: fills L1 and, when leading a
+    /// flight, hands the value to this process's waiters.
+    #[cfg(feature = "redis")]
+    fn found<Sh: Shape<R>, R>(
+        &self,
+        found: shared::Found,
+        guard: Option<LeaderGuard<'_>>,
+    ) -> Option<R> {
+        let ret = join_value::<Sh, R>(&*found.value)?;
+        Counters::bump(&self.site.counters(self.cache).l2_hits);
+        if !skips_l1(&self.cache.inner, &self.site.spec) {
+            self.cache.inner.l1.insert(&self.key, found.entry);
+        }
+        if let Some(guard) = guard {
+            guard.finish(Outcome::Done(found.value));
+        }
+        Some(ret)
+    }
+
+    /// Learns the generations the key depends on and reads the shared tier.
+    #[cfg(feature = "redis")]
+    async fn read_shared_async<Sh: Shape<R>, R>(&mut self) -> Option<R> {
+        let prepared = (*self.shared.take()?).prepare().await;
+        self.adopt(prepared);
+        let tier = self.shared.clone().filter(|_| !self.refresh)?;
+        let found = (*tier).read().await?;
+        self.found::<Sh, R>(found, None)
+    }
+
+    #[cfg(feature = "redis")]
+    fn read_shared_blocking<Sh: Shape<R>, R>(&mut self) -> Option<R> {
+        let tier = self.shared.take()?;
+        let shared = Arc::clone(&tier.shared);
+        let prepared = shared
+            .block_on(shared.budget(4), (*tier).prepare())
+            .flatten();
+        self.adopt(prepared);
+        let tier = self.shared.clone().filter(|_| !self.refresh)?;
+        let found = shared
+            .block_on(shared.budget(1), (*tier).read())
+            .flatten()?;
+        self.found::<Sh, R>(found, None)
+    }
+
+    /// Takes a prepared shared load's fence, learned from the shared tier,
+    /// as this load's own.
+    #[cfg(feature = "redis")]
+    fn adopt(&mut self, prepared: Option<shared::SharedLoad>) {
+        if let Some(fence) = prepared.as_ref().and_then(|p| p.fence.clone()) {
+            self.fence = fence;
+        }
+        self.shared = prepared.map(Box::new);
+    }
+
+    /// Whether this load takes the cross-process lock.
+    #[cfg(feature = "redis")]
+    fn locks_across_processes(&self) -> Option<shared::SharedLoad> {
+        self.shared
+            .as_deref()
+            .filter(|_| self.site.spec.lock && !self.refresh)
+            .cloned()
     }
 
     /// Runs the body of an async function for this miss (or waits for
@@ -298,20 +463,58 @@ impl<'c> Load<'c> {
     /// With `lock`, one caller per key runs `body`; the others wait without
     /// blocking their thread and get its value. If it fails they run their
     /// own `body`; if it panics or is dropped, one of them takes over.
-    pub async fn run_async<Sh: Shape<R>, R, F: Future<Output = R>>(self, body: F) -> R {
+    #[cfg_attr(not(feature = "redis"), allow(unused_mut))]
+    pub async fn run_async<Sh: Shape<R>, R, F: Future<Output = R>>(mut self, body: F) -> R {
+        #[cfg(feature = "redis")]
+        if let Some(ret) = self.read_shared_async::<Sh, R>().await {
+            return ret;
+        }
+        self.count_miss();
         loop {
             match self.plan::<Sh, R>() {
                 Plan::Value(ret) => return ret,
                 Plan::Run(guard) => {
+                    #[cfg(feature = "redis")]
+                    let lock = match self.locks_across_processes() {
+                        Some(tier) => match tier.lead().await {
+                            shared::Led::Found(found) => {
+                                Counters::bump(&self.site.counters(self.cache).lock_waits);
+                                match self.found::<Sh, R>(found, None) {
+                                    Some(ret) => {
+                                        drop(guard);
+                                        return ret;
+                                    }
+                                    None => None,
+                                }
+                            }
+                            shared::Led::Locked { lock_key, token } => Some((lock_key, token)),
+                            shared::Led::Unlocked => None,
+                        },
+                        None => None,
+                    };
+                    let started = Instant::now();
                     let ret = body.await;
-                    self.finish::<Sh, R>(guard, &ret);
+                    let fill = self.finish::<Sh, R>(guard, &ret, started);
+                    #[cfg(feature = "redis")]
+                    if let Some(tier) = self.shared.as_deref().cloned() {
+                        tier.write(fill, lock).await;
+                    }
+                    #[cfg(not(feature = "redis"))]
+                    drop(fill);
                     return ret;
                 }
                 Plan::Wait(flight) => match self.after_wait::<Sh, R>(flight.wait().await) {
                     AfterWait::Value(ret) => return ret,
                     AfterWait::RunOwn => {
+                        let started = Instant::now();
                         let ret = body.await;
-                        self.finish::<Sh, R>(None, &ret);
+                        let fill = self.finish::<Sh, R>(None, &ret, started);
+                        #[cfg(feature = "redis")]
+                        if let Some(tier) = self.shared.as_deref().cloned() {
+                            tier.write(fill, None).await;
+                        }
+                        #[cfg(not(feature = "redis"))]
+                        drop(fill);
                         return ret;
                     }
                     AfterWait::Retry => continue,
@@ -321,26 +524,76 @@ impl<'c> Load<'c> {
     }
 
     /// [`run_async`](Self::run_async) for sync functions: waiters block
-    /// their thread.
-    pub fn run_blocking<Sh: Shape<R>, R, F: FnOnce() -> R>(self, body: F) -> R {
+    /// their thread. Shared-tier steps run on the tier's own runtime, each
+    /// bounded by `l2_timeout`, so this is safe inside or outside a tokio
+    /// runtime.
+    #[cfg_attr(not(feature = "redis"), allow(unused_mut))]
+    pub fn run_blocking<Sh: Shape<R>, R, F: FnOnce() -> R>(mut self, body: F) -> R {
+        #[cfg(feature = "redis")]
+        if let Some(ret) = self.read_shared_blocking::<Sh, R>() {
+            return ret;
+        }
+        self.count_miss();
         loop {
             match self.plan::<Sh, R>() {
                 Plan::Value(ret) => return ret,
                 Plan::Run(guard) => {
+                    #[cfg(feature = "redis")]
+                    let lock = match self.locks_across_processes() {
+                        Some(tier) => {
+                            let shared = Arc::clone(&tier.shared);
+                            let budget = shared.lock_timeout + shared.budget(3);
+                            match shared.block_on(budget, tier.lead()) {
+                                Some(shared::Led::Found(found)) => {
+                                    Counters::bump(&self.site.counters(self.cache).lock_waits);
+                                    match self.found::<Sh, R>(found, None) {
+                                        Some(ret) => {
+                                            drop(guard);
+                                            return ret;
+                                        }
+                                        None => None,
+                                    }
+                                }
+                                Some(shared::Led::Locked { lock_key, token }) => {
+                                    Some((lock_key, token))
+                                }
+                                Some(shared::Led::Unlocked) | None => None,
+                            }
+                        }
+                        None => None,
+                    };
+                    let started = Instant::now();
                     let ret = body();
-                    self.finish::<Sh, R>(guard, &ret);
+                    let fill = self.finish::<Sh, R>(guard, &ret, started);
+                    #[cfg(feature = "redis")]
+                    self.write_shared_blocking(fill, lock);
+                    #[cfg(not(feature = "redis"))]
+                    drop(fill);
                     return ret;
                 }
                 Plan::Wait(flight) => match self.after_wait::<Sh, R>(flight.wait_blocking()) {
                     AfterWait::Value(ret) => return ret,
                     AfterWait::RunOwn => {
+                        let started = Instant::now();
                         let ret = body();
-                        self.finish::<Sh, R>(None, &ret);
+                        let fill = self.finish::<Sh, R>(None, &ret, started);
+                        #[cfg(feature = "redis")]
+                        self.write_shared_blocking(fill, None);
+                        #[cfg(not(feature = "redis"))]
+                        drop(fill);
                         return ret;
                     }
                     AfterWait::Retry => continue,
                 },
             }
+        }
+    }
+
+    #[cfg(feature = "redis")]
+    fn write_shared_blocking(&self, fill: Option<Fill>, lock: Option<(String, String)>) {
+        if let Some(tier) = self.shared.as_deref().cloned() {
+            let shared = Arc::clone(&tier.shared);
+            shared.block_on(shared.budget(3), tier.write(fill, lock));
         }
     }
 
@@ -388,43 +641,57 @@ impl<'c> Load<'c> {
         }
     }
 
-    /// Counts the run, stores a cacheable result and wakes any waiters.
-    fn finish<Sh: Shape<R>, R>(&self, guard: Option<LeaderGuard<'_>>, ret: &R) {
+    /// Counts the run, stores a cacheable result in L1 and wakes any
+    /// waiters; returns what the shared tier should store.
+    fn finish<Sh: Shape<R>, R>(
+        &self,
+        guard: Option<LeaderGuard<'_>>,
+        ret: &R,
+        started: Instant,
+    ) -> Option<Fill> {
         let counters = self.site.counters(self.cache);
         Counters::bump(&counters.body_runs);
-        let outcome = match Sh::value_of(ret) {
+        let (outcome, fill) = match Sh::value_of(ret) {
             Some(value) => {
                 let absent = Sh::is_absent(&value);
                 let value: Arc<dyn Any + Send + Sync> = Arc::new(value);
-                self.store(Arc::clone(&value), absent);
-                Outcome::Done(value)
+                let fill = self.store(Arc::clone(&value), absent).map(|ttl| Fill {
+                    value: Arc::clone(&value),
+                    absent,
+                    ttl,
+                    compute: started.elapsed(),
+                });
+                (Outcome::Done(value), fill)
             }
             None => {
                 Counters::bump(&counters.errors);
-                Outcome::Failed
+                (Outcome::Failed, None)
             }
         };
         if let Some(guard) = guard {
             guard.finish(outcome);
         }
+        fill
     }
 
-    /// Writes the value into L1 unless an invalidation already covers it.
-    fn store(&self, value: Arc<dyn Any + Send + Sync>, absent: bool) {
+    /// Writes the value into L1 unless an invalidation already covers it,
+    /// and returns its time to live (for the shared tier); `None` when the
+    /// value is not to be cached.
+    fn store(&self, value: Arc<dyn Any + Send + Sync>, absent: bool) -> Option<Duration> {
         let spec = &self.site.spec;
         let inner = &*self.cache.inner;
         let ttl = if absent {
-            match spec.negative_ttl {
-                Some(ttl) => ttl,
-                None => return,
-            }
+            spec.negative_ttl?
         } else {
             jittered(spec.ttl, spec.jitter)
         };
         // The entry would never be served; skipping the write keeps it from
         // replacing a newer one filled after the invalidation.
         if !inner.generations.is_current(&self.fence) {
-            return;
+            return None;
+        }
+        if skips_l1(inner, spec) {
+            return Some(ttl);
         }
         let l1_lifetime = [spec.l1_ttl, inner.l1_max_ttl]
             .into_iter()
@@ -440,6 +707,7 @@ impl<'c> Load<'c> {
             checked_epoch: AtomicU64::new(self.fence.epoch),
         };
         inner.l1.insert(&self.key, Arc::new(entry));
+        Some(ttl)
     }
 }
 

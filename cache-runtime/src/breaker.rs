@@ -1,0 +1,146 @@
+//! A circuit breaker in front of the shared tier (G8).
+//!
+//! After [`FAILURES_TO_OPEN`] failures in a row the breaker opens: calls skip
+//! the shared tier without paying its timeout. After a cool-down one call is
+//! let through as a probe; its success closes the breaker, its failure opens
+//! it again for twice as long (up to [`MAX_COOL_DOWN`]). Checking an open
+//! breaker is two atomic loads.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::SeqCst};
+use std::time::{Duration, Instant};
+
+/// Consecutive failures that open the breaker.
+pub(crate) const FAILURES_TO_OPEN: u32 = 3;
+/// The first cool-down.
+pub(crate) const MIN_COOL_DOWN: Duration = Duration::from_millis(250);
+/// The longest cool-down.
+pub(crate) const MAX_COOL_DOWN: Duration = Duration::from_secs(5);
+
+#[derive(Debug)]
+pub(crate) struct Breaker {
+    started: Instant,
+    failures: AtomicU32,
+    /// Micros since `started` before which calls are refused; 0 when closed.
+    open_until: AtomicU64,
+    cool_down_micros: AtomicU64,
+    probing: AtomicBool,
+}
+
+impl Breaker {
+    pub(crate) fn new() -> Self {
+        Self {
+            started: Instant::now(),
+            failures: AtomicU32::new(0),
+            open_until: AtomicU64::new(0),
+            cool_down_micros: AtomicU64::new(MIN_COOL_DOWN.as_micros() as u64),
+            probing: AtomicBool::new(false),
+        }
+    }
+
+    fn now(&self) -> u64 {
+        self.started.elapsed().as_micros() as u64
+    }
+
+    /// Whether a call may go to the shared tier now.
+    #[inline]
+    pub(crate) fn allow(&self) -> bool {
+        self.allow_at(self.now())
+    }
+
+    fn allow_at(&self, now: u64) -> bool {
+        let open_until = self.open_until.load(SeqCst);
+        if open_until == 0 {
+            return true;
+        }
+        if now < open_until {
+            return false;
+        }
+        // Cool-down over: one caller probes, the others keep skipping.
+        self.probing
+            .compare_exchange(false, true, SeqCst, SeqCst)
+            .is_ok()
+    }
+
+    pub(crate) fn is_open(&self) -> bool {
+        self.open_until.load(SeqCst) != 0
+    }
+
+    pub(crate) fn success(&self) {
+        self.failures.store(0, SeqCst);
+        if self.open_until.swap(0, SeqCst) != 0 {
+            self.cool_down_micros
+                .store(MIN_COOL_DOWN.as_micros() as u64, SeqCst);
+        }
+        self.probing.store(false, SeqCst);
+    }
+
+    pub(crate) fn failure(&self) {
+        self.failure_at(self.now());
+    }
+
+    fn failure_at(&self, now: u64) {
+        let failures = self.failures.fetch_add(1, SeqCst) + 1;
+        let was_probing = self.probing.swap(false, SeqCst);
+        if failures >= FAILURES_TO_OPEN || was_probing {
+            let cool_down = self.cool_down_micros.load(SeqCst);
+            self.open_until.store(now + cool_down, SeqCst);
+            if was_probing {
+                let doubled = (cool_down * 2).min(MAX_COOL_DOWN.as_micros() as u64);
+                self.cool_down_micros.store(doubled, SeqCst);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: u64 = MIN_COOL_DOWN.as_micros() as u64;
+
+    #[test]
+    fn the_breaker_opens_after_consecutive_failures_and_closes_after_a_good_probe() {
+        let b = Breaker::new();
+        assert!(b.allow_at(0));
+        b.failure_at(0);
+        b.failure_at(0);
+        assert!(b.allow_at(0), "two failures keep it closed");
+        b.failure_at(0);
+        assert!(!b.allow_at(1), "the third opens it");
+        assert!(!b.allow_at(MIN - 1));
+        assert!(b.allow_at(MIN), "one probe after the cool-down");
+        assert!(!b.allow_at(MIN), "only one");
+        b.success();
+        assert!(b.allow_at(MIN) && b.allow_at(MIN));
+        assert!(!b.is_open());
+    }
+
+    #[test]
+    fn a_failed_probe_doubles_the_cool_down_up_to_the_maximum() {
+        let b = Breaker::new();
+        for _ in 0..FAILURES_TO_OPEN {
+            b.failure_at(0);
+        }
+        let mut now = MIN;
+        let mut cool_down = MIN;
+        for _ in 0..10 {
+            assert!(b.allow_at(now));
+            b.failure_at(now);
+            cool_down = (cool_down * 2).min(MAX_COOL_DOWN.as_micros() as u64);
+            assert!(!b.allow_at(now + MIN.min(cool_down) - 1));
+            now += cool_down;
+        }
+        assert_eq!(cool_down, MAX_COOL_DOWN.as_micros() as u64);
+    }
+
+    #[test]
+    fn a_success_between_failures_resets_the_count() {
+        let b = Breaker::new();
+        b.failure_at(0);
+        b.failure_at(0);
+        b.success();
+        b.failure_at(0);
+        b.failure_at(0);
+        assert!(b.allow_at(0));
+    }
+}

@@ -1,0 +1,295 @@
+//! The shared-tier steps of a load: learn generations, read, lock, write.
+//!
+//! Each step is a `'static` future over owned data, so an async caller
+//! awaits it where it is and a sync caller runs it on the tier's own runtime
+//! ([`Shared::block_on`]). Every failure makes the step answer "nothing"
+//! (and counts an L2 error): a call never fails because of the shared tier.
+
+use std::any::Any;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::clock::Clock;
+use crate::envelope::{self, Header};
+use crate::invalidate::{Fence, GenId, Generations};
+use crate::l1::Entry;
+use crate::l2::{Event, L2Error, Shared};
+use crate::spec::Spec;
+use crate::stats::Counters;
+use crate::value::ValueCodec;
+
+/// What a load needs to use the shared tier.
+#[derive(Clone)]
+pub(super) struct SharedLoad {
+    pub(super) shared: Arc<Shared>,
+    pub(super) generations: Arc<Generations>,
+    pub(super) clock: Arc<dyn Clock>,
+    pub(super) counters: Arc<Counters>,
+    pub(super) spec: &'static Spec,
+    pub(super) codec: ValueCodec,
+    pub(super) l1_max_ttl: Option<Duration>,
+    /// The `{fn}_key` form.
+    pub(super) key: String,
+    /// The rendered tags, read by [`prepare`](Self::prepare).
+    pub(super) tags: Vec<String>,
+    /// Set by [`prepare`](Self::prepare).
+    pub(super) redis_key: String,
+    pub(super) fence: Option<Fence>,
+}
+
+impl std::fmt::Debug for SharedLoad {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedLoad")
+            .field("redis_key", &self.redis_key)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A value found in the shared tier.
+pub(super) struct Found {
+    pub(super) value: Arc<dyn Any + Send + Sync>,
+    pub(super) entry: Arc<Entry>,
+}
+
+/// What the cross-process lock said.
+pub(super) enum Led {
+    /// Another process stored the value meanwhile.
+    Found(Found),
+    /// This process holds the lock: run the body, then release it.
+    Locked { lock_key: String, token: String },
+    /// No lock (the tier is down, or the wait timed out): run the body.
+    Unlocked,
+}
+
+/// What a load stores once its body returned.
+pub(super) struct Fill {
+    pub(super) value: Arc<dyn Any + Send + Sync>,
+    pub(super) absent: bool,
+    pub(super) ttl: Duration,
+    pub(super) compute: Duration,
+}
+
+impl SharedLoad {
+    fn error(&self, e: &L2Error) {
+        if !matches!(e, L2Error::Open) {
+            Counters::bump(&self.counters.l2_errors);
+        }
+    }
+
+    /// The logical key: the `{fn}_key` form without namespace and version.
+    fn rendered(&self) -> &str {
+        let mut prefix = 0;
+        if let Some(ns) = self.spec.namespace {
+            prefix += ns.len() + 1;
+        }
+        if self.spec.namespace.is_some() || self.spec.version != 1 {
+            prefix += 1 + itoa::Buffer::new().format(self.spec.version).len() + 1;
+        }
+        self.key.get(prefix..).unwrap_or(&self.key)
+    }
+
+    /// Learns the generations this key depends on that this process does
+    /// not know yet, then takes the load's fence and names the Redis key.
+    /// `None` when the tier could not be reached.
+    pub(super) async fn prepare(mut self) -> Option<SharedLoad> {
+        let tags = self.tags.clone();
+        let slot = self.generations.slot(&self.key);
+        let mut ids = vec![GenId::Clear, GenId::KeySlot(slot)];
+        ids.extend(
+            self.spec
+                .namespace
+                .map(|ns| GenId::Namespace(ns.to_owned())),
+        );
+        ids.extend(tags.iter().cloned().map(GenId::Tag));
+        for id in self.generations.unknown(ids) {
+            match self.shared.fetch_generation(&id).await {
+                Ok(value) => self.generations.learn(&id, value),
+                Err(e) => {
+                    self.error(&e);
+                    return None;
+                }
+            }
+        }
+        let fence = self.generations.fence(&self.key, self.spec.namespace, tags);
+        let namespace = self.spec.namespace.zip(fence.namespace_generation());
+        self.redis_key = self
+            .shared
+            .entry_key(namespace, self.spec.version, self.rendered());
+        self.fence = Some(fence);
+        Some(self)
+    }
+
+    /// The entry for this key, if it is present, readable, fresh and not
+    /// covered by a later invalidation. Anything else is a miss (G9).
+    pub(super) async fn read(self) -> Option<Found> {
+        let bytes = match self.shared.get(self.redis_key.clone()).await {
+            Ok(bytes) => bytes?,
+            Err(e) => {
+                self.error(&e);
+                return None;
+            }
+        };
+        self.check(&bytes)
+    }
+
+    fn check(&self, bytes: &[u8]) -> Option<Found> {
+        let epoch = self.generations.epoch();
+        let (header, payload) = envelope::decode(bytes, self.shared.max_value_size).ok()?;
+        if header.codec != self.shared.codec.id() {
+            return None;
+        }
+        let now = self.clock.now_millis();
+        if now >= header.fresh_until_ms {
+            return None;
+        }
+        let slot = self.generations.slot(&self.key);
+        let seen = [
+            (GenId::Clear, header.clear_generation),
+            (GenId::KeySlot(slot), header.key_generation),
+        ]
+        .into_iter()
+        .chain(
+            header
+                .tags
+                .iter()
+                .map(|(tag, g)| (GenId::Tag(tag.clone()), *g)),
+        );
+        for (id, generation) in seen {
+            let current = self.generations.get(&id);
+            if generation < current {
+                // Invalidated after its load began.
+                return None;
+            }
+            if generation > current {
+                // Filled after an invalidation whose message is on its way.
+                self.generations.learn(&id, generation);
+            }
+        }
+        let value = (self.codec.decode)(payload, self.shared.codec).ok()?;
+        let fence = self.fence.as_ref()?;
+        let l1_until = [self.spec.l1_ttl, self.l1_max_ttl]
+            .into_iter()
+            .flatten()
+            .map(|cap| now.saturating_add(cap.as_millis() as u64))
+            .fold(header.fresh_until_ms, u64::min);
+        let entry_fence = Fence::of_shared_entry(
+            epoch,
+            header.clear_generation,
+            slot,
+            header.key_generation,
+            self.spec.namespace.zip(fence.namespace_generation()),
+            header.tags,
+        );
+        let entry = Arc::new(Entry {
+            value: Arc::clone(&value),
+            created_ms: header.created_ms,
+            fresh_until_ms: l1_until,
+            absent: header.absent,
+            checked_epoch: AtomicU64::new(entry_fence.epoch),
+            fence: entry_fence,
+        });
+        Some(Found { value, entry })
+    }
+
+    /// Takes the cross-process lock for this key, or waits for the process
+    /// that holds it to store the value, woken by its fill message (and
+    /// polling in case the message is lost). After `lock_timeout` the
+    /// waiter gives up and runs the body itself (G5).
+    pub(super) async fn lead(self) -> Led {
+        let lock_key = self.shared.lock_key(&self.redis_key);
+        let token = format!("{:032x}", fastrand::u128(..));
+        let deadline = Instant::now() + self.shared.lock_timeout;
+        let mut poll = Duration::from_millis(5);
+        loop {
+            let fills = Arc::clone(&self.shared.fills);
+            let notified = fills.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            match self.shared.try_lock(lock_key.clone(), token.clone()).await {
+                Ok(true) => {
+                    // Someone may have filled between our read and the lock.
+                    return match self.clone().read().await {
+                        Some(found) => {
+                            let _ = self.shared.unlock(lock_key, token).await;
+                            Led::Found(found)
+                        }
+                        None => Led::Locked { lock_key, token },
+                    };
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    self.error(&e);
+                    return Led::Unlocked;
+                }
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Led::Unlocked;
+            }
+            let wait = poll.min(deadline - now);
+            let _ = tokio::time::timeout(wait, notified).await;
+            poll = (poll * 2).min(Duration::from_millis(250));
+            if let Some(found) = self.clone().read().await {
+                return Led::Found(found);
+            }
+        }
+    }
+
+    /// Stores the body's result in the shared tier unless an invalidation
+    /// already covers it, tells waiting processes, and releases the lock.
+    pub(super) async fn write(self, fill: Option<Fill>, lock: Option<(String, String)>) {
+        let lock = lock.map(|(key, token)| (self.clone(), key, token));
+        let _ = self.write_checked(fill).await;
+        if let Some((this, lock_key, token)) = lock {
+            if let Err(e) = this.shared.unlock(lock_key, token).await {
+                this.error(&e);
+            }
+        }
+    }
+
+    /// [`write`](Self::write) without a lock, reporting whether the shared
+    /// tier took the value (`{fn}_put`).
+    pub(super) async fn write_checked(self, fill: Option<Fill>) -> Result<(), L2Error> {
+        if let (Some(fill), Some(fence)) = (fill, self.fence.as_ref()) {
+            if self.generations.is_current(fence) {
+                let created = self.clock.now_millis();
+                let fresh_until = created.saturating_add(fill.ttl.as_millis() as u64);
+                let header = Header {
+                    codec: self.shared.codec.id(),
+                    absent: fill.absent,
+                    created_ms: created,
+                    fresh_until_ms: fresh_until,
+                    stale_until_ms: fresh_until,
+                    compute_ms: fill.compute.as_millis().min(u128::from(u32::MAX)) as u32,
+                    clear_generation: fence.clear_generation(),
+                    key_generation: fence.key_generation(),
+                    tags: fence.tags().map(|(t, g)| (t.to_owned(), g)).collect(),
+                };
+                let encoded = envelope::encode(&header, |out| {
+                    (self.codec.encode)(&*fill.value, self.shared.codec, out)
+                });
+                match encoded {
+                    Ok(bytes) if bytes.len() <= self.shared.max_value_size => {
+                        if let Err(e) = self
+                            .shared
+                            .set(self.redis_key.clone(), bytes, fill.ttl)
+                            .await
+                        {
+                            self.error(&e);
+                            return Err(e);
+                        }
+                        if self.spec.lock {
+                            if let Err(e) = self.shared.publish(&Event::Filled).await {
+                                self.error(&e);
+                            }
+                        }
+                    }
+                    // Too large, or not encodable: the value stays in L1.
+                    Ok(_) | Err(_) => {}
+                }
+            }
+        }
+        Ok(())
+    }
+}
