@@ -1,0 +1,110 @@
+//! The shared tier end to end against a real Redis: two caches stand for two
+//! processes sharing one server.
+
+#![cfg(feature = "redis")]
+
+mod support;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use cachette::{cache, Cache};
+use support::redis::RedisServer;
+
+static RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[cache(key = "user:<id>", ttl = 300, tags = ["users"], cache = cache)]
+async fn user(cache: &Cache, id: u64) -> String {
+    RUNS.fetch_add(1, Ordering::SeqCst);
+    format!("user {id}")
+}
+
+static SYNC_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[cache(key = "item:<id>", ttl = 300, namespace = "items", cache = cache)]
+fn item(cache: &Cache, id: u64) -> Option<u64> {
+    SYNC_RUNS.fetch_add(1, Ordering::SeqCst);
+    Some(id * 10)
+}
+
+async fn process(server: &RedisServer) -> Cache {
+    Cache::builder()
+        .prefix("smoke")
+        .redis(&server.url())
+        .l2_timeout(Duration::from_millis(500))
+        .build()
+        .await
+        .expect("connects")
+}
+
+/// Polls `f` until it holds, for at most `limit`.
+async fn eventually(limit: Duration, mut f: impl AsyncFnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if f().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_filled_by_one_process_is_served_to_another_and_invalidated_for_both() {
+    let server = RedisServer::start();
+    let a = process(&server).await;
+    let b = process(&server).await;
+
+    assert_eq!(user(&a, 1).await, "user 1");
+    assert_eq!(user(&b, 1).await, "user 1");
+    assert_eq!(RUNS.load(Ordering::SeqCst), 1, "b read a's fill from Redis");
+    let stats = b.stats();
+    let s = stats.function("l2_smoke::user").expect("stats");
+    assert_eq!((s.l2_hits, s.misses), (1, 0));
+    let exists = server.cmd(&["EXISTS", "smoke:v1:user:1"]).unwrap();
+    assert_eq!(exists.as_int(), Some(1), "the documented key form");
+
+    // b now holds it in L1 too; a's invalidation reaches it.
+    user_invalidate(&a, 1).await.unwrap();
+    let before = RUNS.load(Ordering::SeqCst);
+    let b2 = b.clone();
+    assert!(
+        eventually(Duration::from_secs(3), async || {
+            user(&b2, 1).await;
+            RUNS.load(Ordering::SeqCst) > before
+        })
+        .await,
+        "b misses once the invalidation message arrives"
+    );
+
+    // A tag invalidated by b reaches a.
+    user(&a, 2).await;
+    b.invalidate_tag("users").await.unwrap();
+    let before = RUNS.load(Ordering::SeqCst);
+    let a2 = a.clone();
+    assert!(
+        eventually(Duration::from_secs(3), async || {
+            user(&a2, 2).await;
+            RUNS.load(Ordering::SeqCst) > before
+        })
+        .await
+    );
+}
+
+#[test]
+fn a_sync_function_uses_the_shared_tier_outside_any_runtime() {
+    let server = RedisServer::start();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let a = rt.block_on(process(&server));
+    let b = rt.block_on(process(&server));
+    drop(rt);
+    assert_eq!(item(&a, 4), Some(40));
+    assert_eq!(item(&b, 4), Some(40));
+    assert_eq!(SYNC_RUNS.load(Ordering::SeqCst), 1);
+    let keys = server.cmd(&["KEYS", "smoke:items@*"]).unwrap();
+    let keys: Vec<&str> = keys.as_array().unwrap().iter().filter_map(|k| k.as_str()).collect();
+    assert_eq!(keys, ["smoke:items@0:v1:item:4"]);
+    a.invalidate_namespace_blocking("items").unwrap();
+    assert_eq!(item(&a, 4), Some(40));
+    assert_eq!(SYNC_RUNS.load(Ordering::SeqCst), 2);
+}
