@@ -29,12 +29,40 @@ pub trait Clock: Send + Sync + Debug + 'static {
 pub struct SystemClock;
 
 impl Clock for SystemClock {
+    /// On Linux, the coarse real-time clock (`CLOCK_REALTIME_COARSE`): about
+    /// 10 ns instead of 40 ns for a precise read, at the kernel tick's
+    /// resolution (a few milliseconds), which is plenty for TTLs. Elsewhere
+    /// [`SystemTime`].
     #[inline]
     fn now_millis(&self) -> u64 {
-        // u64 arithmetic: `as_millis` goes through u128 on every hit.
-        SystemTime::now()
+        #[cfg(target_os = "linux")]
+        {
+            let t = rustix::time::clock_gettime(rustix::time::ClockId::RealtimeCoarse);
+            (t.tv_sec as u64) * 1000 + (t.tv_nsec as u64) / 1_000_000
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            // u64 arithmetic: `as_millis` goes through u128 on every hit.
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() * 1000 + u64::from(d.subsec_millis()))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_system_clock_agrees_with_system_time() {
+        let precise = SystemTime::now()
             .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() * 1000 + u64::from(d.subsec_millis()))
+            .unwrap()
+            .as_millis() as u64;
+        let ours = SystemClock.now_millis();
+        // The coarse clock lags by at most a tick (a few ms).
+        assert!(precise.abs_diff(ours) < 50, "{precise} vs {ours}");
     }
 }
 
