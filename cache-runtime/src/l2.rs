@@ -113,6 +113,41 @@ impl Conn {
         }
     }
 
+    /// Runs `cmds` and returns each one's reply, in order. A reply that is
+    /// an error (a key of another type) comes back as `Nil`.
+    async fn all(self, cmds: Vec<redis::Cmd>) -> RedisResult<Vec<redis::Value>> {
+        let server_error_is_nil = |v: redis::Value| match v {
+            redis::Value::ServerError(_) => redis::Value::Nil,
+            v => v,
+        };
+        match self {
+            Conn::Single(mut c) => {
+                let mut pipe = redis::pipe();
+                for cmd in cmds {
+                    pipe.add_command(cmd);
+                }
+                let replies: Vec<redis::Value> = pipe.query_async(&mut c).await?;
+                Ok(replies.into_iter().map(server_error_is_nil).collect())
+            }
+            #[cfg(feature = "cluster")]
+            Conn::Cluster(c) => {
+                let replies = futures_util::future::join_all(cmds.into_iter().map(|cmd| {
+                    let conn = Conn::Cluster(c.clone());
+                    async move { conn.query::<redis::Value>(cmd).await }
+                }))
+                .await;
+                replies
+                    .into_iter()
+                    .map(|r| match r {
+                        Ok(v) => Ok(server_error_is_nil(v)),
+                        Err(e) if !is_infrastructure(&e) => Ok(redis::Value::Nil),
+                        Err(e) => Err(e),
+                    })
+                    .collect()
+            }
+        }
+    }
+
     async fn script<T: redis::FromRedisValue>(
         mut self,
         script: &redis::Script,
@@ -425,17 +460,40 @@ impl Shared {
         self.timeout * steps + Duration::from_millis(50)
     }
 
-    pub(crate) async fn get(&self, key: String) -> Result<Option<Vec<u8>>, L2Error> {
+    /// Reads an entry and the current values of the generations it
+    /// depends on in one round trip (a pipeline; on a cluster, where the
+    /// keys live on different nodes, concurrent commands).
+    pub(crate) async fn get_with_generations(
+        &self,
+        key: String,
+        ids: &[GenId],
+    ) -> Result<(Option<Vec<u8>>, Vec<u64>), L2Error> {
+        let mut cmds = vec![redis::cmd("GET").arg(key).clone()];
+        cmds.extend(ids.iter().map(|id| {
+            let (key, field) = self.generation_key(id);
+            match field {
+                Some(field) => redis::cmd("HGET").arg(key).arg(field).clone(),
+                None => redis::cmd("GET").arg(key).clone(),
+            }
+        }));
         let conn = self.conn.clone();
-        match self
-            .run(conn.query::<Option<Vec<u8>>>(redis::cmd("GET").arg(key).clone()))
-            .await
-        {
-            // A key of another type (written behind the cache's back) is a
-            // miss; the next fill replaces it.
-            Err(L2Error::Reply(_)) => Ok(None),
-            other => other,
-        }
+        let replies = self.run(conn.all(cmds)).await?;
+        let mut replies = replies.into_iter();
+        let entry = match replies.next() {
+            Some(redis::Value::BulkString(bytes)) => Some(bytes),
+            // Nothing, or a key of another type written behind the cache's
+            // back: a miss, which the next fill replaces.
+            _ => None,
+        };
+        let generations = replies
+            .map(|v| {
+                redis::from_redis_value::<Option<u64>>(v)
+                    .ok()
+                    .flatten()
+                    .unwrap_or(0)
+            })
+            .collect();
+        Ok((entry, generations))
     }
 
     pub(crate) async fn set(

@@ -122,18 +122,39 @@ impl SharedLoad {
 
     /// The entry for this key, if it is present, readable, fresh and not
     /// covered by a later invalidation. Anything else is a miss (G9).
+    ///
+    /// The generations the entry depends on are read from Redis in the same
+    /// round trip as the entry, so an invalidation by any process is seen
+    /// here at once, before its message arrives.
     pub(super) async fn read(self) -> Option<Found> {
-        let bytes = match self.shared.get(self.redis_key.clone()).await {
-            Ok(bytes) => bytes?,
+        let slot = self.generations.slot(&self.key);
+        let mut ids = vec![GenId::Clear, GenId::KeySlot(slot)];
+        ids.extend(
+            self.spec
+                .namespace
+                .map(|ns| GenId::Namespace(ns.to_owned())),
+        );
+        ids.extend(self.tags.iter().cloned().map(GenId::Tag));
+        let (bytes, current) = match self
+            .shared
+            .get_with_generations(self.redis_key.clone(), &ids)
+            .await
+        {
+            Ok(found) => found,
             Err(e) => {
                 self.error(&e);
                 return None;
             }
         };
-        self.check(&bytes)
+        for (id, generation) in ids.iter().zip(&current) {
+            self.generations.learn(id, *generation);
+        }
+        let current: Vec<(GenId, u64)> = ids.into_iter().zip(current).collect();
+        self.check(&bytes?, &current)
     }
 
-    fn check(&self, bytes: &[u8]) -> Option<Found> {
+    /// Judges a stored entry against the generations Redis holds now.
+    fn check(&self, bytes: &[u8], current: &[(GenId, u64)]) -> Option<Found> {
         let epoch = self.generations.epoch();
         let (header, payload) = envelope::decode(bytes, self.shared.max_value_size).ok()?;
         if header.codec != self.shared.codec.id() {
@@ -143,7 +164,21 @@ impl SharedLoad {
         if now >= header.fresh_until_ms {
             return None;
         }
+        let fence = self.fence.as_ref()?;
         let slot = self.generations.slot(&self.key);
+        let now_at = |id: &GenId| {
+            current
+                .iter()
+                .find(|(i, _)| i == id)
+                .map_or_else(|| self.generations.get(id), |(_, g)| *g)
+        };
+        // The key was named with the namespace generation this process knew;
+        // a newer one means the whole namespace was dropped since.
+        if let (Some(ns), Some(used)) = (self.spec.namespace, fence.namespace_generation()) {
+            if now_at(&GenId::Namespace(ns.to_owned())) > used {
+                return None;
+            }
+        }
         let seen = [
             (GenId::Clear, header.clear_generation),
             (GenId::KeySlot(slot), header.key_generation),
@@ -156,18 +191,14 @@ impl SharedLoad {
                 .map(|(tag, g)| (GenId::Tag(tag.clone()), *g)),
         );
         for (id, generation) in seen {
-            let current = self.generations.get(&id);
-            if generation < current {
+            if generation < now_at(&id) {
                 // Invalidated after its load began.
                 return None;
             }
-            if generation > current {
-                // Filled after an invalidation whose message is on its way.
-                self.generations.learn(&id, generation);
-            }
+            // Filled after an invalidation this process has not heard of.
+            self.generations.learn(&id, generation);
         }
         let value = (self.codec.decode)(payload, self.shared.codec).ok()?;
-        let fence = self.fence.as_ref()?;
         let l1_until = [self.spec.l1_ttl, self.l1_max_ttl]
             .into_iter()
             .flatten()
