@@ -102,7 +102,12 @@ fn a_sync_function_uses_the_shared_tier_outside_any_runtime() {
     assert_eq!(item(&b, 4), Some(40));
     assert_eq!(SYNC_RUNS.load(Ordering::SeqCst), 1);
     let keys = server.cmd(&["KEYS", "smoke:items@*"]).unwrap();
-    let keys: Vec<&str> = keys.as_array().unwrap().iter().filter_map(|k| k.as_str()).collect();
+    let keys: Vec<&str> = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|k| k.as_str())
+        .collect();
     assert_eq!(keys, ["smoke:items@0:v1:item:4"]);
     a.invalidate_namespace_blocking("items").unwrap();
     assert_eq!(item(&a, 4), Some(40));
