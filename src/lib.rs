@@ -42,6 +42,15 @@ pub use cache_runtime::{
     DEFAULT_L1_CAPACITY,
 };
 
+#[cfg(feature = "postcard")]
+pub use cache_runtime::Postcard;
+pub use cache_runtime::SharedValue;
+#[cfg(feature = "redis")]
+pub use cache_runtime::{
+    Bincode, Codec, CodecError, DEFAULT_L2_TIMEOUT, DEFAULT_LOCK_TIMEOUT, DEFAULT_MAX_VALUE_SIZE,
+    DEFAULT_SHARED_L1_MAX_TTL,
+};
+
 /// What generated code calls. Not public API: it changes without notice.
 #[doc(hidden)]
 pub use cache_runtime::__private;

@@ -143,7 +143,7 @@ mod g3 {
     #[cache(key = "find:<id>", ttl = 300, negative_ttl = 60, cache = CACHE, tier = "l1")]
     fn find(id: u32) -> Option<String> {
         OPTION_RUNS.bump();
-        (id % 2 == 0).then(|| format!("even {id}"))
+        id.is_multiple_of(2).then(|| format!("even {id}"))
     }
 
     static UNCACHED_NONE_RUNS: Runs = Runs::new();

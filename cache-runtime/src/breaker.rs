@@ -61,6 +61,16 @@ impl Breaker {
             .is_ok()
     }
 
+    /// Whether calls are refused right now (open, cool-down not over).
+    /// Unlike [`allow`](Self::allow) it never takes the probe, so a caller
+    /// can skip the shared tier altogether, at the cost of one atomic load
+    /// while the breaker is closed (P4).
+    #[inline]
+    pub(crate) fn refusing(&self) -> bool {
+        let open_until = self.open_until.load(SeqCst);
+        open_until != 0 && self.now() < open_until
+    }
+
     pub(crate) fn is_open(&self) -> bool {
         self.open_until.load(SeqCst) != 0
     }

@@ -533,7 +533,28 @@ async fn propagate(
     change: Pending,
 ) -> Result<(), Error> {
     use crate::l2::Event;
-    let generation = shared.bump_generation(&change.id).await?;
+    let bumped = async {
+        let generation = shared.bump_generation(&change.id).await?;
+        // Redis is behind this process (it lost generations): move it past
+        // ours, or other processes would take this invalidation for an old one.
+        let local = generations.get(&change.id);
+        if generation < local {
+            return shared
+                .advance_generation(&change.id, local - generation)
+                .await;
+        }
+        Ok(generation)
+    };
+    let generation = match bumped.await {
+        Ok(generation) => generation,
+        Err(e) => {
+            // This process's generation moved on and Redis's did not: the
+            // next loads read every generation again, raising Redis's to
+            // ours, before they fill with them.
+            generations.forget_all();
+            return Err(e.into());
+        }
+    };
     generations.learn(&change.id, generation);
     let event = match change.id {
         GenId::KeySlot(slot) => Event::Key {

@@ -21,6 +21,7 @@
 //! `l2_timeout`, so callers in any runtime (or none) get an answer in time.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -90,10 +91,14 @@ fn describe(e: &RedisError) -> String {
 
 /// Whether an error says the server is unreachable or unwell (which counts
 /// against the breaker), as opposed to a bad answer about one key.
+/// Error replies the client has no kind for (`WRONGTYPE`, `NOREPLICAS`,
+/// `OOM`, ...) are answers too.
 fn is_infrastructure(e: &RedisError) -> bool {
     !matches!(
         e.kind(),
-        redis::ErrorKind::Server(_) | redis::ErrorKind::UnexpectedReturnType
+        redis::ErrorKind::Server(_)
+            | redis::ErrorKind::Extension
+            | redis::ErrorKind::UnexpectedReturnType
     )
 }
 
@@ -301,6 +306,10 @@ pub(crate) struct Shared {
     node: u64,
     /// Woken whenever any process stores an entry.
     pub(crate) fills: Arc<Notify>,
+    /// Moves on whenever the invalidation channel connects or drops. A load
+    /// that began in an earlier era may have missed messages (the L1 flush
+    /// on reconnecting came before its fill), so it must not fill.
+    era: Arc<AtomicU64>,
     unlock: redis::Script,
 }
 
@@ -355,6 +364,7 @@ impl Shared {
             .map_err(|e| Error::L2(format!("the connection task failed: {e}")))??;
 
         let fills = Arc::new(Notify::new());
+        let era = Arc::new(AtomicU64::new(0));
         let subscriber_url = config.urls[0].clone();
         background.handle.spawn(subscribe(
             subscriber_url,
@@ -363,7 +373,19 @@ impl Shared {
             l1,
             generations,
             Arc::clone(&fills),
+            Arc::clone(&era),
         ));
+        // Listen before the first load, so that no load of this cache
+        // begins before the first era (bounded: a cache that cannot
+        // subscribe still works, and fills once it has).
+        let first = Arc::clone(&era);
+        let listening = background.handle.spawn(async move {
+            let deadline = tokio::time::Instant::now() + timeout.max(Duration::from_millis(500));
+            while first.load(SeqCst) == 0 && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        });
+        let _ = listening.await;
         Ok(Shared {
             conn,
             background,
@@ -376,8 +398,15 @@ impl Shared {
             channel,
             node,
             fills,
+            era,
             unlock: redis::Script::new(UNLOCK),
         })
+    }
+
+    /// The invalidation channel's current era: it moves on whenever the
+    /// channel connects or drops.
+    pub(crate) fn era(&self) -> u64 {
+        self.era.load(SeqCst)
     }
 
     /// The Redis key of an entry: prefix, namespace and its generation,
@@ -525,12 +554,35 @@ impl Shared {
         Ok(value.unwrap_or(0))
     }
 
+    /// Reads one generation, first raising it in Redis to at least `floor`
+    /// (this process's value) when it is lower there: Redis lost it (a
+    /// restart without persistence) or never got it (an invalidation that
+    /// failed). Entries filled with `floor` then stay below every later
+    /// invalidation's generation, in every process.
+    pub(crate) async fn fetch_generation_at_least(
+        &self,
+        id: &GenId,
+        floor: u64,
+    ) -> Result<u64, L2Error> {
+        let value = self.fetch_generation(id).await?;
+        if value >= floor {
+            return Ok(value);
+        }
+        // Racing raises add up: harmless, generations only need to rise.
+        self.advance_generation(id, floor - value).await
+    }
+
     /// Moves one generation on and returns its new value.
     pub(crate) async fn bump_generation(&self, id: &GenId) -> Result<u64, L2Error> {
+        self.advance_generation(id, 1).await
+    }
+
+    /// Moves one generation on by `by` and returns its new value.
+    pub(crate) async fn advance_generation(&self, id: &GenId, by: u64) -> Result<u64, L2Error> {
         let (key, field) = self.generation_key(id);
         let cmd = match field {
-            Some(field) => redis::cmd("HINCRBY").arg(key).arg(field).arg(1).clone(),
-            None => redis::cmd("INCR").arg(key).clone(),
+            Some(field) => redis::cmd("HINCRBY").arg(key).arg(field).arg(by).clone(),
+            None => redis::cmd("INCRBY").arg(key).arg(by).clone(),
         };
         let conn = self.conn.clone();
         self.run(conn.query(cmd)).await
@@ -606,12 +658,21 @@ async fn open(urls: Vec<String>, cluster: bool, timeout: Duration) -> Result<Con
     let conn = redis::aio::ConnectionManager::new_with_config(client, config)
         .await
         .map_err(unreachable)?;
-    Ok(Conn::Single(conn))
+    // A server that wants a password the URL lacks takes the connection and
+    // refuses every command: a configuration error, reported now.
+    let conn = Conn::Single(conn);
+    conn.clone()
+        .query::<String>(redis::cmd("PING"))
+        .await
+        .map_err(unreachable)?;
+    Ok(conn)
 }
 
 /// Listens on the invalidation channel for as long as the cache lives,
 /// reconnecting after any failure. Each (re)connection flushes L1 and forgets
-/// the mirrored generations: messages sent while disconnected are lost.
+/// the mirrored generations: messages sent while disconnected are lost. It
+/// also moves the era on (before the flush), so loads in flight meanwhile do
+/// not fill L1 again with what a lost message invalidated.
 async fn subscribe(
     url: String,
     channel: String,
@@ -619,6 +680,7 @@ async fn subscribe(
     l1: Arc<dyn L1Store>,
     generations: Arc<Generations>,
     fills: Arc<Notify>,
+    era: Arc<AtomicU64>,
 ) {
     let mut backoff = Duration::from_millis(20);
     loop {
@@ -628,6 +690,7 @@ async fn subscribe(
             {
                 if pubsub.subscribe(&channel).await.is_ok() {
                     backoff = Duration::from_millis(20);
+                    era.fetch_add(1, SeqCst);
                     l1.clear();
                     generations.forget_all();
                     let mut messages = pubsub.on_message();
@@ -638,6 +701,7 @@ async fn subscribe(
                         apply(text, node, &*l1, &generations, &fills);
                     }
                     // The stream ended: the connection is gone.
+                    era.fetch_add(1, SeqCst);
                     l1.clear();
                     generations.forget_all();
                 }
@@ -666,20 +730,35 @@ fn apply(text: &str, node: u64, l1: &dyn L1Store, generations: &Generations, fil
             generation,
             key,
         } => {
-            generations.learn(&GenId::KeySlot(slot), generation);
+            learn_announced(generations, &GenId::KeySlot(slot), generation);
             l1.remove(&key);
         }
-        Event::Tag { generation, tag } => generations.learn(&GenId::Tag(tag), generation),
+        Event::Tag { generation, tag } => {
+            learn_announced(generations, &GenId::Tag(tag), generation)
+        }
         Event::Namespace {
             generation,
             namespace,
-        } => generations.learn(&GenId::Namespace(namespace), generation),
+        } => learn_announced(generations, &GenId::Namespace(namespace), generation),
         Event::Clear { generation } => {
-            generations.learn(&GenId::Clear, generation);
+            learn_announced(generations, &GenId::Clear, generation);
             l1.clear();
         }
         Event::Filled => {}
     }
+}
+
+/// Learns a generation another process announced (or Redis reported),
+/// except one below this
+/// process's own value while that is not yet confirmed by Redis (after a
+/// reconnection): Redis lost it, and the next load must read Redis and
+/// raise it there ([`Shared::fetch_generation_at_least`]) rather than take
+/// it as known.
+pub(crate) fn learn_announced(generations: &Generations, id: &GenId, generation: u64) {
+    if generation < generations.get(id) && !generations.unknown([id.clone()]).is_empty() {
+        return;
+    }
+    generations.learn(id, generation);
 }
 
 #[cfg(test)]

@@ -356,6 +356,7 @@ impl<'c> Load<'c> {
                 tags: tags.clone(),
                 redis_key: String::new(),
                 fence: None,
+                era: 0,
             })),
             _ => None,
         };
@@ -402,8 +403,13 @@ impl<'c> Load<'c> {
     ) -> Option<R> {
         let ret = join_value::<Sh, R>(&*found.value)?;
         Counters::bump(&self.site.counters(self.cache).l2_hits);
-        if !skips_l1(&self.cache.inner, &self.site.spec) {
+        if !skips_l1(&self.cache.inner, &self.site.spec) && !self.missed_messages() {
             self.cache.inner.l1.insert(&self.key, found.entry);
+            // The channel's flush may have come between the check and the
+            // insert.
+            if self.missed_messages() {
+                self.cache.inner.l1.remove(&self.key);
+            }
         }
         if let Some(guard) = guard {
             guard.finish(Outcome::Done(found.value));
@@ -414,7 +420,13 @@ impl<'c> Load<'c> {
     /// Learns the generations the key depends on and reads the shared tier.
     #[cfg(feature = "redis")]
     async fn read_shared_async<Sh: Shape<R>, R>(&mut self) -> Option<R> {
-        let prepared = (*self.shared.take()?).prepare().await;
+        let tier = self.shared.take()?;
+        if tier.shared.breaker.refusing() {
+            // The tier is down: this load goes on without it, as if every
+            // step had failed, without paying for the steps (P4).
+            return None;
+        }
+        let prepared = (*tier).prepare().await;
         self.adopt(prepared);
         let tier = self.shared.clone().filter(|_| !self.refresh)?;
         let found = (*tier).read().await?;
@@ -425,6 +437,11 @@ impl<'c> Load<'c> {
     fn read_shared_blocking<Sh: Shape<R>, R>(&mut self) -> Option<R> {
         let tier = self.shared.take()?;
         let shared = Arc::clone(&tier.shared);
+        if shared.breaker.refusing() {
+            // As in `read_shared_async`; here it also saves two trips to
+            // the tier's runtime.
+            return None;
+        }
         let prepared = shared
             .block_on(shared.budget(4), (*tier).prepare())
             .flatten();
@@ -674,6 +691,21 @@ impl<'c> Load<'c> {
         fill
     }
 
+    /// Whether the invalidation channel connected or dropped since this
+    /// load began (so it may have missed an invalidation message).
+    fn missed_messages(&self) -> bool {
+        #[cfg(feature = "redis")]
+        {
+            self.shared
+                .as_deref()
+                .is_some_and(shared::SharedLoad::missed_messages)
+        }
+        #[cfg(not(feature = "redis"))]
+        {
+            false
+        }
+    }
+
     /// Writes the value into L1 unless an invalidation already covers it,
     /// and returns its time to live (for the shared tier); `None` when the
     /// value is not to be cached.
@@ -687,7 +719,7 @@ impl<'c> Load<'c> {
         };
         // The entry would never be served; skipping the write keeps it from
         // replacing a newer one filled after the invalidation.
-        if !inner.generations.is_current(&self.fence) {
+        if !inner.generations.is_current(&self.fence) || self.missed_messages() {
             return None;
         }
         if skips_l1(inner, spec) {
@@ -707,6 +739,11 @@ impl<'c> Load<'c> {
             checked_epoch: AtomicU64::new(self.fence.epoch),
         };
         inner.l1.insert(&self.key, Arc::new(entry));
+        // The channel's flush may have come between the check and the insert.
+        if self.missed_messages() {
+            inner.l1.remove(&self.key);
+            return None;
+        }
         Some(ttl)
     }
 }

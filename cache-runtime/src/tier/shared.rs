@@ -36,6 +36,9 @@ pub(super) struct SharedLoad {
     /// Set by [`prepare`](Self::prepare).
     pub(super) redis_key: String,
     pub(super) fence: Option<Fence>,
+    /// The invalidation channel's era when [`prepare`](Self::prepare)
+    /// began.
+    pub(super) era: u64,
 }
 
 impl std::fmt::Debug for SharedLoad {
@@ -93,6 +96,7 @@ impl SharedLoad {
     /// not know yet, then takes the load's fence and names the Redis key.
     /// `None` when the tier could not be reached.
     pub(super) async fn prepare(mut self) -> Option<SharedLoad> {
+        self.era = self.shared.era();
         let tags = self.tags.clone();
         let slot = self.generations.slot(&self.key);
         let mut ids = vec![GenId::Clear, GenId::KeySlot(slot)];
@@ -103,7 +107,8 @@ impl SharedLoad {
         );
         ids.extend(tags.iter().cloned().map(GenId::Tag));
         for id in self.generations.unknown(ids) {
-            match self.shared.fetch_generation(&id).await {
+            let floor = self.generations.get(&id);
+            match self.shared.fetch_generation_at_least(&id, floor).await {
                 Ok(value) => self.generations.learn(&id, value),
                 Err(e) => {
                     self.error(&e);
@@ -118,6 +123,13 @@ impl SharedLoad {
             .entry_key(namespace, self.spec.version, self.rendered());
         self.fence = Some(fence);
         Some(self)
+    }
+
+    /// Whether the invalidation channel connected or dropped since this
+    /// load began: messages may have been lost meanwhile (and L1 was
+    /// flushed), so the load must not fill (G6, G7).
+    pub(super) fn missed_messages(&self) -> bool {
+        self.shared.era() != self.era
     }
 
     /// The entry for this key, if it is present, readable, fresh and not
@@ -147,7 +159,7 @@ impl SharedLoad {
             }
         };
         for (id, generation) in ids.iter().zip(&current) {
-            self.generations.learn(id, *generation);
+            crate::l2::learn_announced(&self.generations, id, *generation);
         }
         let current: Vec<(GenId, u64)> = ids.into_iter().zip(current).collect();
         self.check(&bytes?, &current)
@@ -283,7 +295,7 @@ impl SharedLoad {
     /// tier took the value (`{fn}_put`).
     pub(super) async fn write_checked(self, fill: Option<Fill>) -> Result<(), L2Error> {
         if let (Some(fill), Some(fence)) = (fill, self.fence.as_ref()) {
-            if self.generations.is_current(fence) {
+            if self.generations.is_current(fence) && !self.missed_messages() {
                 let created = self.clock.now_millis();
                 let fresh_until = created.saturating_add(fill.ttl.as_millis() as u64);
                 let header = Header {
