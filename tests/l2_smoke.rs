@@ -113,3 +113,46 @@ fn a_sync_function_uses_the_shared_tier_outside_any_runtime() {
     assert_eq!(item(&a, 4), Some(40));
     assert_eq!(SYNC_RUNS.load(Ordering::SeqCst), 2);
 }
+
+static HELD_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[cache(key = "doc:<id>", ttl = 300, tags = ["docs"], cache = cache, skip(gate))]
+async fn held_doc(cache: &Cache, id: u64, gate: std::sync::Arc<tokio::sync::Notify>) -> String {
+    let run = HELD_RUNS.fetch_add(1, Ordering::SeqCst) + 1;
+    if run == 1 {
+        gate.notified().await;
+    }
+    format!("doc {id} run {run}")
+}
+
+/// Another process's invalidation whose message has not arrived yet: the
+/// generation moved in Redis, nobody told this process. A load that was in
+/// flight meanwhile must not leave its value servable in this process's L1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn g7_a_fill_racing_an_unannounced_invalidation_is_not_served_from_l1() {
+    let server = RedisServer::start();
+    let b = process(&server).await;
+    let gate = std::sync::Arc::new(tokio::sync::Notify::new());
+    let load = {
+        let (b, gate) = (b.clone(), gate.clone());
+        tokio::spawn(async move { held_doc(&b, 1, gate).await })
+    };
+    while HELD_RUNS.load(Ordering::SeqCst) == 0 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    // The invalidation, minus its message.
+    let bumped = server.cmd(&["INCR", "smoke:#gen:tag:docs"]).unwrap();
+    assert!(bumped.as_int().is_some());
+    gate.notify_one();
+    assert_eq!(
+        load.await.unwrap(),
+        "doc 1 run 1",
+        "the old caller gets its read"
+    );
+    let gate = std::sync::Arc::new(tokio::sync::Notify::new());
+    assert_eq!(
+        held_doc(&b, 1, gate).await,
+        "doc 1 run 2",
+        "not served again"
+    );
+}

@@ -489,6 +489,14 @@ impl Shared {
         self.timeout * steps + Duration::from_millis(50)
     }
 
+    /// The current values of `ids`, in one round trip.
+    pub(crate) async fn fetch_generations(&self, ids: &[GenId]) -> Result<Vec<u64>, L2Error> {
+        let cmds = ids.iter().map(|id| self.generation_command(id)).collect();
+        let conn = self.conn.clone();
+        let replies = self.run(conn.all(cmds)).await?;
+        Ok(replies.into_iter().map(generation_value).collect())
+    }
+
     /// Reads an entry and the current values of the generations it
     /// depends on in one round trip (a pipeline; on a cluster, where the
     /// keys live on different nodes, concurrent commands).
@@ -498,13 +506,7 @@ impl Shared {
         ids: &[GenId],
     ) -> Result<(Option<Vec<u8>>, Vec<u64>), L2Error> {
         let mut cmds = vec![redis::cmd("GET").arg(key).clone()];
-        cmds.extend(ids.iter().map(|id| {
-            let (key, field) = self.generation_key(id);
-            match field {
-                Some(field) => redis::cmd("HGET").arg(key).arg(field).clone(),
-                None => redis::cmd("GET").arg(key).clone(),
-            }
-        }));
+        cmds.extend(ids.iter().map(|id| self.generation_command(id)));
         let conn = self.conn.clone();
         let replies = self.run(conn.all(cmds)).await?;
         let mut replies = replies.into_iter();
@@ -514,15 +516,16 @@ impl Shared {
             // back: a miss, which the next fill replaces.
             _ => None,
         };
-        let generations = replies
-            .map(|v| {
-                redis::from_redis_value::<Option<u64>>(v)
-                    .ok()
-                    .flatten()
-                    .unwrap_or(0)
-            })
-            .collect();
-        Ok((entry, generations))
+        Ok((entry, replies.map(generation_value).collect()))
+    }
+
+    /// `GET` or `HGET` of one generation.
+    fn generation_command(&self, id: &GenId) -> redis::Cmd {
+        let (key, field) = self.generation_key(id);
+        match field {
+            Some(field) => redis::cmd("HGET").arg(key).arg(field).clone(),
+            None => redis::cmd("GET").arg(key).clone(),
+        }
     }
 
     pub(crate) async fn set(
@@ -624,6 +627,14 @@ impl Shared {
             .await
             .map(drop)
     }
+}
+
+/// A generation as Redis returns it: absent or unreadable counts as 0.
+fn generation_value(reply: redis::Value) -> u64 {
+    redis::from_redis_value::<Option<u64>>(reply)
+        .ok()
+        .flatten()
+        .unwrap_or(0)
 }
 
 async fn open(urls: Vec<String>, cluster: bool, timeout: Duration) -> Result<Conn, Error> {

@@ -139,14 +139,7 @@ impl SharedLoad {
     /// round trip as the entry, so an invalidation by any process is seen
     /// here at once, before its message arrives.
     pub(super) async fn read(self) -> Option<Found> {
-        let slot = self.generations.slot(&self.key);
-        let mut ids = vec![GenId::Clear, GenId::KeySlot(slot)];
-        ids.extend(
-            self.spec
-                .namespace
-                .map(|ns| GenId::Namespace(ns.to_owned())),
-        );
-        ids.extend(self.tags.iter().cloned().map(GenId::Tag));
+        let ids = self.generation_ids();
         let (bytes, current) = match self
             .shared
             .get_with_generations(self.redis_key.clone(), &ids)
@@ -293,6 +286,38 @@ impl SharedLoad {
 
     /// [`write`](Self::write) without a lock, reporting whether the shared
     /// tier took the value (`{fn}_put`).
+    /// The generations this key depends on.
+    fn generation_ids(&self) -> Vec<GenId> {
+        let mut ids = vec![
+            GenId::Clear,
+            GenId::KeySlot(self.generations.slot(&self.key)),
+        ];
+        ids.extend(
+            self.spec
+                .namespace
+                .map(|ns| GenId::Namespace(ns.to_owned())),
+        );
+        ids.extend(self.tags.iter().cloned().map(GenId::Tag));
+        ids
+    }
+
+    /// After a fill, reads the key's generations again: one that moved while
+    /// the body ran means another process invalidated the key, and its
+    /// message may not have arrived yet. Learning it now voids this
+    /// process's fresh L1 entry at once (readers elsewhere already reject
+    /// the stored one, since they read the generations with it) (G7).
+    async fn recheck_generations(&self) {
+        let ids = self.generation_ids();
+        match self.shared.fetch_generations(&ids).await {
+            Ok(current) => {
+                for (id, generation) in ids.iter().zip(current) {
+                    crate::l2::learn_announced(&self.generations, id, generation);
+                }
+            }
+            Err(e) => self.error(&e),
+        }
+    }
+
     pub(super) async fn write_checked(self, fill: Option<Fill>) -> Result<(), L2Error> {
         if let (Some(fill), Some(fence)) = (fill, self.fence.as_ref()) {
             if self.generations.is_current(fence) && !self.missed_messages() {
@@ -322,6 +347,7 @@ impl SharedLoad {
                             self.error(&e);
                             return Err(e);
                         }
+                        self.recheck_generations().await;
                         if self.spec.lock {
                             if let Err(e) = self.shared.publish(&Event::Filled).await {
                                 self.error(&e);

@@ -1,0 +1,828 @@
+//! The cross-process guarantees (G5, G6, G7) against a real `redis-server`,
+//! with real processes: a test re-executes this test binary to run
+//! [`child_process`] in child processes, each with a `Cache` of its own on
+//! the same Redis. Body runs are counted in Redis itself, so every process
+//! adds to one count; children report what they saw through Redis too.
+//!
+//! A child is told what to do by environment variables ([`ROLE`],
+//! [`PORT`]); without them `child_process` does nothing, so it passes when
+//! the whole binary runs. Every wait is bounded and a child that outlives its
+//! test is killed when the test's handle on it drops.
+
+#![cfg(feature = "redis")]
+
+mod support;
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use cachette::{cache, Cache};
+use support::redis::{redis_cmd, RedisConn, RedisServer, RespValue};
+
+/// What a child process does.
+const ROLE: &str = "CACHETTE_TEST_CHILD_ROLE";
+/// The port of the Redis the child shares with its parent.
+const PORT: &str = "CACHETTE_TEST_CHILD_REDIS_PORT";
+/// The test a child process runs.
+const CHILD_TEST: &str = "child_process";
+/// The prefix every cache of these tests uses.
+const PREFIX: &str = "procs";
+
+// ---------------------------------------------------------------------------
+// Talking to Redis behind the caches' back.
+
+fn cmd<A: AsRef<[u8]>>(port: u16, args: &[A]) -> RespValue {
+    redis_cmd(port, args).unwrap_or_else(|e| panic!("redis on port {port}: {e}"))
+}
+
+fn get_string(port: u16, key: &str) -> Option<String> {
+    cmd(port, &["GET", key]).as_str().map(str::to_owned)
+}
+
+fn get_int(port: u16, key: &str) -> i64 {
+    get_string(port, key).map_or(0, |text| text.parse().expect("an integer"))
+}
+
+fn list(port: u16, key: &str) -> Vec<String> {
+    match cmd(port, &["LRANGE", key, "0", "-1"]) {
+        RespValue::Array(items) => items
+            .iter()
+            .filter_map(|item| item.as_str().map(str::to_owned))
+            .collect(),
+        other => panic!("LRANGE {key} replied {other:?}"),
+    }
+}
+
+/// How many clients listen on the caches' invalidation channel.
+fn subscribers(port: u16) -> i64 {
+    let channel = format!("{PREFIX}:#events");
+    match cmd(port, &["PUBSUB", "NUMSUB", &channel]) {
+        RespValue::Array(items) => items.get(1).and_then(RespValue::as_int).unwrap_or(0),
+        other => panic!("PUBSUB NUMSUB replied {other:?}"),
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Polls `check` every 5 ms until it holds; panics after `limit`.
+fn wait_until(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !check() {
+        assert!(Instant::now() < deadline, "waited {limit:?} for {what}");
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A value standing for the database: what a body reads.
+fn source(port: u16, name: &str) -> String {
+    get_string(port, &format!("db:{name}")).unwrap_or_else(|| format!("no db:{name}"))
+}
+
+async fn process_cache(port: u16, lock_timeout: Duration) -> Cache {
+    Cache::builder()
+        .prefix(PREFIX)
+        .redis(&format!("redis://127.0.0.1:{port}/"))
+        .l2_timeout(Duration::from_secs(1))
+        .lock_timeout(lock_timeout)
+        .build()
+        .await
+        .expect("connects to the test's Redis")
+}
+
+// ---------------------------------------------------------------------------
+// Child processes.
+
+/// A child process running [`child_process`] in `role`; killed (SIGKILL) when
+/// dropped while it runs.
+struct ChildProcess {
+    role: String,
+    child: Child,
+    output: Arc<Mutex<Vec<u8>>>,
+    readers: Vec<thread::JoinHandle<()>>,
+}
+
+impl ChildProcess {
+    fn spawn(role: &str, port: u16) -> ChildProcess {
+        let exe = std::env::current_exe().expect("the test binary's path");
+        let mut child = Command::new(exe)
+            .args(["--exact", CHILD_TEST, "--nocapture", "--test-threads=1"])
+            .env(ROLE, role)
+            .env(PORT, port.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("re-executes the test binary");
+        let output = Arc::new(Mutex::new(Vec::new()));
+        let mut readers = Vec::new();
+        let pipes: [Option<Box<dyn Read + Send>>; 2] = [
+            child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        ];
+        for mut pipe in pipes.into_iter().flatten() {
+            let output = Arc::clone(&output);
+            readers.push(thread::spawn(move || {
+                let mut buf = [0; 4096];
+                while let Ok(n @ 1..) = pipe.read(&mut buf) {
+                    output.lock().unwrap().extend_from_slice(&buf[..n]);
+                }
+            }));
+        }
+        ChildProcess {
+            role: role.to_owned(),
+            child,
+            output,
+            readers,
+        }
+    }
+
+    fn output(&mut self) -> String {
+        for reader in self.readers.drain(..) {
+            let _ = reader.join();
+        }
+        String::from_utf8_lossy(&self.output.lock().unwrap()).into_owned()
+    }
+
+    /// Waits for the child to exit, for at most `limit` (then kills it).
+    fn wait(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => return Some(status),
+                Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(10)),
+                _ => {
+                    self.kill();
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// Waits for the child to pass its test; panics with its output if it
+    /// fails or runs longer than `limit`.
+    fn succeeds(mut self, limit: Duration) {
+        let status = self.wait(limit);
+        if status.is_some_and(|s| s.success()) {
+            return;
+        }
+        let role = self.role.clone();
+        panic!(
+            "child `{role}` {}; its output:\n{}",
+            match status {
+                Some(status) => format!("failed ({status})"),
+                None => format!("did not finish within {limit:?}"),
+            },
+            self.output()
+        );
+    }
+
+    /// SIGKILL, as `kill -9` does.
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ChildProcess {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            self.kill();
+        }
+    }
+}
+
+/// The entry point of child processes: does nothing unless a parent test
+/// set [`ROLE`].
+#[test]
+fn child_process() {
+    let Ok(role) = std::env::var(ROLE) else {
+        return;
+    };
+    let port: u16 = std::env::var(PORT)
+        .expect("the parent passes the Redis port")
+        .parse()
+        .expect("a port");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async move {
+        match role.as_str() {
+            "g5_caller" => g5_caller(port).await,
+            "g5_holder" | "g5_waiter" => g5_lock_timeout_child(port, &role).await,
+            "g6_reader" => g6_reader(port).await,
+            "g7_loader" => g7_loader(port).await,
+            other => panic!("unknown role {other}"),
+        }
+    });
+}
+
+// ---------------------------------------------------------------------------
+// G5: one body run across processes.
+
+/// Counts its runs in Redis (`runs` and `runs:<role>`) and takes 300 ms. The
+/// holder of the lock-timeout test marks that it is inside and then hangs
+/// until it is killed.
+#[cache(key = "report:<id>", ttl = 300, lock, skip(port, role), cache = cache)]
+async fn report(cache: &Cache, port: u16, role: &str, id: u64) -> String {
+    let run = cmd(port, &["INCR", "runs"]).as_int().expect("INCR");
+    cmd(port, &["INCR", &format!("runs:{role}")]);
+    if role == "g5_holder" {
+        cmd(port, &["SET", "holder_in_body", &now_ms().to_string()]);
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        cmd(port, &["SET", "holder_finished", "1"]);
+    } else {
+        cmd(port, &["RPUSH", "waiter_bodies", &now_ms().to_string()]);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    format!(
+        "report {id} from run {run} in {role} {}",
+        std::process::id()
+    )
+}
+
+const G5_PROCESSES: usize = 4;
+const G5_TASKS: usize = 8;
+
+/// Gets ready, waits for the parent's `go`, then calls the cold key from
+/// several tasks at once; reports what they got.
+async fn g5_caller(port: u16) {
+    let cache = process_cache(port, Duration::from_secs(3)).await;
+    let mut conn = RedisConn::connect(port).expect("connects");
+    conn.cmd(&["INCR", "ready"]).expect("INCR");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while conn.cmd(&["GET", "go"]).expect("GET").as_str().is_none() {
+        assert!(Instant::now() < deadline, "no go from the parent");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let tasks: Vec<_> = (0..G5_TASKS)
+        .map(|_| {
+            let cache = cache.clone();
+            tokio::spawn(async move { report(&cache, port, "g5_caller", 7).await })
+        })
+        .collect();
+    let mut values = Vec::new();
+    for task in tasks {
+        values.push(task.await.expect("a task"));
+    }
+    for value in &values {
+        conn.cmd(&["RPUSH", "values", value]).expect("RPUSH");
+    }
+    let stats = cache.stats();
+    let s = stats.function("l2_processes::report").expect("stats");
+    conn.cmd(&["INCRBY", "stat_body_runs", &s.body_runs.to_string()])
+        .expect("INCRBY");
+}
+
+#[test]
+fn g5_processes_sharing_redis_run_a_cold_keys_body_once() {
+    let server = RedisServer::start();
+    let port = server.port();
+    let children: Vec<ChildProcess> = (0..G5_PROCESSES)
+        .map(|_| ChildProcess::spawn("g5_caller", port))
+        .collect();
+    wait_until(Duration::from_secs(15), "every child to be ready", || {
+        get_int(port, "ready") == G5_PROCESSES as i64
+    });
+    cmd(port, &["SET", "go", "1"]);
+    for child in children {
+        child.succeeds(Duration::from_secs(15));
+    }
+
+    assert_eq!(
+        get_int(port, "runs"),
+        1,
+        "{G5_PROCESSES} processes x {G5_TASKS} tasks ran the body once in total"
+    );
+    assert_eq!(get_int(port, "stat_body_runs"), 1, "and their stats agree");
+    let values = list(port, "values");
+    assert_eq!(values.len(), G5_PROCESSES * G5_TASKS);
+    assert!(
+        values.iter().all(|v| *v == values[0]),
+        "every caller got the one run's value: {values:?}"
+    );
+}
+
+/// The holder calls the key as soon as the parent says `go` and hangs in
+/// the body; waiters call it once the holder is inside.
+async fn g5_lock_timeout_child(port: u16, role: &str) {
+    let cache = process_cache(port, Duration::from_millis(500)).await;
+    let mut conn = RedisConn::connect(port).expect("connects");
+    conn.cmd(&["INCR", "ready"]).expect("INCR");
+    let signal = if role == "g5_holder" {
+        "go"
+    } else {
+        "holder_in_body"
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while conn.cmd(&["GET", signal]).expect("GET").as_str().is_none() {
+        assert!(Instant::now() < deadline, "no {signal}");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let started = Instant::now();
+    let value = report(&cache, port, role, 9).await;
+    let elapsed = started.elapsed().as_millis().to_string();
+    conn.cmd(&["RPUSH", "waiter_values", &value])
+        .expect("RPUSH");
+    conn.cmd(&["RPUSH", "waiter_elapsed", &elapsed])
+        .expect("RPUSH");
+}
+
+#[test]
+fn g5_a_waiter_runs_the_body_itself_after_the_lock_timeout_when_the_holder_is_killed() {
+    const WAITERS: usize = 3;
+    let server = RedisServer::start();
+    let port = server.port();
+    let mut holder = ChildProcess::spawn("g5_holder", port);
+    let waiters: Vec<ChildProcess> = (0..WAITERS)
+        .map(|_| ChildProcess::spawn("g5_waiter", port))
+        .collect();
+    wait_until(Duration::from_secs(15), "every child to be ready", || {
+        get_int(port, "ready") == 1 + WAITERS as i64
+    });
+    cmd(port, &["SET", "go", "1"]);
+    wait_until(
+        Duration::from_secs(10),
+        "the holder to enter the body",
+        || get_string(port, "holder_in_body").is_some(),
+    );
+    let holder_started: u64 = get_int(port, "holder_in_body") as u64;
+    // The waiters are queued on the lock by now; the holder dies mid-body,
+    // still holding it.
+    thread::sleep(Duration::from_millis(100));
+    holder.kill();
+    let killed = Instant::now();
+
+    for waiter in waiters {
+        waiter.succeeds(Duration::from_secs(10));
+    }
+    assert!(
+        killed.elapsed() < Duration::from_secs(5),
+        "the waiters went on within a bounded time"
+    );
+    assert!(holder
+        .wait(Duration::from_secs(1))
+        .is_some_and(|s| !s.success()));
+    assert_eq!(get_string(port, "holder_finished"), None, "killed mid-body");
+    assert_eq!(get_int(port, "runs:g5_holder"), 1);
+    let waiter_runs = get_int(port, "runs:g5_waiter");
+    assert!(
+        (1..=WAITERS as i64).contains(&waiter_runs),
+        "a waiter ran the body itself: {waiter_runs}"
+    );
+    // No waiter got the lock before the dead holder's lock timed out.
+    let first_waiter_body = list(port, "waiter_bodies")
+        .iter()
+        .map(|t| t.parse::<u64>().expect("a time"))
+        .min()
+        .expect("a waiter's body ran");
+    assert!(
+        first_waiter_body >= holder_started + 450,
+        "a waiter ran the body {} ms after the holder, before the 500 ms lock timeout",
+        first_waiter_body.saturating_sub(holder_started)
+    );
+    let values = list(port, "waiter_values");
+    assert_eq!(values.len(), WAITERS);
+    assert!(
+        values.iter().all(|v| v.contains("in g5_waiter")),
+        "every waiter got a waiter's value: {values:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// G6: other processes miss once the invalidation message arrives.
+
+#[cache(key = "profile:<id>", ttl = 300, skip(port), cache = cache)]
+async fn profile(cache: &Cache, port: u16, id: u64) -> String {
+    source(port, &format!("profile:{id}"))
+}
+
+#[cache(key = "member:<id>", ttl = 300, tags = ["team"], skip(port), cache = cache)]
+async fn member(cache: &Cache, port: u16, id: u64) -> String {
+    source(port, &format!("member:{id}"))
+}
+
+#[cache(key = "doc:<id>", ttl = 300, namespace = "docs", skip(port), cache = cache)]
+async fn doc(cache: &Cache, port: u16, id: u64) -> String {
+    source(port, &format!("doc:{id}"))
+}
+
+#[cache(key = "note:<id>", ttl = 300, skip(port), cache = cache)]
+async fn note(cache: &Cache, port: u16, id: u64) -> String {
+    source(port, &format!("note:{id}"))
+}
+
+const G6_FUNCTIONS: [&str; 4] = ["profile", "member", "doc", "note"];
+
+async fn g6_read(cache: &Cache, port: u16, name: &str) -> String {
+    match name {
+        "profile" => profile(cache, port, 1).await,
+        "member" => member(cache, port, 1).await,
+        "doc" => doc(cache, port, 1).await,
+        "note" => note(cache, port, 1).await,
+        other => unreachable!("{other}"),
+    }
+}
+
+/// Reads every G6 function every few milliseconds until told to stop, and
+/// appends each value it sees change to `trace:<function>`; reports its L1
+/// hits in `l1_hits:<function>`.
+async fn g6_reader(port: u16) {
+    let cache = process_cache(port, Duration::from_secs(3)).await;
+    let mut conn = RedisConn::connect(port).expect("connects");
+    let mut last: HashMap<&str, String> = HashMap::new();
+    let deadline = Instant::now() + Duration::from_secs(25);
+    for round in 0.. {
+        assert!(Instant::now() < deadline, "the parent never said stop");
+        for name in G6_FUNCTIONS {
+            let value = g6_read(&cache, port, name).await;
+            if last.get(name) != Some(&value) {
+                conn.cmd(&["RPUSH", &format!("trace:{name}"), &value])
+                    .expect("RPUSH");
+                last.insert(name, value);
+            }
+        }
+        if round % 10 == 0 {
+            let stats = cache.stats();
+            for name in G6_FUNCTIONS {
+                let hits = stats
+                    .function(&format!("l2_processes::{name}"))
+                    .map_or(0, |s| s.l1_hits);
+                conn.cmd(&["SET", &format!("l1_hits:{name}"), &hits.to_string()])
+                    .expect("SET");
+            }
+            if conn.cmd(&["GET", "stop"]).expect("GET").as_str().is_some() {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// Sets every G6 function's source to `value` and waits until the reader
+/// child serves it from its L1.
+fn g6_settle(port: u16, value: &str) {
+    for name in G6_FUNCTIONS {
+        cmd(port, &["SET", &format!("db:{name}:1"), value]);
+    }
+}
+
+fn last_seen(port: u16, name: &str) -> Option<String> {
+    list(port, &format!("trace:{name}")).pop()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn g6_an_invalidation_by_one_process_reaches_another_processes_l1() {
+    let server = RedisServer::start();
+    let port = server.port();
+    g6_settle(port, "v1");
+    let reader = ChildProcess::spawn("g6_reader", port);
+    let a = process_cache(port, Duration::from_secs(3)).await;
+    wait_until(
+        Duration::from_secs(15),
+        "the reader to hold v1 in L1",
+        || {
+            G6_FUNCTIONS.iter().all(|name| {
+                last_seen(port, name).as_deref() == Some("v1")
+                    && get_int(port, &format!("l1_hits:{name}")) > 0
+            })
+        },
+    );
+    for name in G6_FUNCTIONS {
+        assert_eq!(g6_read(&a, port, name).await, "v1", "{name}");
+    }
+
+    for (step, name) in G6_FUNCTIONS.into_iter().enumerate() {
+        let new = format!("v2-{step}");
+        cmd(port, &["SET", &format!("db:{name}:1"), &new]);
+        // The write alone changes nothing: both processes serve the cached
+        // value.
+        thread::sleep(Duration::from_millis(50));
+        assert_eq!(last_seen(port, name).as_deref(), Some("v1"), "{name}");
+        assert_eq!(g6_read(&a, port, name).await, "v1", "{name}");
+
+        match name {
+            "profile" => profile_invalidate(&a, 1).await.unwrap(),
+            "member" => a.invalidate_tag("team").await.unwrap(),
+            "doc" => a.invalidate_namespace("docs").await.unwrap(),
+            "note" => a.clear().await.unwrap(),
+            other => unreachable!("{other}"),
+        }
+        // This process misses at once ...
+        assert_eq!(g6_read(&a, port, name).await, new, "{name}: A at once");
+        // ... the other once the message arrives.
+        wait_until(
+            Duration::from_secs(3),
+            &format!("the reader to miss {name} after the invalidation"),
+            || last_seen(port, name).as_deref() == Some(new.as_str()),
+        );
+        assert_eq!(
+            list(port, &format!("trace:{name}")),
+            ["v1", new.as_str()],
+            "{name}"
+        );
+    }
+    cmd(port, &["SET", "stop", "1"]);
+    reader.succeeds(Duration::from_secs(5));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn g6_l1_is_flushed_when_the_subscription_reconnects_after_a_lost_message() {
+    let server = RedisServer::start();
+    let port = server.port();
+    g6_settle(port, "v0");
+    let reader = ChildProcess::spawn("g6_reader", port);
+    let a = process_cache(port, Duration::from_secs(3)).await;
+    wait_until(
+        Duration::from_secs(15),
+        "the reader to hold v0 in L1",
+        || {
+            last_seen(port, "profile").as_deref() == Some("v0")
+                && get_int(port, "l1_hits:profile") > 0
+        },
+    );
+    wait_until(Duration::from_secs(5), "both subscriptions", || {
+        subscribers(port) >= 2
+    });
+
+    // Kill every subscriber connection and invalidate before they are back:
+    // nobody hears the message. When a subscriber came back in between
+    // (the message may have arrived), try again with a newer value.
+    let mut lost = None;
+    for attempt in 1..=5 {
+        let old = format!("v{}", attempt - 1);
+        let new = format!("v{attempt}");
+        wait_until(
+            Duration::from_secs(5),
+            "the reader to serve the old value",
+            || last_seen(port, "profile").as_deref() == Some(old.as_str()),
+        );
+        cmd(port, &["SET", "db:profile:1", &new]);
+        let killed = cmd(port, &["CLIENT", "KILL", "TYPE", "pubsub"]);
+        assert!(killed.as_int().is_some_and(|n| n >= 2), "{killed:?}");
+        profile_invalidate(&a, 1).await.unwrap();
+        if subscribers(port) == 0 {
+            lost = Some((old, new));
+            break;
+        }
+        wait_until(Duration::from_secs(5), "both subscriptions", || {
+            subscribers(port) >= 2
+        });
+    }
+    let (old, new) = lost.expect("an invalidation published while nobody listened");
+
+    wait_until(
+        Duration::from_secs(5),
+        "the subscriptions to reconnect",
+        || subscribers(port) >= 2,
+    );
+    // Reconnected: the reader's L1 was flushed, so the stale value is gone
+    // although its invalidation message never arrived.
+    wait_until(
+        Duration::from_secs(3),
+        "the reader to drop the stale value",
+        || last_seen(port, "profile").as_deref() == Some(new.as_str()),
+    );
+    thread::sleep(Duration::from_millis(200));
+    let trace = list(port, "trace:profile");
+    let first_new = trace.iter().position(|v| *v == new).expect("seen");
+    assert!(
+        trace[first_new..].iter().all(|v| *v == new),
+        "the stale {old} came back: {trace:?}"
+    );
+    cmd(port, &["SET", "stop", "1"]);
+    reader.succeeds(Duration::from_secs(5));
+}
+
+// ---------------------------------------------------------------------------
+// G7: a load that began before an invalidation never becomes visible after it.
+
+/// The first run for an id reads the source, says it is inside, and waits
+/// for the parent's `release:<id>` before returning what it read.
+#[cache(
+    key = "record:<id>",
+    ttl = 300,
+    tags = ["records"],
+    namespace = "recs",
+    skip(port),
+    cache = cache
+)]
+async fn record(cache: &Cache, port: u16, id: u64) -> String {
+    let value = source(port, &format!("record:{id}"));
+    if cmd(port, &["INCR", &format!("record_runs:{id}")]).as_int() == Some(1) {
+        cmd(port, &["SET", &format!("in_body:{id}"), "1"]);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while get_string(port, &format!("release:{id}")).is_none() {
+            assert!(Instant::now() < deadline, "never released");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+    value
+}
+
+/// An entry the loader holds in L1 and watches: the parent changes and
+/// invalidates it after the invalidation under test. Messages are applied in
+/// order, so once the loader sees the probe change, its cache has heard of
+/// the invalidation under test (or, after a lost message, reconnected).
+#[cache(key = "probe:<id>", ttl = 300, skip(port), cache = cache)]
+async fn probe(cache: &Cache, port: u16, id: u64) -> String {
+    source(port, &format!("probe:{id}"))
+}
+
+/// Loads each id the parent names in `g7_ids` (a list, popped in order).
+/// The load blocks in its body until released; meanwhile the loader
+/// watches `probe:<id>` and sets `heard:<id>` when it changes. Once the load
+/// returned, the loader reads the id again and reports both values in
+/// `g7_result:<id>`.
+async fn g7_loader(port: u16) {
+    let cache = process_cache(port, Duration::from_secs(3)).await;
+    let mut conn = RedisConn::connect(port).expect("connects");
+    let deadline = Instant::now() + Duration::from_secs(25);
+    loop {
+        assert!(Instant::now() < deadline, "the parent never said stop");
+        let next = conn.cmd(&["LPOP", "g7_ids"]).expect("LPOP");
+        let Some(id) = next.as_str().map(str::to_owned) else {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            continue;
+        };
+        if id == "stop" {
+            return;
+        }
+        let id: u64 = id.parse().expect("an id");
+        let before = probe(&cache, port, id).await;
+        let load = {
+            let cache = cache.clone();
+            tokio::spawn(async move { record(&cache, port, id).await })
+        };
+        while probe(&cache, port, id).await == before {
+            assert!(Instant::now() < deadline, "the probe never changed");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        conn.cmd(&["SET", &format!("heard:{id}"), "1"])
+            .expect("SET");
+        let loaded = load.await.expect("the load");
+        let after = record(&cache, port, id).await;
+        let key = format!("g7_result:{id}");
+        conn.cmd(&["RPUSH", &key, &loaded, &after]).expect("RPUSH");
+    }
+}
+
+/// Starts the loader's load of `id` and waits until it is inside the body.
+fn g7_start(port: u16, id: u64, old: &str) {
+    cmd(port, &["SET", &format!("db:record:{id}"), old]);
+    cmd(port, &["SET", &format!("db:probe:{id}"), "before"]);
+    cmd(port, &["RPUSH", "g7_ids", &id.to_string()]);
+    wait_until(
+        Duration::from_secs(15),
+        "the loader's body to start",
+        || get_string(port, &format!("in_body:{id}")).is_some(),
+    );
+}
+
+/// Changes and invalidates the probe, waits until the loader has seen it,
+/// and releases the load.
+async fn g7_release(a: &Cache, port: u16, id: u64) {
+    cmd(port, &["SET", &format!("db:probe:{id}"), "after"]);
+    probe_invalidate(a, id).await.unwrap();
+    wait_until(
+        Duration::from_secs(5),
+        "the loader to hear of the invalidation",
+        || get_string(port, &format!("heard:{id}")).is_some(),
+    );
+    cmd(port, &["SET", &format!("release:{id}"), "1"]);
+}
+
+/// Every entry of `record:<id>` in Redis, whatever its namespace
+/// generation, with its raw bytes.
+fn stored_records(port: u16, id: u64) -> Vec<(String, Vec<u8>)> {
+    let pattern = format!("{PREFIX}:recs@*:v1:record:{id}");
+    let keys = cmd(port, &["KEYS", &pattern]);
+    keys.as_array()
+        .expect("KEYS")
+        .iter()
+        .filter_map(|k| k.as_str().map(str::to_owned))
+        .map(|key| {
+            let bytes = cmd(port, &["GET", &key])
+                .as_bytes()
+                .map(<[u8]>::to_vec)
+                .unwrap_or_default();
+            (key, bytes)
+        })
+        .collect()
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|window| window == needle.as_bytes())
+}
+
+/// Checks one G7 round: the load returned its own (old) result to its
+/// caller, but its process then served the new value; Redis holds no entry
+/// with the old value under any generation; a third cache gets the new one.
+async fn g7_check(port: u16, id: u64, old: &str, new: &str) {
+    let key = format!("g7_result:{id}");
+    wait_until(Duration::from_secs(5), "the loader's result", || {
+        list(port, &key).len() == 2
+    });
+    let result = list(port, &key);
+    assert_eq!(result[0], old, "the load returns what its body returned");
+    assert_eq!(
+        result[1], new,
+        "round {id}: the load that began before the invalidation became visible in its L1"
+    );
+    for (key, bytes) in stored_records(port, id) {
+        assert!(
+            !contains(&bytes, old),
+            "round {id}: the late load was stored in Redis under {key}"
+        );
+    }
+    let c = process_cache(port, Duration::from_secs(3)).await;
+    assert_eq!(record(&c, port, id).await, new, "round {id}: a third cache");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn g7_a_load_that_began_before_another_processes_invalidation_never_becomes_visible() {
+    let server = RedisServer::start();
+    let port = server.port();
+    let loader = ChildProcess::spawn("g7_loader", port);
+    let a = process_cache(port, Duration::from_secs(3)).await;
+    for (id, how) in [(1, "key"), (2, "tag"), (3, "namespace"), (4, "clear")] {
+        let old = format!("old-{id}-stale");
+        let new = format!("new-{id}-fresh");
+        g7_start(port, id, &old);
+        // The database changes and process A invalidates while the load
+        // runs.
+        cmd(port, &["SET", &format!("db:record:{id}"), &new]);
+        match how {
+            "key" => record_invalidate(&a, id).await.unwrap(),
+            "tag" => a.invalidate_tag("records").await.unwrap(),
+            "namespace" => a.invalidate_namespace("recs").await.unwrap(),
+            "clear" => a.clear().await.unwrap(),
+            other => unreachable!("{other}"),
+        }
+        g7_release(&a, port, id).await;
+        g7_check(port, id, &old, &new).await;
+    }
+    cmd(port, &["RPUSH", "g7_ids", "stop"]);
+    loader.succeeds(Duration::from_secs(5));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn g7_a_load_in_flight_while_its_invalidation_message_is_lost_is_not_served_after_reconnecting(
+) {
+    let server = RedisServer::start();
+    let port = server.port();
+    let loader = ChildProcess::spawn("g7_loader", port);
+    let a = process_cache(port, Duration::from_secs(3)).await;
+    // Kill every subscriber connection and invalidate before they are back:
+    // nobody hears the message. When a subscriber came back in between,
+    // check the round all the same and try again.
+    let mut lost = None;
+    for id in 1..=5u64 {
+        let old = format!("old-{id}-stale");
+        let new = format!("new-{id}-fresh");
+        wait_until(Duration::from_secs(5), "both subscriptions", || {
+            subscribers(port) >= 2
+        });
+        g7_start(port, id, &old);
+        cmd(port, &["SET", &format!("db:record:{id}"), &new]);
+        cmd(port, &["CLIENT", "KILL", "TYPE", "pubsub"]);
+        record_invalidate(&a, id).await.unwrap();
+        let nobody_heard = subscribers(port) == 0;
+        // Release the load only once the loader listens again: its L1 was
+        // flushed on reconnecting, and the load must not fill it again.
+        wait_until(
+            Duration::from_secs(5),
+            "the subscriptions to reconnect",
+            || subscribers(port) >= 2,
+        );
+        g7_release(&a, port, id).await;
+        g7_check(port, id, &old, &new).await;
+        if nobody_heard {
+            lost = Some(id);
+            break;
+        }
+    }
+    assert!(
+        lost.is_some(),
+        "no invalidation was published while nobody listened"
+    );
+    cmd(port, &["RPUSH", "g7_ids", "stop"]);
+    loader.succeeds(Duration::from_secs(5));
+}
