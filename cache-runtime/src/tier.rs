@@ -442,15 +442,23 @@ impl<'c> Load<'c> {
             // the tier's runtime.
             return None;
         }
-        let prepared = shared
-            .block_on(shared.budget(4), (*tier).prepare())
-            .flatten();
+        // One trip to the tier's runtime for both steps: each trip is a
+        // thread hop, the larger part of an L2 hit's cost.
+        let refresh = self.refresh;
+        let steps = async move {
+            let prepared = (*tier).prepare().await?;
+            let found = match refresh {
+                true => None,
+                false => prepared.clone().read().await,
+            };
+            Some((prepared, found))
+        };
+        let (prepared, found) = match shared.block_on(shared.budget(5), steps).flatten() {
+            Some((prepared, found)) => (Some(prepared), found),
+            None => (None, None),
+        };
         self.adopt(prepared);
-        let tier = self.shared.clone().filter(|_| !self.refresh)?;
-        let found = shared
-            .block_on(shared.budget(1), (*tier).read())
-            .flatten()?;
-        self.found::<Sh, R>(found, None)
+        self.found::<Sh, R>(found?, None)
     }
 
     /// Takes a prepared shared load's fence, learned from the shared tier,
