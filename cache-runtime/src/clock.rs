@@ -34,7 +34,7 @@ impl Clock for SystemClock {
     /// On Linux, the coarse real-time clock (`CLOCK_REALTIME_COARSE`): about
     /// 10 ns instead of 40 ns for a precise read, at the kernel tick's
     /// resolution (a few milliseconds), which is plenty for TTLs. Elsewhere
-    /// [`SystemTime`].
+    /// [`std::time::SystemTime`].
     #[inline]
     fn now_millis(&self) -> u64 {
         #[cfg(target_os = "linux")]

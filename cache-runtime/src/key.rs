@@ -60,7 +60,7 @@ impl Default for Escape {
 ///
 /// Values written with [`write_str`](KeyWriter::write_str) or
 /// [`write_display`](KeyWriter::write_display) are escaped; see the
-/// [module docs](self).
+/// module docs.
 #[derive(Debug)]
 pub struct KeyWriter<'a> {
     out: &'a mut String,

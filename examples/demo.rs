@@ -1,0 +1,730 @@
+//! cachette in front of a real database: a cached SQLite lookup under a
+//! skewed, concurrent workload, then a stampede, invalidation and negative
+//! caching.
+//!
+//! ```text
+//! cargo run --release --example demo
+//! ```
+//!
+//! The database is a SQLite file in the temporary directory, removed at the
+//! end. Every query also sleeps for a fixed [`ROUND_TRIP`] to model the
+//! network round trip a real database server costs; without it SQLite answers
+//! from its page cache in a few microseconds and there would be little to
+//! save.
+
+use std::cell::RefCell;
+use std::error::Error;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cachette::{cache, Cache, FunctionStats};
+use rusqlite::{Connection, OptionalExtension};
+
+/// Rows in the `users` table; ids run from 1 to `USERS`.
+const USERS: u64 = 10_000;
+/// Concurrent tasks in the lookup workload.
+const TASKS: usize = 8;
+/// Lookups each task makes.
+const LOOKUPS_PER_TASK: usize = 5_000;
+/// Skew of the workload: user ids are drawn Zipf-distributed by rank.
+const ZIPF_EXPONENT: f64 = 1.1;
+/// The fixed cost added to every query, modelling a network round trip.
+const ROUND_TRIP: Duration = Duration::from_micros(200);
+/// Concurrent callers of one cold key in the stampede.
+const STAMPEDE_CALLERS: usize = 1_000;
+/// The cached function's name in stats.
+const NAME: &str = "demo.get_user";
+
+/// The attribute below, as the report prints it.
+const ATTRIBUTE: &str = "#[cache(key = \"user:<id>\", ttl = 300, jitter = 0.1, negative_ttl = 60, \
+                         lock, skip(db), name = \"demo.get_user\")]";
+
+/// A row of `users`. Serde lets entries live in a shared tier too, when the
+/// cache has one (this demo's does not).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct User {
+    id: u64,
+    name: String,
+    email: String,
+}
+
+/// What a query can fail with.
+#[derive(Debug)]
+struct DbError(String);
+
+impl fmt::Display for DbError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "database error: {}", self.0)
+    }
+}
+
+impl Error for DbError {}
+
+impl From<rusqlite::Error> for DbError {
+    fn from(e: rusqlite::Error) -> Self {
+        DbError(e.to_string())
+    }
+}
+
+impl From<tokio::task::JoinError> for DbError {
+    fn from(e: tokio::task::JoinError) -> Self {
+        DbError(e.to_string())
+    }
+}
+
+/// A handle on the demo database that counts the lookups it runs.
+///
+/// rusqlite is blocking, so queries run on tokio's blocking pool; each pool
+/// thread opens its own connection once and keeps it.
+struct Db {
+    path: Arc<Path>,
+    lookups: AtomicU64,
+}
+
+thread_local! {
+    static CONNECTION: RefCell<Option<Connection>> = const { RefCell::new(None) };
+}
+
+impl Db {
+    /// Creates the database file at `path` and fills it with [`USERS`] users.
+    fn create(path: &Path) -> Result<Db, DbError> {
+        let mut conn = Connection::open(path)?;
+        // Readers on other connections keep reading while the invalidation
+        // section writes.
+        conn.pragma_update(None, "journal_mode", "wal")?;
+        conn.execute_batch(
+            "CREATE TABLE users (
+                 id    INTEGER PRIMARY KEY,
+                 name  TEXT NOT NULL,
+                 email TEXT NOT NULL
+             );",
+        )?;
+        let tx = conn.transaction()?;
+        {
+            let mut insert =
+                tx.prepare("INSERT INTO users (id, name, email) VALUES (?1, ?2, ?3)")?;
+            for id in 1..=USERS {
+                let (name, email) = person(id);
+                insert.execute((sql_id(id), name, email))?;
+            }
+        }
+        tx.commit()?;
+        Ok(Db {
+            path: Arc::from(path),
+            lookups: AtomicU64::new(0),
+        })
+    }
+
+    /// Runs `f` on a blocking-pool thread with that thread's connection.
+    async fn with_connection<T, F>(&self, f: F) -> Result<T, DbError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, rusqlite::Error> + Send + 'static,
+    {
+        let path = Arc::clone(&self.path);
+        tokio::task::spawn_blocking(move || {
+            CONNECTION.with(|cell| {
+                let mut slot = cell.borrow_mut();
+                let conn = match slot.as_mut() {
+                    Some(conn) => conn,
+                    None => slot.insert(Connection::open(&path)?),
+                };
+                f(conn)
+            })
+        })
+        .await?
+        .map_err(DbError::from)
+    }
+
+    /// `SELECT` one user by primary key, plus the modelled round trip.
+    async fn fetch_user(&self, id: u64) -> Result<Option<User>, DbError> {
+        self.lookups.fetch_add(1, Relaxed);
+        self.with_connection(move |conn| {
+            let user = conn
+                .prepare_cached("SELECT id, name, email FROM users WHERE id = ?1")?
+                .query_row([sql_id(id)], |row| {
+                    Ok(User {
+                        id: row.get::<_, i64>(0)?.unsigned_abs(),
+                        name: row.get(1)?,
+                        email: row.get(2)?,
+                    })
+                })
+                .optional();
+            std::thread::sleep(ROUND_TRIP);
+            user
+        })
+        .await
+    }
+
+    async fn rename_user(&self, id: u64, name: String) -> Result<(), DbError> {
+        self.with_connection(move |conn| {
+            conn.execute(
+                "UPDATE users SET name = ?1 WHERE id = ?2",
+                (name, sql_id(id)),
+            )
+            .map(drop)
+        })
+        .await
+    }
+
+    fn lookups(&self) -> u64 {
+        self.lookups.load(Relaxed)
+    }
+}
+
+/// SQLite's integer type is `i64`; the demo's ids are small and positive.
+fn sql_id(id: u64) -> i64 {
+    i64::try_from(id).unwrap_or(i64::MAX)
+}
+
+/// A deterministic name and e-mail address for user `id`.
+fn person(id: u64) -> (String, String) {
+    const FIRST: [&str; 10] = [
+        "Alex", "Blake", "Casey", "Drew", "Emery", "Finley", "Gray", "Harper", "Jordan", "Quinn",
+    ];
+    const LAST: [&str; 10] = [
+        "Ash", "Birch", "Cedar", "Elm", "Fir", "Hazel", "Larch", "Maple", "Oak", "Rowan",
+    ];
+    let first = FIRST[(id % 10) as usize];
+    let last = LAST[(id / 10 % 10) as usize];
+    let email = format!("{}.{}{id}@example.com", first, last).to_lowercase();
+    (format!("{first} {last}"), email)
+}
+
+/// The cached lookup: the database is skipped (it does not shape the
+/// result), the key is the user id, absent users are remembered for a
+/// minute, and concurrent misses of one id share one query.
+#[cache(
+    key = "user:<id>",
+    ttl = 300,
+    jitter = 0.1,
+    negative_ttl = 60,
+    lock,
+    skip(db),
+    name = "demo.get_user"
+)]
+async fn get_user(db: &Db, id: u64) -> Result<Option<User>, DbError> {
+    db.fetch_user(id).await
+}
+
+/// Draws ranks `1..=n` with probability proportional to `1 / rank^s`.
+struct Zipf {
+    cdf: Vec<f64>,
+}
+
+impl Zipf {
+    fn new(n: u64, s: f64) -> Zipf {
+        let mut total = 0.0;
+        let mut cdf: Vec<f64> = (1..=n)
+            .map(|rank| {
+                total += (rank as f64).powf(-s);
+                total
+            })
+            .collect();
+        for c in &mut cdf {
+            *c /= total;
+        }
+        Zipf { cdf }
+    }
+
+    fn sample(&self, rng: &mut fastrand::Rng) -> u64 {
+        let u = rng.f64();
+        let index = self.cdf.partition_point(|&c| c < u).min(self.cdf.len() - 1);
+        index as u64 + 1
+    }
+
+    /// Probability of the most popular rank.
+    fn top_share(&self) -> f64 {
+        self.cdf[0]
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Cached,
+    Uncached,
+}
+
+/// One lookup through the cached function or straight to the database.
+async fn lookup(db: &Db, id: u64, mode: Mode) -> Result<Option<User>, DbError> {
+    match mode {
+        Mode::Cached => get_user(db, id).await,
+        Mode::Uncached => get_user_uncached(db, id).await,
+    }
+}
+
+/// What one run of the workload measured.
+struct Run {
+    calls: u64,
+    queries: u64,
+    wall: Duration,
+    latencies: Latencies,
+    stats: FunctionStats,
+}
+
+/// Per-call latencies, sorted.
+struct Latencies(Vec<Duration>);
+
+impl Latencies {
+    fn new(mut all: Vec<Duration>) -> Latencies {
+        all.sort_unstable();
+        Latencies(all)
+    }
+
+    /// The nearest-rank percentile `p` (0 < p <= 100).
+    fn percentile(&self, p: f64) -> Duration {
+        if self.0.is_empty() {
+            return Duration::ZERO;
+        }
+        let rank = (p / 100.0 * self.0.len() as f64).ceil() as usize;
+        self.0[rank.clamp(1, self.0.len()) - 1]
+    }
+
+    fn mean(&self) -> Duration {
+        if self.0.is_empty() {
+            return Duration::ZERO;
+        }
+        self.0.iter().sum::<Duration>() / self.0.len() as u32
+    }
+}
+
+/// Runs every task's list of ids concurrently, timing each call.
+async fn run_workload(
+    cache: &Cache,
+    db: &Arc<Db>,
+    plan: &Arc<Vec<Vec<u64>>>,
+    mode: Mode,
+) -> Result<Run, DbError> {
+    let stats_before = function_stats(cache);
+    let queries_before = db.lookups();
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..plan.len())
+        .map(|task| {
+            let db = Arc::clone(db);
+            let plan = Arc::clone(plan);
+            tokio::spawn(async move {
+                let mut latencies = Vec::with_capacity(plan[task].len());
+                for &id in &plan[task] {
+                    let call = Instant::now();
+                    let user = lookup(&db, id, mode).await?;
+                    latencies.push(call.elapsed());
+                    if user.as_ref().map(|u| u.id) != Some(id) {
+                        return Err(DbError(format!("user {id}: got {user:?}")));
+                    }
+                }
+                Ok::<_, DbError>(latencies)
+            })
+        })
+        .collect();
+    let mut all = Vec::with_capacity(TASKS * LOOKUPS_PER_TASK);
+    for task in tasks {
+        all.extend(task.await??);
+    }
+    let wall = started.elapsed();
+    Ok(Run {
+        calls: all.len() as u64,
+        queries: db.lookups() - queries_before,
+        wall,
+        latencies: Latencies::new(all),
+        stats: delta(&function_stats(cache), &stats_before),
+    })
+}
+
+/// What the stampede measured.
+struct Stampede {
+    queries: u64,
+    latencies: Latencies,
+    stats: FunctionStats,
+}
+
+/// `callers` tasks released together, each looking up the same id.
+async fn stampede(cache: &Cache, db: &Arc<Db>, id: u64, mode: Mode) -> Result<Stampede, DbError> {
+    let stats_before = function_stats(cache);
+    let queries_before = db.lookups();
+    let start = Arc::new(tokio::sync::Barrier::new(STAMPEDE_CALLERS));
+    let callers: Vec<_> = (0..STAMPEDE_CALLERS)
+        .map(|_| {
+            let db = Arc::clone(db);
+            let start = Arc::clone(&start);
+            tokio::spawn(async move {
+                start.wait().await;
+                let call = Instant::now();
+                let user = lookup(&db, id, mode).await?;
+                let latency = call.elapsed();
+                match user {
+                    Some(u) if u.id == id => Ok(latency),
+                    other => Err(DbError(format!("user {id}: got {other:?}"))),
+                }
+            })
+        })
+        .collect();
+    let mut latencies = Vec::with_capacity(STAMPEDE_CALLERS);
+    for caller in callers {
+        latencies.push(caller.await??);
+    }
+    Ok(Stampede {
+        queries: db.lookups() - queries_before,
+        latencies: Latencies::new(latencies),
+        stats: delta(&function_stats(cache), &stats_before),
+    })
+}
+
+fn function_stats(cache: &Cache) -> FunctionStats {
+    cache.stats().function(NAME).cloned().unwrap_or_default()
+}
+
+/// The counters that moved between two snapshots.
+fn delta(after: &FunctionStats, before: &FunctionStats) -> FunctionStats {
+    FunctionStats {
+        name: after.name.clone(),
+        l1_hits: after.l1_hits - before.l1_hits,
+        l2_hits: after.l2_hits - before.l2_hits,
+        misses: after.misses - before.misses,
+        body_runs: after.body_runs - before.body_runs,
+        errors: after.errors - before.errors,
+        stale_served: after.stale_served - before.stale_served,
+        lock_waits: after.lock_waits - before.lock_waits,
+        l2_errors: after.l2_errors - before.l2_errors,
+    }
+}
+
+/// A call's outcome for the invalidation walk-through.
+async fn describe(db: &Db, id: u64) -> Result<String, DbError> {
+    let before = db.lookups();
+    let user = get_user(db, id).await?;
+    let source = if db.lookups() > before {
+        "database query"
+    } else {
+        "cache hit"
+    };
+    Ok(match user {
+        Some(u) => format!("{:<26} ({source})", format!("{:?}", u.name)),
+        None => format!("{:<26} ({source})", "None"),
+    })
+}
+
+async fn run(path: &Path) -> Result<(), Box<dyn Error>> {
+    // The global cache, configured explicitly; a clone keeps a handle for
+    // reading stats. Without `set_global`, cached functions would use an
+    // embedded cache with default settings.
+    let cache = Cache::builder().l1_capacity(20_000).build_local()?;
+    cachette::set_global(cache.clone())?;
+
+    let setup = Instant::now();
+    let db = Arc::new(Db::create(path)?);
+    let setup = setup.elapsed();
+
+    let zipf = Zipf::new(USERS, ZIPF_EXPONENT);
+    let plan: Arc<Vec<Vec<u64>>> = Arc::new(
+        (0..TASKS)
+            .map(|task| {
+                let mut rng = fastrand::Rng::with_seed(task as u64 + 1);
+                (0..LOOKUPS_PER_TASK)
+                    .map(|_| zipf.sample(&mut rng))
+                    .collect()
+            })
+            .collect(),
+    );
+    let distinct = {
+        let mut ids: Vec<u64> = plan.iter().flatten().copied().collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids.len() as u64
+    };
+
+    println!("cachette demo: a cached SQLite lookup under a skewed, concurrent workload");
+    println!();
+    println!(
+        "  database   {} (SQLite), {} users, created in {}",
+        path.display(),
+        group(USERS),
+        human(setup)
+    );
+    println!(
+        "  per query  SELECT by primary key + a fixed {} sleep modelling a network round trip",
+        human(ROUND_TRIP)
+    );
+    println!(
+        "  workload   {TASKS} tokio tasks x {} lookups; ids drawn Zipf (s = {ZIPF_EXPONENT}), \
+         {} distinct, hottest id {:.1} % of draws",
+        group(LOOKUPS_PER_TASK as u64),
+        group(distinct),
+        zipf.top_share() * 100.0
+    );
+    println!("  function   {ATTRIBUTE}");
+    println!("             async fn get_user(db: &Db, id: u64) -> Result<Option<User>, DbError>");
+    println!("  cache      in-process L1, set with cachette::set_global; starts empty");
+
+    // 1. The workload, cached then uncached, on the same draws.
+    let cached = run_workload(&cache, &db, &plan, Mode::Cached).await?;
+    let uncached = run_workload(&cache, &db, &plan, Mode::Uncached).await?;
+
+    println!();
+    println!(
+        "1. The same {} lookups with and without the cache",
+        group(cached.calls)
+    );
+    println!();
+    table_header("", "get_user", "get_user_uncached");
+    table_row("calls", group(cached.calls), group(uncached.calls));
+    table_row(
+        "database queries",
+        group(cached.queries),
+        group(uncached.queries),
+    );
+    table_row(
+        "hits / misses",
+        format!(
+            "{} / {}",
+            group(cached.stats.l1_hits + cached.stats.l2_hits),
+            group(cached.stats.misses)
+        ),
+        "-".into(),
+    );
+    table_row(
+        "hit ratio",
+        format!("{:.1} %", cached.stats.hit_ratio() * 100.0),
+        "-".into(),
+    );
+    table_row(
+        "waited on a running query",
+        group(cached.stats.lock_waits),
+        "-".into(),
+    );
+    table_row(
+        "p50 latency",
+        human(cached.latencies.percentile(50.0)),
+        human(uncached.latencies.percentile(50.0)),
+    );
+    table_row(
+        "p99 latency",
+        human(cached.latencies.percentile(99.0)),
+        human(uncached.latencies.percentile(99.0)),
+    );
+    table_row(
+        "mean latency",
+        human(cached.latencies.mean()),
+        human(uncached.latencies.mean()),
+    );
+    table_row("wall time", human(cached.wall), human(uncached.wall));
+    table_row(
+        "throughput",
+        format!("{}/s", group(per_second(cached.calls, cached.wall))),
+        format!("{}/s", group(per_second(uncached.calls, uncached.wall))),
+    );
+    println!();
+    let miss_ratio = 1.0 - cached.stats.hit_ratio();
+    if miss_ratio > 0.01 {
+        println!(
+            "  {:.1} % of cached calls missed (each id's first read), so the cached p99 is a \
+             database round trip too",
+            miss_ratio * 100.0
+        );
+    }
+    println!(
+        "  speed-up: {:.1}x the throughput, {:.1}x lower mean latency, {:.1}x fewer queries",
+        uncached.wall.as_secs_f64() / cached.wall.as_secs_f64(),
+        uncached.latencies.mean().as_secs_f64() / cached.latencies.mean().as_secs_f64(),
+        uncached.queries as f64 / cached.queries.max(1) as f64,
+    );
+
+    // 2. Stampede: the hottest key goes cold and everyone wants it at once.
+    let hot = 1;
+    get_user_invalidate(hot).await?;
+    let locked = stampede(&cache, &db, hot, Mode::Cached).await?;
+    let unprotected = stampede(&cache, &db, hot, Mode::Uncached).await?;
+
+    println!();
+    println!(
+        "2. Stampede: {} concurrent callers of one cold key",
+        group(STAMPEDE_CALLERS as u64)
+    );
+    println!();
+    println!(
+        "  get_user_invalidate({hot}) drops {:?}, the hottest key; then {} tasks released \
+         together call it",
+        get_user_key(hot),
+        group(STAMPEDE_CALLERS as u64)
+    );
+    println!();
+    table_header("", "get_user (lock)", "get_user_uncached");
+    table_row(
+        "callers",
+        group(STAMPEDE_CALLERS as u64),
+        group(STAMPEDE_CALLERS as u64),
+    );
+    table_row(
+        "database queries",
+        group(locked.queries),
+        group(unprotected.queries),
+    );
+    table_row(
+        "waited for that query",
+        group(locked.stats.lock_waits),
+        "-".into(),
+    );
+    table_row(
+        "hits (arrived after it)",
+        group(locked.stats.l1_hits + locked.stats.l2_hits),
+        "-".into(),
+    );
+    table_row(
+        "p50 latency",
+        human(locked.latencies.percentile(50.0)),
+        human(unprotected.latencies.percentile(50.0)),
+    );
+    table_row(
+        "p99 latency",
+        human(locked.latencies.percentile(99.0)),
+        human(unprotected.latencies.percentile(99.0)),
+    );
+    println!();
+    if locked.queries == 1 {
+        println!(
+            "  with `lock`, exactly one query ran for {} callers",
+            group(STAMPEDE_CALLERS as u64)
+        );
+    } else {
+        println!(
+            "  with `lock`, {} queries ran for {} callers (expected one)",
+            group(locked.queries),
+            group(STAMPEDE_CALLERS as u64)
+        );
+    }
+
+    // 3. Invalidation after a write.
+    let id = 46;
+    let call = format!("get_user({id})");
+    println!();
+    println!("3. Invalidation after a write");
+    println!();
+    step(&call, &describe(&db, id).await?);
+    step(&call, &describe(&db, id).await?);
+    let renamed = format!("{} (renamed)", person(id).0);
+    db.rename_user(id, renamed.clone()).await?;
+    println!("  UPDATE users SET name = '{renamed}' WHERE id = {id}");
+    let outcome = describe(&db, id).await?;
+    step(
+        &call,
+        &format!("{outcome}  <- the cached row, until invalidated"),
+    );
+    get_user_invalidate(id).await?;
+    step(
+        &format!("get_user_invalidate({id})"),
+        &format!("drops {:?}", get_user_key(id)),
+    );
+    step(&call, &describe(&db, id).await?);
+    step(&call, &describe(&db, id).await?);
+
+    // 4. Negative caching: absent rows are remembered for `negative_ttl`.
+    let missing = USERS + 1;
+    let call = format!("get_user({missing})");
+    println!();
+    println!("4. Negative caching (negative_ttl = 60): a user that does not exist");
+    println!();
+    step(&call, &describe(&db, missing).await?);
+    step(&call, &describe(&db, missing).await?);
+
+    // 5. The counters cachette kept for the function over the whole run.
+    let total = function_stats(&cache);
+    println!();
+    println!("5. cache.stats().function({NAME:?}) after everything above");
+    println!();
+    println!(
+        "  l1_hits {}   misses {}   body_runs {}   lock_waits {}   errors {}   hit_ratio() {:.3}",
+        group(total.l1_hits),
+        group(total.misses),
+        group(total.body_runs),
+        group(total.lock_waits),
+        group(total.errors),
+        total.hit_ratio()
+    );
+    Ok(())
+}
+
+/// One line of a walk-through: the call and what it gave.
+fn step(call: &str, outcome: &str) {
+    println!("  {call:<LABEL_WIDTH$} -> {outcome}");
+}
+
+const LABEL_WIDTH: usize = 28;
+const COLUMN_WIDTH: usize = 20;
+
+fn table_header(label: &str, left: &str, right: &str) {
+    println!("  {label:<LABEL_WIDTH$}{left:>COLUMN_WIDTH$}{right:>COLUMN_WIDTH$}");
+    println!(
+        "  {:-<LABEL_WIDTH$}{:->COLUMN_WIDTH$}{:->COLUMN_WIDTH$}",
+        "", "", ""
+    );
+}
+
+fn table_row(label: &str, left: String, right: String) {
+    println!("  {label:<LABEL_WIDTH$}{left:>COLUMN_WIDTH$}{right:>COLUMN_WIDTH$}");
+}
+
+/// `1234567` -> `1,234,567`.
+fn group(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, d) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(d);
+    }
+    out
+}
+
+/// A duration with a unit that keeps three significant figures or so.
+fn human(d: Duration) -> String {
+    let nanos = d.as_nanos();
+    if nanos < 10_000 {
+        format!("{:.2} µs", nanos as f64 / 1e3)
+    } else if nanos < 1_000_000 {
+        format!("{} µs", nanos / 1_000)
+    } else if nanos < 1_000_000_000 {
+        format!("{:.1} ms", nanos as f64 / 1e6)
+    } else {
+        format!("{:.2} s", nanos as f64 / 1e9)
+    }
+}
+
+fn per_second(calls: u64, wall: Duration) -> u64 {
+    (calls as f64 / wall.as_secs_f64()).round() as u64
+}
+
+/// Removes the database file (and SQLite's side files) when dropped, so a
+/// failed run leaves nothing behind either.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            let mut path = self.0.clone().into_os_string();
+            path.push(suffix);
+            // Absent side files are expected.
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+fn main() -> Result<(), Box<dyn Error>> {
+    let path = std::env::temp_dir().join(format!("cachette-demo-{}.sqlite3", std::process::id()));
+    let cleanup = RemoveOnDrop(path.clone());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        // Bounds the connections the uncached stampede opens.
+        .max_blocking_threads(64)
+        .build()?;
+    let result = runtime.block_on(run(&path));
+    // Closes the per-thread connections before the file goes.
+    drop(runtime);
+    drop(cleanup);
+    result?;
+    println!();
+    println!("database removed: {}", path.display());
+    Ok(())
+}
