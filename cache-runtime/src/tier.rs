@@ -402,7 +402,6 @@ impl<'c> Load<'c> {
         guard: Option<LeaderGuard<'_>>,
     ) -> Option<R> {
         let ret = join_value::<Sh, R>(&*found.value)?;
-        Counters::bump(&self.site.counters(self.cache).l2_hits);
         if !skips_l1(&self.cache.inner, &self.site.spec) && !self.missed_messages() {
             self.cache.inner.l1.insert(&self.key, found.entry);
             // The channel's flush may have come between the check and the
@@ -430,6 +429,7 @@ impl<'c> Load<'c> {
         self.adopt(prepared);
         let tier = self.shared.clone().filter(|_| !self.refresh)?;
         let found = (*tier).read().await?;
+        Counters::bump(&self.site.counters(self.cache).l2_hits);
         self.found::<Sh, R>(found, None)
     }
 
@@ -458,7 +458,9 @@ impl<'c> Load<'c> {
             None => (None, None),
         };
         self.adopt(prepared);
-        self.found::<Sh, R>(found?, None)
+        let found = found?;
+        Counters::bump(&self.site.counters(self.cache).l2_hits);
+        self.found::<Sh, R>(found, None)
     }
 
     /// Takes a prepared shared load's fence, learned from the shared tier,
@@ -469,6 +471,27 @@ impl<'c> Load<'c> {
             self.fence = fence;
         }
         self.shared = prepared.map(Box::new);
+    }
+
+    /// What the cross-process lock said, for a caller leading this
+    /// process's flight: the value another process stored (handed to this
+    /// process's waiters too), or the guard back with the lock to release
+    /// after running the body (none when the tier did not answer).
+    #[cfg(feature = "redis")]
+    #[allow(clippy::type_complexity, reason = "a guard and an optional lock")]
+    fn after_lead<'g, Sh: Shape<R>, R>(
+        &self,
+        led: Option<shared::Led>,
+        guard: Option<LeaderGuard<'g>>,
+    ) -> Result<R, (Option<LeaderGuard<'g>>, Option<(String, String)>)> {
+        match led {
+            Some(shared::Led::Found(found)) => {
+                Counters::bump(&self.site.counters(self.cache).lock_waits);
+                self.found::<Sh, R>(found, guard).ok_or((None, None))
+            }
+            Some(shared::Led::Locked { lock_key, token }) => Err((guard, Some((lock_key, token)))),
+            Some(shared::Led::Unlocked) | None => Err((guard, None)),
+        }
     }
 
     /// Whether this load takes the cross-process lock.
@@ -500,22 +523,14 @@ impl<'c> Load<'c> {
                 Plan::Value(ret) => return ret,
                 Plan::Run(guard) => {
                     #[cfg(feature = "redis")]
-                    let lock = match self.locks_across_processes() {
-                        Some(tier) => match tier.lead().await {
-                            shared::Led::Found(found) => {
-                                Counters::bump(&self.site.counters(self.cache).lock_waits);
-                                match self.found::<Sh, R>(found, None) {
-                                    Some(ret) => {
-                                        drop(guard);
-                                        return ret;
-                                    }
-                                    None => None,
-                                }
+                    let (guard, lock) = match self.locks_across_processes() {
+                        Some(tier) => {
+                            match self.after_lead::<Sh, R>(Some(tier.lead().await), guard) {
+                                Ok(ret) => return ret,
+                                Err(next) => next,
                             }
-                            shared::Led::Locked { lock_key, token } => Some((lock_key, token)),
-                            shared::Led::Unlocked => None,
-                        },
-                        None => None,
+                        }
+                        None => (guard, None),
                     };
                     let started = Instant::now();
                     let ret = body.await;
@@ -564,28 +579,17 @@ impl<'c> Load<'c> {
                 Plan::Value(ret) => return ret,
                 Plan::Run(guard) => {
                     #[cfg(feature = "redis")]
-                    let lock = match self.locks_across_processes() {
+                    let (guard, lock) = match self.locks_across_processes() {
                         Some(tier) => {
                             let shared = Arc::clone(&tier.shared);
                             let budget = shared.lock_timeout + shared.budget(3);
-                            match shared.block_on(budget, tier.lead()) {
-                                Some(shared::Led::Found(found)) => {
-                                    Counters::bump(&self.site.counters(self.cache).lock_waits);
-                                    match self.found::<Sh, R>(found, None) {
-                                        Some(ret) => {
-                                            drop(guard);
-                                            return ret;
-                                        }
-                                        None => None,
-                                    }
-                                }
-                                Some(shared::Led::Locked { lock_key, token }) => {
-                                    Some((lock_key, token))
-                                }
-                                Some(shared::Led::Unlocked) | None => None,
+                            let led = shared.block_on(budget, tier.lead());
+                            match self.after_lead::<Sh, R>(led, guard) {
+                                Ok(ret) => return ret,
+                                Err(next) => next,
                             }
                         }
-                        None => None,
+                        None => (guard, None),
                     };
                     let started = Instant::now();
                     let ret = body();
