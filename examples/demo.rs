@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! cargo run --release --example demo
+//! cargo run --release --features redis --example demo -- --redis redis://127.0.0.1:6379/
 //! ```
 //!
 //! The database is a SQLite file in the temporary directory, removed at the
@@ -11,13 +12,21 @@
 //! network round trip a real database server costs; without it SQLite answers
 //! from its page cache in a few microseconds and there would be little to
 //! save.
+//!
+//! With `--redis URL` the cache has a shared tier in Redis under the prefix
+//! [`PREFIX`]. The data and the workload are deterministic, so two processes
+//! run against one Redis look up the same rows: the first fills Redis, and
+//! the second starts warm, answering its first read of each id from Redis
+//! instead of the database. `--quick` runs fewer lookups; `--help` lists
+//! the options.
 
 use std::cell::RefCell;
+use std::collections::HashSet;
 use std::error::Error;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use cachette::{cache, Cache, FunctionStats};
@@ -29,6 +38,8 @@ const USERS: u64 = 10_000;
 const TASKS: usize = 8;
 /// Lookups each task makes.
 const LOOKUPS_PER_TASK: usize = 5_000;
+/// Lookups each task makes with `--quick`.
+const QUICK_LOOKUPS_PER_TASK: usize = 500;
 /// Skew of the workload: user ids are drawn Zipf-distributed by rank.
 const ZIPF_EXPONENT: f64 = 1.1;
 /// The fixed cost added to every query, modelling a network round trip.
@@ -37,13 +48,17 @@ const ROUND_TRIP: Duration = Duration::from_micros(200);
 const STAMPEDE_CALLERS: usize = 1_000;
 /// The cached function's name in stats.
 const NAME: &str = "demo.get_user";
+/// The prefix of the demo's keys in Redis, with `--redis`.
+const PREFIX: &str = "cachette-demo";
+/// The entry TTL of `get_user`, in seconds, as the report prints it.
+const TTL_SECS: u64 = 300;
 
 /// The attribute below, as the report prints it.
 const ATTRIBUTE: &str = "#[cache(key = \"user:<id>\", ttl = 300, jitter = 0.1, negative_ttl = 60, \
                          lock, skip(db), name = \"demo.get_user\")]";
 
-/// A row of `users`. Serde lets entries live in a shared tier too, when the
-/// cache has one (this demo's does not).
+/// A row of `users`. Serde lets entries live in the shared tier, when the
+/// cache has one (with `--redis`).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct User {
     id: u64,
@@ -75,13 +90,15 @@ impl From<tokio::task::JoinError> for DbError {
     }
 }
 
-/// A handle on the demo database that counts the lookups it runs.
+/// A handle on the demo database that counts the lookups it runs and
+/// remembers which ids they were for.
 ///
 /// rusqlite is blocking, so queries run on tokio's blocking pool; each pool
 /// thread opens its own connection once and keeps it.
 struct Db {
     path: Arc<Path>,
     lookups: AtomicU64,
+    queried: Mutex<HashSet<u64>>,
 }
 
 thread_local! {
@@ -89,7 +106,8 @@ thread_local! {
 }
 
 impl Db {
-    /// Creates the database file at `path` and fills it with [`USERS`] users.
+    /// Creates the database file at `path` and fills it with [`USERS`] users,
+    /// the same rows in every process.
     fn create(path: &Path) -> Result<Db, DbError> {
         let mut conn = Connection::open(path)?;
         // Readers on other connections keep reading while the invalidation
@@ -115,6 +133,7 @@ impl Db {
         Ok(Db {
             path: Arc::from(path),
             lookups: AtomicU64::new(0),
+            queried: Mutex::new(HashSet::new()),
         })
     }
 
@@ -142,6 +161,10 @@ impl Db {
     /// `SELECT` one user by primary key, plus the modelled round trip.
     async fn fetch_user(&self, id: u64) -> Result<Option<User>, DbError> {
         self.lookups.fetch_add(1, Relaxed);
+        self.queried
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id);
         self.with_connection(move |conn| {
             let user = conn
                 .prepare_cached("SELECT id, name, email FROM users WHERE id = ?1")?
@@ -172,6 +195,11 @@ impl Db {
 
     fn lookups(&self) -> u64 {
         self.lookups.load(Relaxed)
+    }
+
+    /// The distinct ids queried since the last call.
+    fn take_queried(&self) -> HashSet<u64> {
+        std::mem::take(&mut *self.queried.lock().unwrap_or_else(PoisonError::into_inner))
     }
 }
 
@@ -260,6 +288,8 @@ async fn lookup(db: &Db, id: u64, mode: Mode) -> Result<Option<User>, DbError> {
 struct Run {
     calls: u64,
     queries: u64,
+    /// Distinct ids the database was queried for.
+    queried_ids: u64,
     wall: Duration,
     latencies: Latencies,
     stats: FunctionStats,
@@ -300,6 +330,7 @@ async fn run_workload(
 ) -> Result<Run, DbError> {
     let stats_before = function_stats(cache);
     let queries_before = db.lookups();
+    db.take_queried();
     let started = Instant::now();
     let tasks: Vec<_> = (0..plan.len())
         .map(|task| {
@@ -319,7 +350,7 @@ async fn run_workload(
             })
         })
         .collect();
-    let mut all = Vec::with_capacity(TASKS * LOOKUPS_PER_TASK);
+    let mut all = Vec::with_capacity(plan.iter().map(Vec::len).sum());
     for task in tasks {
         all.extend(task.await??);
     }
@@ -327,6 +358,7 @@ async fn run_workload(
     Ok(Run {
         calls: all.len() as u64,
         queries: db.lookups() - queries_before,
+        queried_ids: db.take_queried().len() as u64,
         wall,
         latencies: Latencies::new(all),
         stats: delta(&function_stats(cache), &stats_before),
@@ -391,14 +423,21 @@ fn delta(after: &FunctionStats, before: &FunctionStats) -> FunctionStats {
     }
 }
 
-/// A call's outcome for the invalidation walk-through.
-async fn describe(db: &Db, id: u64) -> Result<String, DbError> {
+/// A call's outcome for the walk-throughs, and where it came from: the
+/// database, or the cache (with a shared tier, which of its tiers).
+async fn describe(cache: &Cache, db: &Db, id: u64, shared: bool) -> Result<String, DbError> {
     let before = db.lookups();
+    let stats_before = function_stats(cache);
     let user = get_user(db, id).await?;
+    let stats = delta(&function_stats(cache), &stats_before);
     let source = if db.lookups() > before {
         "database query"
-    } else {
+    } else if !shared {
         "cache hit"
+    } else if stats.l2_hits > 0 {
+        "L2 hit, from Redis"
+    } else {
+        "L1 hit"
     };
     Ok(match user {
         Some(u) => format!("{:<26} ({source})", format!("{:?}", u.name)),
@@ -406,12 +445,31 @@ async fn describe(db: &Db, id: u64) -> Result<String, DbError> {
     })
 }
 
-async fn run(path: &Path) -> Result<(), Box<dyn Error>> {
+/// The L1-only cache, or with `--redis` one with a shared tier.
+async fn build_cache(options: &Options) -> Result<Cache, Box<dyn Error>> {
+    let builder = Cache::builder().l1_capacity(20_000);
+    match &options.redis {
+        None => Ok(builder.build_local()?),
+        #[cfg(feature = "redis")]
+        Some(url) => builder
+            .prefix(PREFIX)
+            .redis(url)
+            .build()
+            .await
+            .map_err(|e| format!("could not connect to Redis at {}: {e}", redact(url)).into()),
+        #[cfg(not(feature = "redis"))]
+        Some(_) => Err(NO_REDIS_FEATURE.into()),
+    }
+}
+
+async fn run(path: &Path, options: &Options) -> Result<(), Box<dyn Error>> {
     // The global cache, configured explicitly; a clone keeps a handle for
     // reading stats. Without `set_global`, cached functions would use an
     // embedded cache with default settings.
-    let cache = Cache::builder().l1_capacity(20_000).build_local()?;
+    let cache = build_cache(options).await?;
     cachette::set_global(cache.clone())?;
+    let shared = options.redis.is_some();
+    let lookups_per_task = options.lookups_per_task();
 
     let setup = Instant::now();
     let db = Arc::new(Db::create(path)?);
@@ -422,7 +480,7 @@ async fn run(path: &Path) -> Result<(), Box<dyn Error>> {
         (0..TASKS)
             .map(|task| {
                 let mut rng = fastrand::Rng::with_seed(task as u64 + 1);
-                (0..LOOKUPS_PER_TASK)
+                (0..lookups_per_task)
                     .map(|_| zipf.sample(&mut rng))
                     .collect()
             })
@@ -450,13 +508,28 @@ async fn run(path: &Path) -> Result<(), Box<dyn Error>> {
     println!(
         "  workload   {TASKS} tokio tasks x {} lookups; ids drawn Zipf (s = {ZIPF_EXPONENT}), \
          {} distinct, hottest id {:.1} % of draws",
-        group(LOOKUPS_PER_TASK as u64),
+        group(lookups_per_task as u64),
         group(distinct),
         zipf.top_share() * 100.0
     );
     println!("  function   {ATTRIBUTE}");
     println!("             async fn get_user(db: &Db, id: u64) -> Result<Option<User>, DbError>");
-    println!("  cache      in-process L1, set with cachette::set_global; starts empty");
+    match &options.redis {
+        None => {
+            println!("  cache      in-process L1, set with cachette::set_global; starts empty")
+        }
+        Some(url) => {
+            println!(
+                "  cache      in-process L1 in front of a shared L2 in Redis at {}, set with \
+                 cachette::set_global",
+                redact(url)
+            );
+            println!(
+                "             L1 starts empty; Redis keeps what earlier processes stored, under \
+                 \"{PREFIX}:v1:user:<id>\""
+            );
+        }
+    }
 
     // 1. The workload, cached then uncached, on the same draws.
     let cached = run_workload(&cache, &db, &plan, Mode::Cached).await?;
@@ -484,6 +557,24 @@ async fn run(path: &Path) -> Result<(), Box<dyn Error>> {
         ),
         "-".into(),
     );
+    if shared {
+        table_row(
+            "  L1 hits / L2 hits",
+            format!(
+                "{} / {}",
+                group(cached.stats.l1_hits),
+                group(cached.stats.l2_hits)
+            ),
+            "-".into(),
+        );
+        if cached.stats.l2_errors > 0 {
+            table_row(
+                "  L2 errors (fail-open)",
+                group(cached.stats.l2_errors),
+                "-".into(),
+            );
+        }
+    }
     table_row(
         "hit ratio",
         format!("{:.1} %", cached.stats.hit_ratio() * 100.0),
@@ -516,6 +607,9 @@ async fn run(path: &Path) -> Result<(), Box<dyn Error>> {
         format!("{}/s", group(per_second(uncached.calls, uncached.wall))),
     );
     println!();
+    if shared {
+        report_warmth(&cached, distinct);
+    }
     let miss_ratio = 1.0 - cached.stats.hit_ratio();
     if miss_ratio > 0.01 {
         println!(
@@ -524,12 +618,26 @@ async fn run(path: &Path) -> Result<(), Box<dyn Error>> {
             miss_ratio * 100.0
         );
     }
-    println!(
-        "  speed-up: {:.1}x the throughput, {:.1}x lower mean latency, {:.1}x fewer queries",
+    let latency = uncached.latencies.mean().as_secs_f64() / cached.latencies.mean().as_secs_f64();
+    let latency = if latency >= 1.0 {
+        format!("{latency:.1}x lower mean latency")
+    } else {
+        format!("{:.1}x higher mean latency", 1.0 / latency)
+    };
+    let speed_up = format!(
+        "  speed-up: {:.1}x the throughput, {latency}",
         uncached.wall.as_secs_f64() / cached.wall.as_secs_f64(),
-        uncached.latencies.mean().as_secs_f64() / cached.latencies.mean().as_secs_f64(),
-        uncached.queries as f64 / cached.queries.max(1) as f64,
     );
+    if cached.queries == 0 {
+        println!("{speed_up}, and no queries at all");
+    } else {
+        let fewer = uncached.queries as f64 / cached.queries as f64;
+        if fewer < 100.0 {
+            println!("{speed_up}, {fewer:.1}x fewer queries");
+        } else {
+            println!("{speed_up}, {}x fewer queries", group(fewer.round() as u64));
+        }
+    }
 
     // 2. Stampede: the hottest key goes cold and everyone wants it at once.
     let hot = 1;
@@ -601,23 +709,41 @@ async fn run(path: &Path) -> Result<(), Box<dyn Error>> {
     println!();
     println!("3. Invalidation after a write");
     println!();
-    step(&call, &describe(&db, id).await?);
-    step(&call, &describe(&db, id).await?);
+    step(&call, &describe(&cache, &db, id, shared).await?);
+    step(&call, &describe(&cache, &db, id, shared).await?);
     let renamed = format!("{} (renamed)", person(id).0);
     db.rename_user(id, renamed.clone()).await?;
     println!("  UPDATE users SET name = '{renamed}' WHERE id = {id}");
-    let outcome = describe(&db, id).await?;
+    let outcome = describe(&cache, &db, id, shared).await?;
     step(
         &call,
         &format!("{outcome}  <- the cached row, until invalidated"),
     );
     get_user_invalidate(id).await?;
-    step(
-        &format!("get_user_invalidate({id})"),
-        &format!("drops {:?}", get_user_key(id)),
-    );
-    step(&call, &describe(&db, id).await?);
-    step(&call, &describe(&db, id).await?);
+    let dropped = if shared {
+        format!(
+            "drops {:?} from L1 and Redis, and tells the other processes",
+            get_user_key(id)
+        )
+    } else {
+        format!("drops {:?}", get_user_key(id))
+    };
+    step(&format!("get_user_invalidate({id})"), &dropped);
+    step(&call, &describe(&cache, &db, id, shared).await?);
+    step(&call, &describe(&cache, &db, id, shared).await?);
+    if shared {
+        // Every process has its own database with the original rows: put
+        // the original back in Redis too, or the next process would read
+        // this process's renamed row.
+        let (original, _) = person(id);
+        db.rename_user(id, original.clone()).await?;
+        get_user_invalidate(id).await?;
+        get_user(&db, id).await?;
+        println!(
+            "  (renamed back to {original:?}, invalidated and read again: Redis keeps the original \
+             row for the next process)"
+        );
+    }
 
     // 4. Negative caching: absent rows are remembered for `negative_ttl`.
     let missing = USERS + 1;
@@ -625,24 +751,76 @@ async fn run(path: &Path) -> Result<(), Box<dyn Error>> {
     println!();
     println!("4. Negative caching (negative_ttl = 60): a user that does not exist");
     println!();
-    step(&call, &describe(&db, missing).await?);
-    step(&call, &describe(&db, missing).await?);
+    step(&call, &describe(&cache, &db, missing, shared).await?);
+    step(&call, &describe(&cache, &db, missing, shared).await?);
 
     // 5. The counters cachette kept for the function over the whole run.
     let total = function_stats(&cache);
     println!();
     println!("5. cache.stats().function({NAME:?}) after everything above");
     println!();
-    println!(
-        "  l1_hits {}   misses {}   body_runs {}   lock_waits {}   errors {}   hit_ratio() {:.3}",
-        group(total.l1_hits),
-        group(total.misses),
-        group(total.body_runs),
-        group(total.lock_waits),
-        group(total.errors),
-        total.hit_ratio()
-    );
+    if shared {
+        println!(
+            "  l1_hits {}   l2_hits {}   misses {}   body_runs {}   lock_waits {}   errors {}   \
+             l2_errors {}   hit_ratio() {:.3}",
+            group(total.l1_hits),
+            group(total.l2_hits),
+            group(total.misses),
+            group(total.body_runs),
+            group(total.lock_waits),
+            group(total.errors),
+            group(total.l2_errors),
+            total.hit_ratio()
+        );
+    } else {
+        println!(
+            "  l1_hits {}   misses {}   body_runs {}   lock_waits {}   errors {}   hit_ratio() {:.3}",
+            group(total.l1_hits),
+            group(total.misses),
+            group(total.body_runs),
+            group(total.lock_waits),
+            group(total.errors),
+            total.hit_ratio()
+        );
+    }
     Ok(())
+}
+
+/// Whether this process started warm: the ids of the cached workload that
+/// it never queried were answered from Redis on their first read here (its
+/// L1 started empty), so they were there before it looked.
+fn report_warmth(cached: &Run, distinct: u64) {
+    let queried = cached.queried_ids;
+    let warm = distinct.saturating_sub(queried);
+    if warm > 0 {
+        println!(
+            "  started warm: {} of {} ids already in Redis; their first read here was an L2 hit, \
+             not a query",
+            group(warm),
+            group(distinct)
+        );
+        if queried > 0 {
+            println!(
+                "  the other {} ids were not in Redis or had been voided by an invalidation, and \
+                 ran one query each",
+                group(queried)
+            );
+        }
+    } else {
+        println!(
+            "  started cold: none of the {} ids was in Redis yet; each ran one query and is now \
+             in Redis for about {TTL_SECS} s,",
+            group(distinct)
+        );
+        println!("  so another process run against this Redis meanwhile starts warm");
+    }
+    println!(
+        "  tiers: L1 answered {} calls, Redis (L2) {}; {} missed both, and {} database queries ran",
+        group(cached.stats.l1_hits),
+        group(cached.stats.l2_hits),
+        group(cached.stats.misses),
+        group(cached.queries)
+    );
 }
 
 /// One line of a walk-through: the call and what it gave.
@@ -711,7 +889,92 @@ impl Drop for RemoveOnDrop {
     }
 }
 
+/// The command line.
+struct Options {
+    /// `--redis URL`: a shared tier in Redis.
+    redis: Option<String>,
+    /// `--quick`: fewer lookups, for a smoke run.
+    quick: bool,
+}
+
+impl Options {
+    fn lookups_per_task(&self) -> usize {
+        if self.quick {
+            QUICK_LOOKUPS_PER_TASK
+        } else {
+            LOOKUPS_PER_TASK
+        }
+    }
+}
+
+const USAGE: &str = "\
+cachette demo: a cached SQLite lookup under a skewed, concurrent workload
+
+usage: cargo run --release [--features redis] --example demo -- [options]
+
+options:
+  --redis URL   put a shared L2 tier in Redis behind the in-process L1 (needs the
+                `redis` feature); keys go under the prefix \"cachette-demo\", and a
+                second process run against the same Redis starts warm
+  --quick       fewer lookups (8 tasks x 500 instead of 8 x 5,000), for a smoke run
+  -h, --help    print this and exit";
+
+const NO_REDIS_FEATURE: &str = "error: --redis needs the `redis` feature; run \
+     `cargo run --release --features redis --example demo -- --redis URL`";
+
+/// Reads the command line; `Err` is the message for a bad one.
+fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Options>, String> {
+    let mut options = Options {
+        redis: None,
+        quick: false,
+    };
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "-h" | "--help" => return Ok(None),
+            "--quick" => options.quick = true,
+            "--redis" => match args.next() {
+                Some(url) if !url.starts_with("--") => options.redis = Some(url),
+                _ => return Err("--redis needs a URL, like redis://127.0.0.1:6379/".to_owned()),
+            },
+            _ => match arg.strip_prefix("--redis=") {
+                Some(url) if !url.is_empty() => options.redis = Some(url.to_owned()),
+                _ => return Err(format!("unknown argument {arg:?}")),
+            },
+        }
+    }
+    Ok(Some(options))
+}
+
+/// A Redis URL without its password (or user name), for printing.
+fn redact(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_owned();
+    };
+    let rest = &url[scheme_end + 3..];
+    let authority = rest.split('/').next().unwrap_or(rest);
+    match authority.rfind('@') {
+        Some(at) => format!("{}://***@{}", &url[..scheme_end], &rest[at + 1..]),
+        None => url.to_owned(),
+    }
+}
+
 fn main() -> Result<(), Box<dyn Error>> {
+    let options = match parse_args(std::env::args().skip(1)) {
+        Ok(Some(options)) => options,
+        Ok(None) => {
+            println!("{USAGE}");
+            return Ok(());
+        }
+        Err(message) => {
+            eprintln!("error: {message}\n\n{USAGE}");
+            std::process::exit(2);
+        }
+    };
+    if options.redis.is_some() && !cfg!(feature = "redis") {
+        eprintln!("{NO_REDIS_FEATURE}");
+        std::process::exit(2);
+    }
     let path = std::env::temp_dir().join(format!("cachette-demo-{}.sqlite3", std::process::id()));
     let cleanup = RemoveOnDrop(path.clone());
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -719,7 +982,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         // Bounds the connections the uncached stampede opens.
         .max_blocking_threads(64)
         .build()?;
-    let result = runtime.block_on(run(&path));
+    let result = runtime.block_on(run(&path, &options));
     // Closes the per-thread connections before the file goes.
     drop(runtime);
     drop(cleanup);
