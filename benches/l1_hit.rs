@@ -20,43 +20,30 @@
 //!
 //! `cargo bench --bench l1_hit` takes about a minute.
 
-use std::collections::BTreeMap;
+mod common;
+
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{LazyLock, Mutex, PoisonError};
+use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 use cached::macros::cached;
 use cachette::{cache, Cache};
+use common::{
+    benchmarking, compare, load_user, measure, nanos_per_call, on_one_thread, paired, round_robin,
+    round_robin_async, verdict, Paired, Row, Setting, Timed, User, KEYS, SAMPLES,
+};
 use criterion::Criterion;
 
-/// Ids cached and read round-robin: small enough to stay in every cache,
-/// large enough that reads do not keep hitting one slot.
-const KEYS: u64 = 1_000;
+// The ids cached and read round-robin (`KEYS`) are few enough to stay in
+// every cache, and enough that reads do not keep hitting one slot.
 const CAPACITY: u64 = 10 * KEYS;
 const TTL: Duration = Duration::from_secs(300);
-const SAMPLES: usize = 10;
 /// Paired rounds per comparison, and how long each batch of a round runs.
 const ROUNDS: usize = 100;
 const BATCH: Duration = Duration::from_millis(2);
 /// The P1 target: an L1 hit through `#[cache]` over a raw moka `get`.
 const TARGET_RATIO: f64 = 1.3;
-
-/// The cached value: small, `Clone`, with two heap fields as real rows have.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct User {
-    id: u64,
-    name: String,
-    email: String,
-}
-
-fn load_user(id: u64) -> User {
-    User {
-        id,
-        name: format!("user {id}"),
-        email: format!("user{id}@example.com"),
-    }
-}
 
 /// The caches of the `#[cache]` functions: one each, as the peers have, and
 /// apart from the global one so that nothing else shares them.
@@ -124,26 +111,6 @@ impl Peers {
     }
 }
 
-/// Calls `get` with `iters` ids in round-robin order starting at `first`.
-#[inline(always)]
-fn round_robin<T>(iters: u64, first: u64, mut get: impl FnMut(u64) -> T) {
-    let mut id = first;
-    for _ in 0..iters {
-        black_box(get(black_box(id)));
-        id += 1;
-        if id == KEYS {
-            id = 0;
-        }
-    }
-}
-
-/// Times `iters` round-robin calls of `get` on this thread.
-fn on_one_thread<T>(iters: u64, get: impl FnMut(u64) -> T) -> Duration {
-    let start = Instant::now();
-    round_robin(iters, 0, get);
-    start.elapsed()
-}
-
 /// Times two threads each making `iters` round-robin calls of `get`, from
 /// opposite ends of the id range.
 fn on_two_threads<T>(iters: u64, get: impl Fn(u64) -> T + Sync) -> Duration {
@@ -153,16 +120,6 @@ fn on_two_threads<T>(iters: u64, get: impl Fn(u64) -> T + Sync) -> Duration {
         round_robin(iters, 0, &get);
     });
     start.elapsed()
-}
-
-/// Makes `iters` calls (per thread) and returns how long they took.
-type Timed<'a> = Box<dyn Fn(u64) -> Duration + 'a>;
-
-/// One setting: implementations measured the same way, raw moka first.
-struct Setting<'a> {
-    group: &'static str,
-    title: &'static str,
-    contenders: Vec<(&'static str, Timed<'a>)>,
 }
 
 fn settings<'a>(peers: &'a Peers, runtime: &'a tokio::runtime::Runtime) -> Vec<Setting<'a>> {
@@ -193,6 +150,8 @@ fn settings<'a>(peers: &'a Peers, runtime: &'a tokio::runtime::Runtime) -> Vec<S
                 (
                     "moka_get_in_block_on",
                     Box::new(|n| {
+                        // The same loop as `round_robin_async`, with no future
+                        // around the sync `get`.
                         runtime.block_on(async {
                             let start = Instant::now();
                             let mut id = 0;
@@ -206,17 +165,7 @@ fn settings<'a>(peers: &'a Peers, runtime: &'a tokio::runtime::Runtime) -> Vec<S
                 ),
                 (
                     "cachette_async",
-                    Box::new(|n| {
-                        runtime.block_on(async {
-                            let start = Instant::now();
-                            let mut id = 0;
-                            for _ in 0..n {
-                                black_box(cachette_get_user_async(black_box(id)).await);
-                                id = if id + 1 == KEYS { 0 } else { id + 1 };
-                            }
-                            start.elapsed()
-                        })
-                    }),
+                    Box::new(|n| round_robin_async(runtime, n, cachette_get_user_async)),
                 ),
             ],
         },
@@ -245,70 +194,17 @@ fn settings<'a>(peers: &'a Peers, runtime: &'a tokio::runtime::Runtime) -> Vec<S
     ]
 }
 
-/// The time per iteration of every sample criterion took, by benchmark id.
-static SAMPLES_TAKEN: Mutex<BTreeMap<String, Vec<f64>>> = Mutex::new(BTreeMap::new());
-
-fn record(id: &str, iters: u64, elapsed: Duration) -> Duration {
-    SAMPLES_TAKEN
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .entry(id.to_owned())
-        .or_default()
-        .push(nanos_per_call(elapsed, iters));
-    elapsed
-}
-
-fn nanos_per_call(elapsed: Duration, calls: u64) -> f64 {
-    elapsed.as_nanos() as f64 / calls.max(1) as f64
-}
-
-/// The mean time per iteration over the last `SAMPLES` samples of `id`
-/// (criterion's measurement comes after its warm-up), if criterion measured
-/// it fully.
-fn criterion_mean(id: &str) -> Option<f64> {
-    let samples = SAMPLES_TAKEN.lock().unwrap_or_else(PoisonError::into_inner);
-    let all = samples.get(id).filter(|all| all.len() >= SAMPLES)?;
-    let last = &all[all.len() - SAMPLES..];
-    Some(last.iter().sum::<f64>() / last.len() as f64)
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
 /// The median over `ROUNDS` rounds of candidate time over baseline time,
 /// each round timing one batch of each, back to back, first one then the
-/// other first.
-fn paired_ratio(baseline: &Timed<'_>, candidate: &Timed<'_>) -> f64 {
+/// other first. Batches are sized so that the baseline's takes about `BATCH`.
+fn paired_ratio(baseline: &Timed<'_>, candidate: &Timed<'_>) -> Paired {
     let per_call = nanos_per_call(baseline(10_000), 10_000);
     let calls = ((BATCH.as_nanos() as f64 / per_call) as u64).max(1_000);
-    let ratios = (0..ROUNDS)
-        .map(|round| {
-            let (base, cand) = if round % 2 == 0 {
-                let base = baseline(calls);
-                (base, candidate(calls))
-            } else {
-                let cand = candidate(calls);
-                (baseline(calls), cand)
-            };
-            cand.as_secs_f64() / base.as_secs_f64()
-        })
-        .collect();
-    median(ratios)
+    paired(baseline, candidate, ROUNDS, calls)
 }
 
-fn verdict(ratio: f64) -> &'static str {
-    if ratio <= TARGET_RATIO {
-        "meets"
-    } else {
-        "MISSES"
-    }
-}
-
-/// Paired ratios for every contender criterion measured fully, then the
-/// table.
-fn report(settings: &[Setting<'_>]) {
+/// The table of `rows`, the figures of `settings`, then the verdicts.
+fn report(settings: &[Setting<'_>], rows: &[Row]) {
     println!();
     println!("P1: L1 hit, key u64 id, value User (clone = 2 small Strings), {KEYS} warm keys");
     println!(
@@ -318,39 +214,34 @@ fn report(settings: &[Setting<'_>]) {
         "{:<22} {:>10} {:>16} {:>16}",
         "implementation", "mean ns", "ratio (samples)", "ratio (paired)"
     );
-    let mut verdicts = Vec::new();
     for setting in settings {
         println!("-- {}", setting.title);
-        let (baseline_name, baseline) = &setting.contenders[0];
-        let Some(baseline_mean) = criterion_mean(&format!("{}/{baseline_name}", setting.group))
-        else {
+        if !rows.iter().any(|row| row.group == setting.group) {
             println!("   (not measured)");
             continue;
-        };
-        for (name, timed) in &setting.contenders {
-            let id = format!("{}/{name}", setting.group);
-            let Some(mean) = criterion_mean(&id) else {
+        }
+        for (name, _) in &setting.contenders {
+            let Some(row) = rows
+                .iter()
+                .find(|row| row.group == setting.group && row.name == *name)
+            else {
                 println!("{name:<22} {:>10}", "(not measured)");
                 continue;
             };
-            let paired = if name == baseline_name {
-                1.0
-            } else {
-                paired_ratio(baseline, timed)
-            };
-            let sampled = mean / baseline_mean;
+            let (mean, sampled, paired) = (row.mean_nanos, row.sampled.ratio, row.paired.ratio);
             println!("{name:<22} {mean:>10.1} {sampled:>15.2}x {paired:>15.2}x");
-            if name.starts_with("cachette") {
-                verdicts.push((id, sampled, paired));
-            }
         }
     }
     println!();
-    for (id, sampled, paired) in verdicts {
+    for row in rows.iter().filter(|row| row.name.starts_with("cachette")) {
         println!(
-            "{id}: {paired:.2}x raw moka paired ({}), {sampled:.2}x from samples ({})",
-            verdict(paired),
-            verdict(sampled)
+            "{}/{}: {:.2}x raw moka paired ({}), {:.2}x from samples ({})",
+            row.group,
+            row.name,
+            row.paired.ratio,
+            verdict(row.paired.ratio <= TARGET_RATIO),
+            row.sampled.ratio,
+            verdict(row.sampled.ratio <= TARGET_RATIO)
         );
     }
 }
@@ -362,7 +253,7 @@ fn main() {
     let peers = Peers::warmed(&runtime);
     let warmed = body_runs();
     assert_eq!(warmed, [KEYS; 3], "warming runs each body once per id");
-    if !std::env::args().any(|arg| arg == "--bench") {
+    if !benchmarking() {
         // `cargo test --benches`: warming checked every contender; measuring
         // is for `cargo bench`.
         println!("l1_hit: contenders checked; run `cargo bench --bench l1_hit` to measure");
@@ -375,18 +266,10 @@ fn main() {
         .measurement_time(Duration::from_secs(3))
         .sample_size(SAMPLES)
         .configure_from_args();
-    for setting in &settings {
-        let mut group = c.benchmark_group(setting.group);
-        for (name, timed) in &setting.contenders {
-            let id = format!("{}/{name}", setting.group);
-            group.bench_function(*name, |b| {
-                b.iter_custom(|iters| record(&id, iters, timed(iters)))
-            });
-        }
-        group.finish();
-    }
+    measure(&mut c, &settings);
     c.final_summary();
 
-    report(&settings);
+    let rows = compare(&settings, paired_ratio);
+    report(&settings, &rows);
     assert_eq!(body_runs(), warmed, "every measured call was a hit");
 }

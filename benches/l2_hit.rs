@@ -30,29 +30,30 @@
 //! Needs `redis-server` (and `redis-benchmark` for its row).
 //! `cargo bench --features redis --bench l2_hit` takes about 1.5 minutes.
 
+mod common;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::hint::black_box;
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{LazyLock, Mutex, OnceLock, PoisonError};
+use std::sync::{LazyLock, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use cache_runtime::{Bincode, Codec};
 use cachette::{cache, Cache, FunctionStats};
+use common::{
+    benchmarking, compare, load_user, measure, median, nanos_per_call, on_one_thread, paired,
+    round_robin_async, verdict, Paired, Row, Setting, Timed, User, KEYS, SAMPLES,
+};
 use criterion::Criterion;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use serde::{Deserialize, Serialize};
 use support::redis::RedisServer;
 use tokio::runtime::Runtime;
 
-/// Ids stored in Redis and read round-robin.
-const KEYS: u64 = 1_000;
-const SAMPLES: usize = 10;
+// The ids read round-robin (`KEYS`) are stored in Redis.
 /// Paired rounds over Redis, and how long each batch of a round runs.
 const L2_ROUNDS: usize = 100;
 const L2_BATCH: Duration = Duration::from_millis(5);
@@ -67,22 +68,6 @@ const THROUGHPUT_ROUNDS: usize = 3;
 const P2_TARGET: f64 = 1.2;
 /// The P4 target: what a call adds to its body with Redis down.
 const P4_TARGET_NANOS: f64 = 2_000.0;
-
-/// The cached value: small, with two heap fields as real rows have.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct User {
-    id: u64,
-    name: String,
-    email: String,
-}
-
-fn load_user(id: u64) -> User {
-    User {
-        id,
-        name: format!("user {id}"),
-        email: format!("user{id}@example.com"),
-    }
-}
 
 /// The cache the P2 functions read through: Redis up.
 static L2_CACHE: OnceLock<Cache> = OnceLock::new();
@@ -221,35 +206,6 @@ async fn connect_peer(url: &str) -> ConnectionManager {
         .expect("connects to Redis")
 }
 
-/// Calls `get` with `iters` ids in round-robin order.
-#[inline(always)]
-fn round_robin<T>(iters: u64, mut get: impl FnMut(u64) -> T) -> Duration {
-    let start = Instant::now();
-    let mut id = 0;
-    for _ in 0..iters {
-        black_box(get(black_box(id)));
-        id = if id + 1 == KEYS { 0 } else { id + 1 };
-    }
-    start.elapsed()
-}
-
-/// Awaits `get` with `iters` ids in round-robin order inside `runtime`.
-fn round_robin_async<F: Future>(
-    runtime: &Runtime,
-    iters: u64,
-    mut get: impl FnMut(u64) -> F,
-) -> Duration {
-    runtime.block_on(async {
-        let start = Instant::now();
-        let mut id = 0;
-        for _ in 0..iters {
-            black_box(get(black_box(id)).await);
-            id = if id + 1 == KEYS { 0 } else { id + 1 };
-        }
-        start.elapsed()
-    })
-}
-
 /// Calls `call` with `iters` ids never used before.
 #[inline(always)]
 fn fresh_ids<T>(iters: u64, mut call: impl FnMut(u64) -> T) -> Duration {
@@ -277,9 +233,6 @@ fn fresh_ids_async<F: Future>(
     })
 }
 
-/// Makes `iters` calls and returns how long they took.
-type Timed<'a> = Box<dyn Fn(u64) -> Duration + 'a>;
-
 /// How a contender compares with its setting's baseline.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Compare {
@@ -289,151 +242,28 @@ enum Compare {
     Added,
 }
 
-/// One setting: contenders measured the same way, the baseline first.
-struct Setting<'a> {
-    group: &'static str,
-    title: &'static str,
-    compare: Compare,
+/// Paired rounds of `candidate` against `baseline`, `rounds` of them, with
+/// batches sized so that the slower side's takes about `batch`.
+fn paired_rounds(
+    baseline: &Timed<'_>,
+    candidate: &Timed<'_>,
     rounds: usize,
     batch: Duration,
-    contenders: Vec<(&'static str, Timed<'a>)>,
-}
-
-/// What the paired rounds found for one contender.
-#[derive(Clone, Copy)]
-struct Paired {
-    ratio: f64,
-    added_nanos: f64,
-}
-
-/// One contender's figures.
-struct Row {
-    group: &'static str,
-    name: &'static str,
-    mean_nanos: f64,
-    sampled: Paired,
-    paired: Paired,
-}
-
-/// The time per iteration of every sample criterion took, by benchmark id.
-static SAMPLES_TAKEN: Mutex<BTreeMap<String, Vec<f64>>> = Mutex::new(BTreeMap::new());
-
-fn record(id: &str, iters: u64, elapsed: Duration) -> Duration {
-    SAMPLES_TAKEN
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .entry(id.to_owned())
-        .or_default()
-        .push(nanos_per_call(elapsed, iters));
-    elapsed
-}
-
-fn nanos_per_call(elapsed: Duration, calls: u64) -> f64 {
-    elapsed.as_nanos() as f64 / calls.max(1) as f64
-}
-
-/// The mean time per iteration over the last `SAMPLES` samples of `id`
-/// (criterion's measurement comes after its warm-up), if criterion measured
-/// it fully.
-fn criterion_mean(id: &str) -> Option<f64> {
-    let samples = SAMPLES_TAKEN.lock().unwrap_or_else(PoisonError::into_inner);
-    let all = samples.get(id).filter(|all| all.len() >= SAMPLES)?;
-    let last = &all[all.len() - SAMPLES..];
-    Some(last.iter().sum::<f64>() / last.len() as f64)
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
-/// Medians over `rounds` rounds of candidate time over baseline time and of
-/// the time per call the candidate adds, each round timing one batch of
-/// each, back to back, first one then the other first. Batches are sized so
-/// that the slower side's takes about `batch`.
-fn paired(baseline: &Timed<'_>, candidate: &Timed<'_>, rounds: usize, batch: Duration) -> Paired {
+) -> Paired {
     let probe = 100;
     let per_call =
         nanos_per_call(baseline(probe), probe).max(nanos_per_call(candidate(probe), probe));
     let calls = ((batch.as_nanos() as f64 / per_call) as u64).max(20);
-    let (ratios, added) = (0..rounds)
-        .map(|round| {
-            let (base, cand) = if round % 2 == 0 {
-                let base = baseline(calls);
-                (base, candidate(calls))
-            } else {
-                let cand = candidate(calls);
-                (baseline(calls), cand)
-            };
-            (
-                cand.as_secs_f64() / base.as_secs_f64(),
-                nanos_per_call(cand, calls) - nanos_per_call(base, calls),
-            )
-        })
-        .unzip();
-    Paired {
-        ratio: median(ratios),
-        added_nanos: median(added),
-    }
+    paired(baseline, candidate, rounds, calls)
 }
 
-/// Criterion measures every contender of `settings`.
-fn measure(c: &mut Criterion, settings: &[Setting<'_>]) {
-    for setting in settings {
-        let mut group = c.benchmark_group(setting.group);
-        for (name, timed) in &setting.contenders {
-            let id = format!("{}/{name}", setting.group);
-            group.bench_function(*name, |b| {
-                b.iter_custom(|iters| record(&id, iters, timed(iters)))
-            });
-        }
-        group.finish();
-    }
-}
-
-/// Paired rounds for every contender criterion measured fully.
-fn compare(settings: &[Setting<'_>]) -> Vec<Row> {
-    let mut rows = Vec::new();
-    for setting in settings {
-        let (baseline_name, baseline) = &setting.contenders[0];
-        let Some(baseline_mean) = criterion_mean(&format!("{}/{baseline_name}", setting.group))
-        else {
-            continue;
-        };
-        for (name, timed) in &setting.contenders {
-            let Some(mean) = criterion_mean(&format!("{}/{name}", setting.group)) else {
-                continue;
-            };
-            let paired = if name == baseline_name {
-                Paired {
-                    ratio: 1.0,
-                    added_nanos: 0.0,
-                }
-            } else {
-                paired(baseline, timed, setting.rounds, setting.batch)
-            };
-            rows.push(Row {
-                group: setting.group,
-                name,
-                mean_nanos: mean,
-                sampled: Paired {
-                    ratio: mean / baseline_mean,
-                    added_nanos: mean - baseline_mean,
-                },
-                paired,
-            });
-        }
-    }
-    rows
-}
-
-fn print_rows(settings: &[Setting<'_>], rows: &[Row]) {
+fn print_rows(settings: &[Setting<'_>], compare: Compare, rows: &[Row]) {
     for setting in settings {
         println!("-- {}", setting.title);
         let mut any = false;
         for row in rows.iter().filter(|row| row.group == setting.group) {
             any = true;
-            match setting.compare {
+            match compare {
                 Compare::Ratio => println!(
                     "{:<30} {:>10.2} {:>15.2}x {:>15.2}x",
                     row.name,
@@ -585,22 +415,8 @@ fn open_breaker(server: &RedisServer, runtime: &Runtime) {
     }
 }
 
-fn verdict(meets: bool) -> &'static str {
-    if meets {
-        "meets"
-    } else {
-        "MISSES"
-    }
-}
-
 fn stats_of<'s>(stats: &'s cachette::Stats, name: &str) -> Option<&'s FunctionStats> {
     stats.functions.iter().find(|f| f.name.ends_with(name))
-}
-
-/// Whether cargo runs this as a benchmark (`cargo bench` passes `--bench`)
-/// rather than as a test.
-fn benchmarking() -> bool {
-    std::env::args().any(|arg| arg == "--bench")
 }
 
 fn main() {
@@ -658,9 +474,6 @@ fn main() {
         Setting {
             group: "l2_hit_async",
             title: "P2 async, current-thread runtime: us per call, ratio to the peer",
-            compare: Compare::Ratio,
-            rounds: L2_ROUNDS,
-            batch: L2_BATCH,
             contenders: vec![
                 (
                     "redis_rs_get_decode",
@@ -675,21 +488,18 @@ fn main() {
         Setting {
             group: "l2_hit_sync",
             title: "P2 sync, no runtime: us per call, ratio to the peer",
-            compare: Compare::Ratio,
-            rounds: L2_ROUNDS,
-            batch: L2_BATCH,
             contenders: vec![
                 (
                     "redis_rs_block_on_get_decode",
-                    Box::new(|n| round_robin(n, |id| rt.block_on(peer_get(peer.clone(), id)))),
+                    Box::new(|n| on_one_thread(n, |id| rt.block_on(peer_get(peer.clone(), id)))),
                 ),
                 (
                     "redis_rs_blocking_conn",
-                    Box::new(|n| round_robin(n, |id| blocking_get(&blocking, id))),
+                    Box::new(|n| on_one_thread(n, |id| blocking_get(&blocking, id))),
                 ),
                 (
                     "cachette_sync",
-                    Box::new(|n| round_robin(n, cachette_get_user)),
+                    Box::new(|n| on_one_thread(n, cachette_get_user)),
                 ),
             ],
         },
@@ -698,9 +508,6 @@ fn main() {
         Setting {
             group: "l2_down_sync",
             title: "P4 sync, Redis down, breaker open: ns per call, ns added to the body",
-            compare: Compare::Added,
-            rounds: DOWN_ROUNDS,
-            batch: DOWN_BATCH,
             contenders: vec![
                 ("body", Box::new(|n| fresh_ids(n, load_user))),
                 ("cachette_sync", Box::new(|n| fresh_ids(n, down_get_user))),
@@ -717,9 +524,6 @@ fn main() {
         Setting {
             group: "l2_down_async",
             title: "P4 async, Redis down, breaker open: ns per call, ns added to the body",
-            compare: Compare::Added,
-            rounds: DOWN_ROUNDS,
-            batch: DOWN_BATCH,
             contenders: vec![
                 (
                     "body",
@@ -750,7 +554,9 @@ fn main() {
     // Redis up: P2, then throughput.
     let p2_started = Instant::now();
     measure(&mut c, &up);
-    let up_rows = compare(&up);
+    let up_rows = compare(&up, |baseline, candidate| {
+        paired_rounds(baseline, candidate, L2_ROUNDS, L2_BATCH)
+    });
     let p2_time = p2_started.elapsed();
     let l2_stats = l2_cache().stats();
     let hits_before_throughput: u64 = l2_stats.functions.iter().map(|f| f.l2_hits).sum();
@@ -768,7 +574,9 @@ fn main() {
     let p4_started = Instant::now();
     open_breaker(&server, &rt);
     measure(&mut c, &down);
-    let down_rows = compare(&down);
+    let down_rows = compare(&down, |baseline, candidate| {
+        paired_rounds(baseline, candidate, DOWN_ROUNDS, DOWN_BATCH)
+    });
     let p4_time = p4_started.elapsed();
     c.final_summary();
     drop(server);
@@ -780,7 +588,7 @@ fn main() {
         "{:<30} {:>10} {:>16} {:>16}",
         "implementation", "mean us", "ratio (samples)", "ratio (paired)"
     );
-    print_rows(&up, &up_rows);
+    print_rows(&up, Compare::Ratio, &up_rows);
     for name in ["cachette_get_user", "cachette_get_user_async"] {
         if let Some(s) = stats_of(&l2_stats, name).filter(|_| !up_rows.is_empty()) {
             println!(
@@ -834,7 +642,7 @@ fn main() {
         "{:<30} {:>10} {:>16} {:>16}",
         "implementation", "mean ns", "added (samples)", "added (paired)"
     );
-    print_rows(&down, &down_rows);
+    print_rows(&down, Compare::Added, &down_rows);
 
     println!();
     println!("Summary (paired figures; from criterion's samples in brackets)");

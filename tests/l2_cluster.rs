@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use cachette::{cache, Cache};
 use support::redis::RedisCluster;
+use support::wait::eventually;
 
 async fn process(cluster: &RedisCluster, prefix: &str, l2_timeout: Duration) -> Cache {
     Cache::builder()
@@ -23,18 +24,6 @@ async fn process(cluster: &RedisCluster, prefix: &str, l2_timeout: Duration) -> 
         .build()
         .await
         .expect("connects to the cluster")
-}
-
-/// Polls `f` every 10 ms until it holds, for at most `limit`.
-async fn eventually(limit: Duration, mut f: impl AsyncFnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if f().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    false
 }
 
 /// `count` ids whose Redis keys (`key(id)`) are spread over every node,

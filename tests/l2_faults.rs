@@ -17,7 +17,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cachette::{cache, Cache, FunctionStats};
+use support::cache::redis_cache;
 use support::redis::{RedisConn, RedisServer, RespValue};
+use support::wait::{eventually_blocking_every, eventually_every};
 
 /// The shared tier's timeout in every cache here.
 const L2_TIMEOUT: Duration = Duration::from_millis(50);
@@ -40,14 +42,7 @@ async fn connect(server: &RedisServer, prefix: &str) -> Cache {
 }
 
 async fn connect_url(url: &str, prefix: &str) -> Cache {
-    Cache::builder()
-        .prefix(prefix)
-        .redis(url)
-        .l2_timeout(L2_TIMEOUT)
-        .lock_timeout(Duration::from_secs(1))
-        .build()
-        .await
-        .expect("connects to the test's redis-server")
+    redis_cache(url, prefix, L2_TIMEOUT, Some(Duration::from_secs(1))).await
 }
 
 /// Builds a cache for sync code, on a runtime dropped right after.
@@ -73,32 +68,17 @@ fn redis_key(prefix: &str, key: &str) -> String {
     format!("{prefix}:v1:{key}")
 }
 
-/// Polls `f` until it holds, for at most `limit`.
-async fn eventually(limit: Duration, mut f: impl AsyncFnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    loop {
-        if f().await {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+/// How often the waits here poll.
+const POLL: Duration = Duration::from_millis(20);
+
+/// Polls `f` every [`POLL`] until it holds, for at most `limit`.
+async fn eventually(limit: Duration, f: impl AsyncFnMut() -> bool) -> bool {
+    eventually_every(POLL, limit, f).await
 }
 
 /// [`eventually`] for sync code.
-fn eventually_blocking(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    loop {
-        if f() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+fn eventually_blocking(limit: Duration, f: impl FnMut() -> bool) -> bool {
+    eventually_blocking_every(POLL, limit, f)
 }
 
 /// The value under `key`; `None` when there is none or Redis does not

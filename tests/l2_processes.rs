@@ -21,6 +21,7 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use cachette::{cache, Cache};
+use support::cache::redis_cache;
 use support::redis::{redis_cmd, RedisConn, RedisServer, RespValue};
 
 /// What a child process does.
@@ -87,14 +88,8 @@ fn source(port: u16, name: &str) -> String {
 }
 
 async fn process_cache(port: u16, lock_timeout: Duration) -> Cache {
-    Cache::builder()
-        .prefix(PREFIX)
-        .redis(&format!("redis://127.0.0.1:{port}/"))
-        .l2_timeout(Duration::from_secs(1))
-        .lock_timeout(lock_timeout)
-        .build()
-        .await
-        .expect("connects to the test's Redis")
+    let url = format!("redis://127.0.0.1:{port}/");
+    redis_cache(&url, PREFIX, Duration::from_secs(1), Some(lock_timeout)).await
 }
 
 // ---------------------------------------------------------------------------

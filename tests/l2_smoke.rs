@@ -6,10 +6,12 @@
 mod support;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cachette::{cache, Cache};
+use support::cache::redis_cache;
 use support::redis::RedisServer;
+use support::wait::eventually;
 
 static RUNS: AtomicUsize = AtomicUsize::new(0);
 
@@ -28,25 +30,7 @@ fn item(cache: &Cache, id: u64) -> Option<u64> {
 }
 
 async fn process(server: &RedisServer) -> Cache {
-    Cache::builder()
-        .prefix("smoke")
-        .redis(&server.url())
-        .l2_timeout(Duration::from_millis(500))
-        .build()
-        .await
-        .expect("connects")
-}
-
-/// Polls `f` until it holds, for at most `limit`.
-async fn eventually(limit: Duration, mut f: impl AsyncFnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if f().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    false
+    redis_cache(&server.url(), "smoke", Duration::from_millis(500), None).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
