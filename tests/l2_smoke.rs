@@ -140,3 +140,44 @@ async fn g7_a_fill_racing_an_unannounced_invalidation_is_not_served_from_l1() {
         "not served again"
     );
 }
+
+static HOT_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[cache(key = "hot:<id>", ttl = 300, lock, cache = cache)]
+async fn hot(cache: &Cache, id: u64) -> u64 {
+    HOT_RUNS.fetch_add(1, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    id
+}
+
+/// `GET` calls the server has answered so far.
+fn gets(server: &RedisServer) -> u64 {
+    let info = server.info("commandstats").unwrap();
+    info.lines()
+        .find_map(|line| line.strip_prefix("cmdstat_get:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(0, |calls| calls.parse().unwrap())
+}
+
+/// With `lock`, only the leader of a process's flight reads Redis: a
+/// stampede costs the shared tier one load's reads, not three per caller.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stampede_on_a_cold_locked_key_reads_redis_once_per_process() {
+    let server = RedisServer::start();
+    let a = process(&server).await;
+    let before = gets(&server);
+    let callers: Vec<_> = (0..200)
+        .map(|_| {
+            let a = a.clone();
+            tokio::spawn(async move { hot(&a, 9).await })
+        })
+        .collect();
+    for caller in callers {
+        assert_eq!(caller.await.unwrap(), 9);
+    }
+    assert_eq!(HOT_RUNS.load(Ordering::SeqCst), 1);
+    // One load's steps (learn, read, re-read under the lock, re-check
+    // after the fill) take a few GETs; one read per caller would be 600.
+    let reads = gets(&server) - before;
+    assert!(reads < 20, "{reads} GETs for 200 callers");
+}

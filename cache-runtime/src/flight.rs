@@ -45,7 +45,7 @@ pub(crate) enum Role<'a> {
 /// Held by the leader; finishing or dropping it wakes the waiters.
 pub(crate) struct LeaderGuard<'a> {
     flights: &'a Flights,
-    key: &'a str,
+    key: Box<str>,
     flight: Arc<Flight>,
     finished: bool,
 }
@@ -60,7 +60,7 @@ impl Flights {
     /// an invalidation of its key is not joined (G7).
     pub(crate) fn join_or_lead<'a>(
         &'a self,
-        key: &'a str,
+        key: &str,
         fence: &Fence,
         generations: &Generations,
     ) -> Role<'a> {
@@ -79,7 +79,7 @@ impl Flights {
         map.insert(key.into(), Arc::clone(&flight));
         Role::Leader(LeaderGuard {
             flights: self,
-            key,
+            key: key.into(),
             flight,
             finished: false,
         })
@@ -97,10 +97,10 @@ impl LeaderGuard<'_> {
         {
             let mut map = lock(&self.flights.by_key);
             if map
-                .get(self.key)
+                .get(&*self.key)
                 .is_some_and(|f| Arc::ptr_eq(f, &self.flight))
             {
-                map.remove(self.key);
+                map.remove(&*self.key);
             }
         }
         *lock(&self.flight.outcome) = outcome;

@@ -387,10 +387,17 @@ impl<'c> Load<'c> {
         })
     }
 
-    fn count_miss(&self) {
-        if !self.refresh {
+    /// Counts this call as a miss, once.
+    fn count_miss(&self, counted: &mut bool) {
+        if !self.refresh && !*counted {
+            *counted = true;
             Counters::bump(&self.site.counters(self.cache).misses);
         }
+    }
+
+    /// Whether callers of this key in this process share one load (`lock`).
+    fn joins_flights(&self) -> bool {
+        self.site.spec.lock && !self.refresh
     }
 
     /// An entry found in the shared tier: fills L1 and, when leading a
@@ -418,7 +425,7 @@ impl<'c> Load<'c> {
 
     /// Learns the generations the key depends on and reads the shared tier.
     #[cfg(feature = "redis")]
-    async fn read_shared_async<Sh: Shape<R>, R>(&mut self) -> Option<R> {
+    async fn read_shared_async(&mut self) -> Option<shared::Found> {
         let tier = self.shared.take()?;
         if tier.shared.breaker.refusing() {
             // The tier is down: this load goes on without it, as if every
@@ -428,13 +435,11 @@ impl<'c> Load<'c> {
         let prepared = (*tier).prepare().await;
         self.adopt(prepared);
         let tier = self.shared.clone().filter(|_| !self.refresh)?;
-        let found = (*tier).read().await?;
-        Counters::bump(&self.site.counters(self.cache).l2_hits);
-        self.found::<Sh, R>(found, None)
+        (*tier).read().await
     }
 
     #[cfg(feature = "redis")]
-    fn read_shared_blocking<Sh: Shape<R>, R>(&mut self) -> Option<R> {
+    fn read_shared_blocking(&mut self) -> Option<shared::Found> {
         let tier = self.shared.take()?;
         let shared = Arc::clone(&tier.shared);
         if shared.breaker.refusing() {
@@ -458,9 +463,25 @@ impl<'c> Load<'c> {
             None => (None, None),
         };
         self.adopt(prepared);
-        let found = found?;
-        Counters::bump(&self.site.counters(self.cache).l2_hits);
-        self.found::<Sh, R>(found, None)
+        found
+    }
+
+    /// Serves a value found in the shared tier, handing it to this
+    /// process's waiters when leading their flight. Gives the guard back
+    /// when the value is of another type (another function's entry).
+    #[cfg(feature = "redis")]
+    fn serve_shared<'g, Sh: Shape<R>, R>(
+        &self,
+        found: Option<shared::Found>,
+        guard: Option<LeaderGuard<'g>>,
+    ) -> Result<R, Option<LeaderGuard<'g>>> {
+        match found {
+            Some(found) if join_value::<Sh, R>(&*found.value).is_some() => {
+                Counters::bump(&self.site.counters(self.cache).l2_hits);
+                self.found::<Sh, R>(found, guard).ok_or(None)
+            }
+            _ => Err(guard),
+        }
     }
 
     /// Takes a prepared shared load's fence, learned from the shared tier,
@@ -513,15 +534,32 @@ impl<'c> Load<'c> {
     /// own `body`; if it panics or is dropped, one of them takes over.
     #[cfg_attr(not(feature = "redis"), allow(unused_mut))]
     pub async fn run_async<Sh: Shape<R>, R, F: Future<Output = R>>(mut self, body: F) -> R {
+        // Without `lock` every caller reads the shared tier; with it only the
+        // leader of this process's flight does, and the others wait for it.
         #[cfg(feature = "redis")]
-        if let Some(ret) = self.read_shared_async::<Sh, R>().await {
-            return ret;
+        if !self.joins_flights() {
+            let found = self.read_shared_async().await;
+            if let Ok(ret) = self.serve_shared::<Sh, R>(found, None) {
+                return ret;
+            }
         }
-        self.count_miss();
+        let mut counted = false;
         loop {
             match self.plan::<Sh, R>() {
                 Plan::Value(ret) => return ret,
                 Plan::Run(guard) => {
+                    #[cfg(feature = "redis")]
+                    let guard = match self.joins_flights() {
+                        true => {
+                            let found = self.read_shared_async().await;
+                            match self.serve_shared::<Sh, R>(found, guard) {
+                                Ok(ret) => return ret,
+                                Err(guard) => guard,
+                            }
+                        }
+                        false => guard,
+                    };
+                    self.count_miss(&mut counted);
                     #[cfg(feature = "redis")]
                     let (guard, lock) = match self.locks_across_processes() {
                         Some(tier) => {
@@ -543,22 +581,25 @@ impl<'c> Load<'c> {
                     drop(fill);
                     return ret;
                 }
-                Plan::Wait(flight) => match self.after_wait::<Sh, R>(flight.wait().await) {
-                    AfterWait::Value(ret) => return ret,
-                    AfterWait::RunOwn => {
-                        let started = Instant::now();
-                        let ret = body.await;
-                        let fill = self.finish::<Sh, R>(None, &ret, started);
-                        #[cfg(feature = "redis")]
-                        if let Some(tier) = self.shared.as_deref().cloned() {
-                            tier.write(fill, None).await;
+                Plan::Wait(flight) => {
+                    self.count_miss(&mut counted);
+                    match self.after_wait::<Sh, R>(flight.wait().await) {
+                        AfterWait::Value(ret) => return ret,
+                        AfterWait::RunOwn => {
+                            let started = Instant::now();
+                            let ret = body.await;
+                            let fill = self.finish::<Sh, R>(None, &ret, started);
+                            #[cfg(feature = "redis")]
+                            if let Some(tier) = self.shared.as_deref().cloned() {
+                                tier.write(fill, None).await;
+                            }
+                            #[cfg(not(feature = "redis"))]
+                            drop(fill);
+                            return ret;
                         }
-                        #[cfg(not(feature = "redis"))]
-                        drop(fill);
-                        return ret;
+                        AfterWait::Retry => continue,
                     }
-                    AfterWait::Retry => continue,
-                },
+                }
             }
         }
     }
@@ -570,14 +611,29 @@ impl<'c> Load<'c> {
     #[cfg_attr(not(feature = "redis"), allow(unused_mut))]
     pub fn run_blocking<Sh: Shape<R>, R, F: FnOnce() -> R>(mut self, body: F) -> R {
         #[cfg(feature = "redis")]
-        if let Some(ret) = self.read_shared_blocking::<Sh, R>() {
-            return ret;
+        if !self.joins_flights() {
+            let found = self.read_shared_blocking();
+            if let Ok(ret) = self.serve_shared::<Sh, R>(found, None) {
+                return ret;
+            }
         }
-        self.count_miss();
+        let mut counted = false;
         loop {
             match self.plan::<Sh, R>() {
                 Plan::Value(ret) => return ret,
                 Plan::Run(guard) => {
+                    #[cfg(feature = "redis")]
+                    let guard = match self.joins_flights() {
+                        true => {
+                            let found = self.read_shared_blocking();
+                            match self.serve_shared::<Sh, R>(found, guard) {
+                                Ok(ret) => return ret,
+                                Err(guard) => guard,
+                            }
+                        }
+                        false => guard,
+                    };
+                    self.count_miss(&mut counted);
                     #[cfg(feature = "redis")]
                     let (guard, lock) = match self.locks_across_processes() {
                         Some(tier) => {
@@ -600,20 +656,23 @@ impl<'c> Load<'c> {
                     drop(fill);
                     return ret;
                 }
-                Plan::Wait(flight) => match self.after_wait::<Sh, R>(flight.wait_blocking()) {
-                    AfterWait::Value(ret) => return ret,
-                    AfterWait::RunOwn => {
-                        let started = Instant::now();
-                        let ret = body();
-                        let fill = self.finish::<Sh, R>(None, &ret, started);
-                        #[cfg(feature = "redis")]
-                        self.write_shared_blocking(fill, None);
-                        #[cfg(not(feature = "redis"))]
-                        drop(fill);
-                        return ret;
+                Plan::Wait(flight) => {
+                    self.count_miss(&mut counted);
+                    match self.after_wait::<Sh, R>(flight.wait_blocking()) {
+                        AfterWait::Value(ret) => return ret,
+                        AfterWait::RunOwn => {
+                            let started = Instant::now();
+                            let ret = body();
+                            let fill = self.finish::<Sh, R>(None, &ret, started);
+                            #[cfg(feature = "redis")]
+                            self.write_shared_blocking(fill, None);
+                            #[cfg(not(feature = "redis"))]
+                            drop(fill);
+                            return ret;
+                        }
+                        AfterWait::Retry => continue,
                     }
-                    AfterWait::Retry => continue,
-                },
+                }
             }
         }
     }
@@ -626,11 +685,11 @@ impl<'c> Load<'c> {
         }
     }
 
-    fn plan<Sh: Shape<R>, R>(&self) -> Plan<'_, R> {
-        if !self.site.spec.lock || self.refresh {
+    fn plan<Sh: Shape<R>, R>(&self) -> Plan<'c, R> {
+        if !self.joins_flights() {
             return Plan::Run(None);
         }
-        let inner = &*self.cache.inner;
+        let inner: &'c Inner = &self.cache.inner;
         match inner
             .flights
             .join_or_lead(&self.key, &self.fence, &inner.generations)
