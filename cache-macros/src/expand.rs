@@ -219,19 +219,36 @@ impl<'a> Generator<'a> {
         }
     }
 
+    /// What a companion that repeats the body (`_refresh`, `_uncached`)
+    /// takes from the function: its signature renamed, visibility, inner
+    /// attributes and lint attributes, under a doc line of its own.
+    fn body_copy(&self, doc: &str, kind: &str) -> BodyCopy<'_> {
+        let item = &self.plan.function.item;
+        let (_, inner) = split_attrs(&item.attrs);
+        let mut sig = item.sig.clone();
+        sig.ident = self.companion_name(kind);
+        BodyCopy {
+            head: self.companion_head(doc),
+            lints: body_copy_lints(&item.attrs),
+            vis: &item.vis,
+            sig,
+            inner,
+        }
+    }
+
     /// `{fn}_refresh(all args) -> R`: runs the body and stores the result.
     fn refresh_companion(&self) -> TokenStream {
         let doc = format!(
             " Runs the body of `{}` now, bypassing the cache for the lookup, and stores the result as it would on a miss.",
             self.fn_name()
         );
-        let item = &self.plan.function.item;
-        let (_, inner) = split_attrs(&item.attrs);
-        let head = self.companion_head(&doc);
-        let lints = body_copy_lints(&item.attrs);
-        let vis = &item.vis;
-        let mut sig = item.sig.clone();
-        sig.ident = self.companion_name("refresh");
+        let BodyCopy {
+            head,
+            lints,
+            vis,
+            sig,
+            inner,
+        } = self.body_copy(&doc, "refresh");
         let private = &self.private;
         let site = self.site_static();
         let site_ident = &self.site;
@@ -261,14 +278,14 @@ impl<'a> Generator<'a> {
             " Runs the body of `{}`, bypassing the cache: nothing is read or stored.",
             self.fn_name()
         );
-        let item = &self.plan.function.item;
-        let (_, inner) = split_attrs(&item.attrs);
-        let head = self.companion_head(&doc);
-        let lints = body_copy_lints(&item.attrs);
-        let vis = &item.vis;
-        let mut sig = item.sig.clone();
-        sig.ident = self.companion_name("uncached");
-        let stmts = &item.block.stmts;
+        let BodyCopy {
+            head,
+            lints,
+            vis,
+            sig,
+            inner,
+        } = self.body_copy(&doc, "uncached");
+        let stmts = &self.plan.function.item.block.stmts;
         quote! {
             #head
             #lints
@@ -530,6 +547,15 @@ fn body_copy_lints(attrs: &[Attribute]) -> TokenStream {
         #(#own)*
         #[allow(unused_variables, unused_mut)]
     }
+}
+
+/// The parts of a body-repeating companion; see `Generator::body_copy`.
+struct BodyCopy<'a> {
+    head: TokenStream,
+    lints: TokenStream,
+    vis: &'a syn::Visibility,
+    sig: syn::Signature,
+    inner: Vec<&'a syn::Attribute>,
 }
 
 #[cfg(test)]
