@@ -106,18 +106,44 @@ impl<'a> Generator<'a> {
         }
     }
 
+    /// What the companions taking key args (`_key`, `_invalidate`, `_put`)
+    /// share: their name, parameters (plus `extra`, a parameter and the
+    /// types it needs), the generic parameters those use, rustdoc and
+    /// visibility.
+    fn key_args_head(
+        &self,
+        kind: &str,
+        doc: &str,
+        extra: Option<(TokenStream, TokenStream)>,
+    ) -> KeyArgsHead<'_> {
+        let (mut params, mut uses) = self.key_params();
+        if let Some((param, types)) = extra {
+            uses.extend(mentioned_names(types));
+            params.push(param);
+        }
+        KeyArgsHead {
+            name: self.companion_name(kind),
+            params,
+            generics: generics_needed(&self.plan.function.item.sig.generics, &uses),
+            head: self.companion_head(doc),
+            vis: &self.plan.function.item.vis,
+        }
+    }
+
     /// `{fn}_key(key args) -> String`, always sync.
     fn key_companion(&self) -> TokenStream {
-        let name = self.companion_name("key");
         let doc = format!(
             " Returns the cache key that `{}` uses for these arguments.",
             self.fn_name()
         );
-        let (params, uses) = self.key_params();
-        let generics = generics_needed(&self.plan.function.item.sig.generics, &uses);
+        let KeyArgsHead {
+            name,
+            params,
+            generics,
+            head,
+            vis,
+        } = self.key_args_head("key", &doc, None);
         let where_clause = &generics.where_clause;
-        let head = self.companion_head(&doc);
-        let vis = &self.plan.function.item.vis;
         let private = &self.private;
         let site = self.site_static();
         let site_ident = &self.site;
@@ -135,16 +161,18 @@ impl<'a> Generator<'a> {
 
     /// `{fn}_invalidate(key args) -> Result<(), Error>`.
     fn invalidate_companion(&self) -> TokenStream {
-        let name = self.companion_name("invalidate");
         let doc = format!(
             " Drops the cached result of `{}` for these arguments from every tier, and tells other processes to drop it.",
             self.fn_name()
         );
-        let (params, uses) = self.key_params();
-        let generics = generics_needed(&self.plan.function.item.sig.generics, &uses);
+        let KeyArgsHead {
+            name,
+            params,
+            generics,
+            head,
+            vis,
+        } = self.key_args_head("invalidate", &doc, None);
         let where_clause = &generics.where_clause;
-        let head = self.companion_head(&doc);
-        let vis = &self.plan.function.item.vis;
         let root = &self.plan.root;
         let private = &self.private;
         let site = self.site_static();
@@ -177,21 +205,25 @@ impl<'a> Generator<'a> {
 
     /// `{fn}_put(key args, value) -> Result<(), Error>`.
     fn put_companion(&self) -> TokenStream {
-        let name = self.companion_name("put");
         let doc = format!(
             " Stores `value` as the cached result of `{}` for these arguments, in every tier.",
             self.fn_name()
         );
-        let (mut params, mut uses) = self.key_params();
         let value_ty = &self.plan.output.value;
         let ret = &self.plan.output.ty;
-        uses.extend(mentioned_names(quote!(#value_ty #ret)));
         let value = self.value_param();
-        params.push(quote!(#value: #value_ty));
-        let generics = generics_needed(&self.plan.function.item.sig.generics, &uses);
+        let KeyArgsHead {
+            name,
+            params,
+            generics,
+            head,
+            vis,
+        } = self.key_args_head(
+            "put",
+            &doc,
+            Some((quote!(#value: #value_ty), quote!(#value_ty #ret))),
+        );
         let where_clause = &generics.where_clause;
-        let head = self.companion_head(&doc);
-        let vis = &self.plan.function.item.vis;
         let root = &self.plan.root;
         let private = &self.private;
         let site = self.site_static();
@@ -547,6 +579,15 @@ fn body_copy_lints(attrs: &[Attribute]) -> TokenStream {
         #(#own)*
         #[allow(unused_variables, unused_mut)]
     }
+}
+
+/// The parts of a key-args companion; see `Generator::key_args_head`.
+struct KeyArgsHead<'a> {
+    name: Ident,
+    params: Vec<TokenStream>,
+    generics: syn::Generics,
+    head: TokenStream,
+    vis: &'a syn::Visibility,
 }
 
 /// The parts of a body-repeating companion; see `Generator::body_copy`.
