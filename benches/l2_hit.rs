@@ -55,7 +55,7 @@ use tokio::runtime::Runtime;
 
 // The ids read round-robin (`KEYS`) are stored in Redis.
 /// Paired rounds over Redis, and how long each batch of a round runs.
-const L2_ROUNDS: usize = 100;
+const L2_ROUNDS: usize = 200;
 const L2_BATCH: Duration = Duration::from_millis(5);
 /// Paired rounds with Redis down.
 const DOWN_ROUNDS: usize = 100;

@@ -44,7 +44,8 @@ impl Breaker {
     /// Whether a call may go to the shared tier now.
     #[inline]
     pub(crate) fn allow(&self) -> bool {
-        self.allow_at(self.now())
+        // Closed: no clock read.
+        self.open_until.load(SeqCst) == 0 || self.allow_at(self.now())
     }
 
     fn allow_at(&self, now: u64) -> bool {
@@ -76,12 +77,18 @@ impl Breaker {
     }
 
     pub(crate) fn success(&self) {
-        self.failures.store(0, SeqCst);
-        if self.open_until.swap(0, SeqCst) != 0 {
+        // Reads first: while all is well (every call), nothing is written,
+        // so callers on many threads do not contend for the cache line.
+        if self.failures.load(SeqCst) != 0 {
+            self.failures.store(0, SeqCst);
+        }
+        if self.open_until.load(SeqCst) != 0 && self.open_until.swap(0, SeqCst) != 0 {
             self.cool_down_micros
                 .store(MIN_COOL_DOWN.as_micros() as u64, SeqCst);
         }
-        self.probing.store(false, SeqCst);
+        if self.probing.load(SeqCst) {
+            self.probing.store(false, SeqCst);
+        }
     }
 
     pub(crate) fn failure(&self) {

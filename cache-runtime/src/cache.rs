@@ -83,11 +83,12 @@ pub struct Builder {
 /// given first.
 #[cfg(feature = "redis")]
 #[derive(Debug, Clone)]
-struct L2Settings {
-    timeout: Duration,
-    codec: crate::codec::CodecKind,
-    max_value_size: usize,
-    lock_timeout: Duration,
+pub(crate) struct L2Settings {
+    pub(crate) timeout: Duration,
+    pub(crate) codec: crate::codec::CodecKind,
+    pub(crate) max_value_size: usize,
+    pub(crate) lock_timeout: Duration,
+    pub(crate) connection_per_runtime: bool,
 }
 
 /// How long a shared-tier operation may take by default.
@@ -118,6 +119,7 @@ impl Default for Builder {
                 codec: crate::codec::CodecKind::Bincode,
                 max_value_size: DEFAULT_MAX_VALUE_SIZE,
                 lock_timeout: DEFAULT_LOCK_TIMEOUT,
+                connection_per_runtime: !cfg!(panic = "abort"),
             },
         }
     }
@@ -213,6 +215,31 @@ impl Builder {
         self
     }
 
+    /// Whether each tokio runtime that calls the cache gets a Redis
+    /// connection of its own, driven by that runtime. On by default, except
+    /// in builds with `panic = "abort"`.
+    ///
+    /// A connection is driven by a task of one runtime; a caller in another
+    /// runtime reaches it through two thread switches, which cost more than
+    /// the round trip to a nearby Redis. With a connection per runtime, an
+    /// L2 hit costs about what a hand-written redis-rs call does. Each
+    /// runtime's connection is opened in the background the first time it
+    /// calls (its first calls go through the cache's own runtime) and closed
+    /// when the runtime shuts down.
+    ///
+    /// Such a runtime needs I/O and timers enabled, as `#[tokio::main]`,
+    /// `#[tokio::test]` and `Runtime::new` have them. In a runtime without,
+    /// the task opening the connection panics: tokio prints the message
+    /// once and the calls go on through the cache's own runtime; in a
+    /// `panic = "abort"` build the process would end, hence the default
+    /// there. Sync functions called outside any runtime drive their own
+    /// thread's connection either way.
+    #[cfg(feature = "redis")]
+    pub fn l2_connection_per_runtime(mut self, on: bool) -> Self {
+        self.l2_settings.connection_per_runtime = on;
+        self
+    }
+
     /// Builds the cache, connecting to the shared tier if one is
     /// configured.
     ///
@@ -248,10 +275,7 @@ impl Builder {
         })?;
         let shared = crate::l2::Shared::connect(
             l2,
-            settings.timeout,
-            settings.codec,
-            settings.max_value_size,
-            settings.lock_timeout,
+            &settings,
             &inner.prefix,
             Arc::clone(&inner.l1),
             Arc::clone(&inner.generations),

@@ -12,7 +12,7 @@
 //! | entry | `myapp:users@3:v1:user:42` (namespace `users` at generation 3, version 1), or `myapp:v1:user:42` without a namespace |
 //! | tag generation | `myapp:#gen:tag:org:7` |
 //! | namespace generation | `myapp:#gen:ns:users` |
-//! | key generations | hash `myapp:#gen:keys`, one field per key slot |
+//! | key generations | `myapp:#gen:key:17`, one per key slot |
 //! | clear generation | `myapp:#gen:clear` |
 //! | single-flight lock | `myapp:#lock:` + the entry key |
 //! | invalidation channel | `myapp:#events` |
@@ -118,34 +118,40 @@ impl Conn {
         }
     }
 
-    /// Runs `cmds` and returns each one's reply, in order. A reply that is
-    /// an error (a key of another type) comes back as `Nil`.
-    async fn all(self, cmds: Vec<redis::Cmd>) -> RedisResult<Vec<redis::Value>> {
-        let server_error_is_nil = |v: redis::Value| match v {
-            redis::Value::ServerError(_) => redis::Value::Nil,
-            v => v,
+    /// The string values of the keys of `mget` (an `MGET` command), in
+    /// order; `None` for a key that is absent or holds another type. One
+    /// command on a single server; on a cluster, where the keys live on
+    /// different nodes, concurrent `GET`s.
+    async fn mget(self, mget: redis::Cmd) -> RedisResult<Vec<Option<Vec<u8>>>> {
+        let bytes = |v: redis::Value| match v {
+            redis::Value::BulkString(bytes) => Some(bytes),
+            _ => None,
         };
         match self {
             Conn::Single(mut c) => {
-                let mut pipe = redis::pipe();
-                for cmd in cmds {
-                    pipe.add_command(cmd);
-                }
-                let replies: Vec<redis::Value> = pipe.query_async(&mut c).await?;
-                Ok(replies.into_iter().map(server_error_is_nil).collect())
+                let replies: Vec<redis::Value> = mget.query_async(&mut c).await?;
+                Ok(replies.into_iter().map(bytes).collect())
             }
             #[cfg(feature = "cluster")]
             Conn::Cluster(c) => {
-                let replies = futures_util::future::join_all(cmds.into_iter().map(|cmd| {
+                let keys = mget.args_iter().skip(1).filter_map(|arg| match arg {
+                    redis::Arg::Simple(key) => Some(key.to_vec()),
+                    _ => None,
+                });
+                let replies = futures_util::future::join_all(keys.map(|key| {
                     let conn = Conn::Cluster(c.clone());
-                    async move { conn.query::<redis::Value>(cmd).await }
+                    async move {
+                        conn.query::<redis::Value>(redis::cmd("GET").arg(key).clone())
+                            .await
+                    }
                 }))
                 .await;
                 replies
                     .into_iter()
                     .map(|r| match r {
-                        Ok(v) => Ok(server_error_is_nil(v)),
-                        Err(e) if !is_infrastructure(&e) => Ok(redis::Value::Nil),
+                        Ok(v) => Ok(bytes(v)),
+                        // A key of another type: an answer about that key.
+                        Err(e) if !is_infrastructure(&e) => Ok(None),
                         Err(e) => Err(e),
                     })
                     .collect()
@@ -171,6 +177,26 @@ impl Conn {
 
 /// The name of the threads of the tier's own runtime.
 const BACKGROUND_THREAD: &str = "cachette-l2";
+
+thread_local! {
+    /// The runtime a thread outside tokio drives its sync callers'
+    /// shared-tier steps on (see [`Shared::block_on`]).
+    static THREAD_RUNTIME: Option<tokio::runtime::Runtime> = {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok();
+        THREAD_RUNTIME_ID.set(runtime.as_ref().map(|r| r.handle().id()));
+        runtime
+    };
+    /// Its id, once made.
+    static THREAD_RUNTIME_ID: std::cell::Cell<Option<tokio::runtime::Id>> =
+        const { std::cell::Cell::new(None) };
+}
+
+/// Whether `runtime` is the calling thread's own (see [`Shared::block_on`]).
+fn on_thread_runtime(runtime: tokio::runtime::Id) -> bool {
+    THREAD_RUNTIME_ID
+        .try_with(|id| id.get() == Some(runtime))
+        .unwrap_or(false)
+}
 
 /// The runtime shared-tier work runs on; its thread ends when the cache's
 /// last clone is dropped (even from inside another runtime).
@@ -293,9 +319,14 @@ impl Event {
 /// Compare-and-delete: releases a lock only if it still holds our token.
 const UNLOCK: &str = r"if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
 
+mod routes;
+
+use routes::{Route, Routes};
+
 /// The shared tier of one cache.
 pub(crate) struct Shared {
-    conn: Conn,
+    /// The connections: the cache's own, and one per calling runtime.
+    routes: Routes,
     background: Background,
     timeout: Duration,
     pub(crate) breaker: Breaker,
@@ -329,20 +360,14 @@ impl std::fmt::Debug for Shared {
 impl Shared {
     /// Connects, and starts the invalidation subscriber that keeps `l1` and
     /// `generations` coherent with other processes.
-    #[allow(
-        clippy::too_many_arguments,
-        reason = "the builder's settings, passed once"
-    )]
     pub(crate) async fn connect(
         config: L2Config,
-        timeout: Duration,
-        codec: CodecKind,
-        max_value_size: usize,
-        lock_timeout: Duration,
+        settings: &crate::cache::L2Settings,
         prefix: &str,
         l1: Arc<dyn L1Store>,
         generations: Arc<Generations>,
     ) -> Result<Shared, Error> {
+        let timeout = settings.timeout;
         if config.urls.is_empty() {
             return Err(Error::InvalidConfig("no Redis URL given".to_owned()));
         }
@@ -365,6 +390,16 @@ impl Shared {
         let conn = connect
             .await
             .map_err(|e| Error::L2(format!("the connection task failed: {e}")))??;
+        let routes = Routes::new(
+            config.clone(),
+            timeout,
+            settings.connection_per_runtime,
+            background.handle.id(),
+            conn,
+        );
+        // The runtime that builds the cache is likely the one that calls it:
+        // start opening its connection now.
+        let _ = routes.pick();
 
         let fills = Arc::new(Notify::new());
         let era = Arc::new(AtomicU64::new(0));
@@ -390,13 +425,13 @@ impl Shared {
         });
         let _ = listening.await;
         Ok(Shared {
-            conn,
+            routes,
             background,
             timeout,
             breaker: Breaker::new(),
-            codec,
-            max_value_size,
-            lock_timeout,
+            codec: settings.codec,
+            max_value_size: settings.max_value_size,
+            lock_timeout: settings.lock_timeout,
             prefix,
             channel,
             node,
@@ -421,43 +456,87 @@ impl Shared {
         version: u32,
         rendered: &str,
     ) -> String {
-        match namespace {
-            Some((ns, generation)) => {
-                format!("{}{ns}@{generation}:v{version}:{rendered}", self.prefix)
-            }
-            None => format!("{}v{version}:{rendered}", self.prefix),
+        let mut version_buffer = itoa::Buffer::new();
+        let version = version_buffer.format(version);
+        let mut generation_buffer = itoa::Buffer::new();
+        let mut key = String::with_capacity(self.prefix.len() + 48 + rendered.len());
+        key.push_str(&self.prefix);
+        if let Some((ns, generation)) = namespace {
+            key.push_str(ns);
+            key.push('@');
+            key.push_str(generation_buffer.format(generation));
+            key.push(':');
+        }
+        key.push('v');
+        key.push_str(version);
+        key.push(':');
+        key.push_str(rendered);
+        key
+    }
+
+    fn generation_key(&self, id: &GenId) -> String {
+        let mut key = String::new();
+        self.write_generation_key(id, &mut key);
+        key
+    }
+
+    /// Writes the Redis key of a generation into `key` (emptied first).
+    fn write_generation_key(&self, id: &GenId, key: &mut String) {
+        let (kind, name) = match id {
+            GenId::Clear => ("clear", ""),
+            GenId::KeySlot(_) => ("key:", ""),
+            GenId::Namespace(ns) => ("ns:", ns.as_str()),
+            GenId::Tag(tag) => ("tag:", tag.as_str()),
+        };
+        key.clear();
+        key.push_str(&self.prefix);
+        key.push_str("#gen:");
+        key.push_str(kind);
+        key.push_str(name);
+        if let GenId::KeySlot(slot) = id {
+            key.push_str(itoa::Buffer::new().format(*slot));
         }
     }
 
-    fn generation_key(&self, id: &GenId) -> (String, Option<String>) {
-        let p = &self.prefix;
-        match id {
-            GenId::Clear => (format!("{p}#gen:clear"), None),
-            GenId::KeySlot(slot) => (format!("{p}#gen:keys"), Some(slot.to_string())),
-            GenId::Namespace(ns) => (format!("{p}#gen:ns:{ns}"), None),
-            GenId::Tag(tag) => (format!("{p}#gen:tag:{tag}"), None),
+    /// `MGET` of `first` (when given) then the generations `ids`, built
+    /// without a string per key.
+    fn mget_command(&self, first: Option<&str>, ids: &[GenId]) -> redis::Cmd {
+        let mut scratch = String::with_capacity(self.prefix.len() + 48);
+        let keys = usize::from(first.is_some()) + ids.len();
+        let bytes = first.map_or(0, str::len) + ids.len() * (self.prefix.len() + 24);
+        let mut cmd = redis::Cmd::with_capacity(1 + keys, 4 + bytes);
+        cmd.arg("MGET");
+        if let Some(first) = first {
+            cmd.arg(first);
         }
+        for id in ids {
+            self.write_generation_key(id, &mut scratch);
+            cmd.arg(scratch.as_str());
+        }
+        cmd
     }
 
-    /// Runs one operation on the background runtime, bounded by the
-    /// timeout and guarded by the breaker.
-    async fn run<T: Send + 'static>(
-        &self,
-        op: impl Future<Output = RedisResult<T>> + Send + 'static,
-    ) -> Result<T, L2Error> {
+    /// Runs one operation over the calling runtime's connection, or else
+    /// on the cache's own runtime; bounded by the timeout and guarded by
+    /// the breaker.
+    async fn run<T, Op>(&self, op: impl FnOnce(Conn) -> Op) -> Result<T, L2Error>
+    where
+        T: Send + 'static,
+        Op: Future<Output = RedisResult<T>> + Send + 'static,
+    {
         if !self.breaker.allow() {
             return Err(L2Error::Open);
         }
         let timeout = self.timeout;
-        // Steps of a sync caller already run on the tier's runtime: await
-        // the operation in place rather than pay another task switch.
-        let done = if std::thread::current().name() == Some(BACKGROUND_THREAD) {
-            Ok(tokio::time::timeout(timeout, op).await)
-        } else {
-            self.background
-                .handle
-                .spawn(async move { tokio::time::timeout(timeout, op).await })
-                .await
+        let done = match self.routes.pick() {
+            Route::InPlace(conn) => Ok(tokio::time::timeout(timeout, op(conn)).await),
+            Route::Background(conn) => {
+                let op = op(conn);
+                self.background
+                    .handle
+                    .spawn(async move { tokio::time::timeout(timeout, op).await })
+                    .await
+            }
         };
         let outcome = match done {
             Ok(Ok(Ok(value))) => Ok(value),
@@ -478,19 +557,45 @@ impl Shared {
     }
 
     /// Runs `work` (shared-tier steps only, never a function body) to
-    /// completion for a sync caller, on the background runtime. Safe inside
-    /// or outside a tokio runtime; blocks the calling thread for at most
-    /// `budget`.
+    /// completion for a sync caller; blocks the calling thread for at most
+    /// `budget`. Outside any tokio runtime the thread drives the work itself,
+    /// on a small runtime of its own (with its own connection, see
+    /// [`Routes`]); inside one (where blocking on another runtime would
+    /// panic), the work goes to the cache's runtime.
     pub(crate) fn block_on<T: Send + 'static>(
         &self,
         budget: Duration,
         work: impl Future<Output = T> + Send + 'static,
     ) -> Option<T> {
+        let own_runtime = tokio::runtime::Handle::try_current().is_err()
+            && THREAD_RUNTIME
+                .try_with(|runtime| runtime.is_some())
+                .unwrap_or(false);
+        if own_runtime {
+            let done = THREAD_RUNTIME.with(|runtime| {
+                runtime.as_ref().map(|runtime| {
+                    runtime.block_on(async { tokio::time::timeout(budget, work).await })
+                })
+            });
+            return done.and_then(Result::ok);
+        }
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         self.background.handle.spawn(async move {
             let _ = tx.send(work.await);
         });
         rx.recv_timeout(budget).ok()
+    }
+
+    /// [`tokio::time::timeout`] on the timers of the cache's own runtime,
+    /// so that a caller in a runtime without timers can wait too.
+    pub(crate) fn timeout<F: Future>(
+        &self,
+        duration: Duration,
+        future: F,
+    ) -> tokio::time::Timeout<F> {
+        // A timer belongs to the runtime current when it is made.
+        let _timers = self.background.handle.enter();
+        tokio::time::timeout(duration, future)
     }
 
     /// How long a sync caller waits for `steps` shared-tier operations.
@@ -500,41 +605,31 @@ impl Shared {
 
     /// The current values of `ids`, in one round trip.
     pub(crate) async fn fetch_generations(&self, ids: &[GenId]) -> Result<Vec<u64>, L2Error> {
-        let cmds = ids.iter().map(|id| self.generation_command(id)).collect();
-        let conn = self.conn.clone();
-        let replies = self.run(conn.all(cmds)).await?;
-        Ok(replies.into_iter().map(generation_value).collect())
+        let mget = self.mget_command(None, ids);
+        let replies = self.run(|conn| conn.mget(mget)).await?;
+        Ok(replies
+            .iter()
+            .map(|r| generation_value(r.as_deref()))
+            .collect())
     }
 
     /// Reads an entry and the current values of the generations it
-    /// depends on in one round trip (a pipeline; on a cluster, where the
-    /// keys live on different nodes, concurrent commands).
+    /// depends on in one round trip.
     pub(crate) async fn get_with_generations(
         &self,
-        key: String,
+        key: &str,
         ids: &[GenId],
     ) -> Result<(Option<Vec<u8>>, Vec<u64>), L2Error> {
-        let mut cmds = vec![redis::cmd("GET").arg(key).clone()];
-        cmds.extend(ids.iter().map(|id| self.generation_command(id)));
-        let conn = self.conn.clone();
-        let replies = self.run(conn.all(cmds)).await?;
+        let mget = self.mget_command(Some(key), ids);
+        let replies = self.run(|conn| conn.mget(mget)).await?;
         let mut replies = replies.into_iter();
-        let entry = match replies.next() {
-            Some(redis::Value::BulkString(bytes)) => Some(bytes),
-            // Nothing, or a key of another type written behind the cache's
-            // back: a miss, which the next fill replaces.
-            _ => None,
-        };
-        Ok((entry, replies.map(generation_value).collect()))
-    }
-
-    /// `GET` or `HGET` of one generation.
-    fn generation_command(&self, id: &GenId) -> redis::Cmd {
-        let (key, field) = self.generation_key(id);
-        match field {
-            Some(field) => redis::cmd("HGET").arg(key).arg(field).clone(),
-            None => redis::cmd("GET").arg(key).clone(),
-        }
+        // Nothing, or a key of another type written behind the cache's
+        // back: a miss, which the next fill replaces.
+        let entry = replies.next().flatten();
+        Ok((
+            entry,
+            replies.map(|r| generation_value(r.as_deref())).collect(),
+        ))
     }
 
     pub(crate) async fn set(
@@ -543,7 +638,6 @@ impl Shared {
         value: Vec<u8>,
         ttl: Duration,
     ) -> Result<(), L2Error> {
-        let conn = self.conn.clone();
         let millis = ttl.as_millis().max(1) as u64;
         let cmd = redis::cmd("SET")
             .arg(key)
@@ -551,18 +645,13 @@ impl Shared {
             .arg("PX")
             .arg(millis)
             .clone();
-        self.run(conn.query::<()>(cmd)).await
+        self.run(|conn| conn.query::<()>(cmd)).await
     }
 
     /// Reads one generation (0 when Redis has none yet).
     pub(crate) async fn fetch_generation(&self, id: &GenId) -> Result<u64, L2Error> {
-        let (key, field) = self.generation_key(id);
-        let cmd = match field {
-            Some(field) => redis::cmd("HGET").arg(key).arg(field).clone(),
-            None => redis::cmd("GET").arg(key).clone(),
-        };
-        let conn = self.conn.clone();
-        let value: Option<u64> = self.run(conn.query(cmd)).await?;
+        let cmd = redis::cmd("GET").arg(self.generation_key(id)).clone();
+        let value: Option<u64> = self.run(|conn| conn.query(cmd)).await?;
         Ok(value.unwrap_or(0))
     }
 
@@ -591,22 +680,19 @@ impl Shared {
 
     /// Moves one generation on by `by` and returns its new value.
     pub(crate) async fn advance_generation(&self, id: &GenId, by: u64) -> Result<u64, L2Error> {
-        let (key, field) = self.generation_key(id);
-        let cmd = match field {
-            Some(field) => redis::cmd("HINCRBY").arg(key).arg(field).arg(by).clone(),
-            None => redis::cmd("INCRBY").arg(key).arg(by).clone(),
-        };
-        let conn = self.conn.clone();
-        self.run(conn.query(cmd)).await
+        let cmd = redis::cmd("INCRBY")
+            .arg(self.generation_key(id))
+            .arg(by)
+            .clone();
+        self.run(|conn| conn.query(cmd)).await
     }
 
     pub(crate) async fn publish(&self, event: &Event) -> Result<(), L2Error> {
-        let conn = self.conn.clone();
         let cmd = redis::cmd("PUBLISH")
             .arg(&self.channel)
             .arg(event.encode(self.node))
             .clone();
-        self.run(conn.query::<i64>(cmd)).await.map(drop)
+        self.run(|conn| conn.query::<i64>(cmd)).await.map(drop)
     }
 
     pub(crate) fn lock_key(&self, entry_key: &str) -> String {
@@ -623,26 +709,24 @@ impl Shared {
             .arg("PX")
             .arg(millis)
             .clone();
-        let conn = self.conn.clone();
-        let reply: Option<String> = self.run(conn.query(cmd)).await?;
+        let reply: Option<String> = self.run(|conn| conn.query(cmd)).await?;
         Ok(reply.is_some())
     }
 
     /// Releases the lock if it still holds `token`.
     pub(crate) async fn unlock(&self, lock_key: String, token: String) -> Result<(), L2Error> {
-        let conn = self.conn.clone();
         let script = self.unlock.clone();
-        self.run(async move { conn.script::<i64>(&script, lock_key, token).await })
+        self.run(|conn| async move { conn.script::<i64>(&script, lock_key, token).await })
             .await
             .map(drop)
     }
 }
 
 /// A generation as Redis returns it: absent or unreadable counts as 0.
-fn generation_value(reply: redis::Value) -> u64 {
-    redis::from_redis_value::<Option<u64>>(reply)
-        .ok()
-        .flatten()
+fn generation_value(reply: Option<&[u8]>) -> u64 {
+    reply
+        .and_then(|bytes| std::str::from_utf8(bytes).ok())
+        .and_then(|text| text.parse().ok())
         .unwrap_or(0)
 }
 

@@ -62,8 +62,22 @@ struct Bound {
 
 /// Counters borrowed from the site's binding, or fetched from another cache.
 pub(crate) enum CountersRef {
-    Bound(&'static Counters),
+    Bound(&'static Arc<Counters>),
     Other(Arc<Counters>),
+}
+
+impl CountersRef {
+    /// The counters, owned.
+    #[cfg_attr(
+        not(feature = "redis"),
+        allow(dead_code, reason = "used by the shared tier")
+    )]
+    pub(crate) fn into_arc(self) -> Arc<Counters> {
+        match self {
+            CountersRef::Bound(c) => Arc::clone(c),
+            CountersRef::Other(c) => c,
+        }
+    }
 }
 
 impl std::ops::Deref for CountersRef {

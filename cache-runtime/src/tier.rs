@@ -235,7 +235,7 @@ pub fn put_async<'c, Sh: Shape<R>, R>(
     async move {
         #[cfg(feature = "redis")]
         if let Some(tier) = load.shared.take() {
-            let prepared = (*tier).prepare().await;
+            let prepared = tier.prepare().await;
             load.adopt(prepared);
             let fill = load.put_local::<Sh, R>(value);
             return match load.shared {
@@ -266,9 +266,7 @@ pub fn put_blocking<Sh: Shape<R>, R>(
     #[cfg(feature = "redis")]
     if let Some(tier) = load.shared.take() {
         let shared = Arc::clone(&tier.shared);
-        let prepared = shared
-            .block_on(shared.budget(4), (*tier).prepare())
-            .flatten();
+        let prepared = shared.block_on(shared.budget(4), tier.prepare()).flatten();
         load.adopt(prepared);
         let fill = load.put_local::<Sh, R>(value);
         return match load.shared {
@@ -348,7 +346,7 @@ impl<'c> Load<'c> {
                 shared: Arc::clone(tier),
                 generations: Arc::clone(&inner.generations),
                 clock: Arc::clone(&inner.clock),
-                counters: cache.counters(site.spec.name),
+                counters: site.counters(cache).into_arc(),
                 spec: &site.spec,
                 codec,
                 l1_max_ttl: inner.l1_max_ttl,
@@ -357,6 +355,7 @@ impl<'c> Load<'c> {
                 redis_key: String::new(),
                 fence: None,
                 era: 0,
+                ids: Vec::new(),
             })),
             _ => None,
         };
@@ -409,8 +408,11 @@ impl<'c> Load<'c> {
         guard: Option<LeaderGuard<'_>>,
     ) -> Option<R> {
         let ret = join_value::<Sh, R>(&*found.value)?;
-        if !skips_l1(&self.cache.inner, &self.site.spec) && !self.missed_messages() {
-            self.cache.inner.l1.insert(&self.key, found.entry);
+        let entry = found
+            .entry
+            .filter(|_| !skips_l1(&self.cache.inner, &self.site.spec));
+        if let Some(entry) = entry.filter(|_| !self.missed_messages()) {
+            self.cache.inner.l1.insert(&self.key, entry);
             // The channel's flush may have come between the check and the
             // insert.
             if self.missed_messages() {
@@ -432,10 +434,12 @@ impl<'c> Load<'c> {
             // step had failed, without paying for the steps (P4).
             return None;
         }
-        let prepared = (*tier).prepare().await;
+        let prepared = tier.prepare().await;
         self.adopt(prepared);
-        let tier = self.shared.clone().filter(|_| !self.refresh)?;
-        (*tier).read().await
+        if self.refresh {
+            return None;
+        }
+        self.shared.as_deref()?.read().await
     }
 
     #[cfg(feature = "redis")]
@@ -451,10 +455,10 @@ impl<'c> Load<'c> {
         // thread hop, the larger part of an L2 hit's cost.
         let refresh = self.refresh;
         let steps = async move {
-            let prepared = (*tier).prepare().await?;
+            let prepared = tier.prepare().await?;
             let found = match refresh {
                 true => None,
-                false => prepared.clone().read().await,
+                false => prepared.read().await,
             };
             Some((prepared, found))
         };
@@ -476,7 +480,7 @@ impl<'c> Load<'c> {
         guard: Option<LeaderGuard<'g>>,
     ) -> Result<R, Option<LeaderGuard<'g>>> {
         match found {
-            Some(found) if join_value::<Sh, R>(&*found.value).is_some() => {
+            Some(found) if found.value.is::<Sh::Value>() => {
                 Counters::bump(&self.site.counters(self.cache).l2_hits);
                 self.found::<Sh, R>(found, guard).ok_or(None)
             }
@@ -487,11 +491,11 @@ impl<'c> Load<'c> {
     /// Takes a prepared shared load's fence, learned from the shared tier,
     /// as this load's own.
     #[cfg(feature = "redis")]
-    fn adopt(&mut self, prepared: Option<shared::SharedLoad>) {
+    fn adopt(&mut self, prepared: Option<Box<shared::SharedLoad>>) {
         if let Some(fence) = prepared.as_ref().and_then(|p| p.fence.clone()) {
             self.fence = fence;
         }
-        self.shared = prepared.map(Box::new);
+        self.shared = prepared;
     }
 
     /// What the cross-process lock said, for a caller leading this

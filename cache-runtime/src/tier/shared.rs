@@ -39,6 +39,9 @@ pub(super) struct SharedLoad {
     /// The invalidation channel's era when [`prepare`](Self::prepare)
     /// began.
     pub(super) era: u64,
+    /// The generations this key depends on, named by
+    /// [`prepare`](Self::prepare).
+    pub(super) ids: Vec<GenId>,
 }
 
 impl std::fmt::Debug for SharedLoad {
@@ -52,7 +55,8 @@ impl std::fmt::Debug for SharedLoad {
 /// A value found in the shared tier.
 pub(super) struct Found {
     pub(super) value: Arc<dyn Any + Send + Sync>,
-    pub(super) entry: Arc<Entry>,
+    /// What L1 keeps of it; `None` for a function that skips L1.
+    pub(super) entry: Option<Arc<Entry>>,
 }
 
 /// What the cross-process lock said.
@@ -95,18 +99,11 @@ impl SharedLoad {
     /// Learns the generations this key depends on that this process does
     /// not know yet, then takes the load's fence and names the Redis key.
     /// `None` when the tier could not be reached.
-    pub(super) async fn prepare(mut self) -> Option<SharedLoad> {
+    pub(super) async fn prepare(mut self: Box<Self>) -> Option<Box<SharedLoad>> {
         self.era = self.shared.era();
         let tags = self.tags.clone();
-        let slot = self.generations.slot(&self.key);
-        let mut ids = vec![GenId::Clear, GenId::KeySlot(slot)];
-        ids.extend(
-            self.spec
-                .namespace
-                .map(|ns| GenId::Namespace(ns.to_owned())),
-        );
-        ids.extend(tags.iter().cloned().map(GenId::Tag));
-        for id in self.generations.unknown(ids) {
+        self.ids = self.generation_ids();
+        for id in self.generations.unknown(self.ids.iter().cloned()) {
             let floor = self.generations.get(&id);
             match self.shared.fetch_generation_at_least(&id, floor).await {
                 Ok(value) => self.generations.learn(&id, value),
@@ -138,11 +135,10 @@ impl SharedLoad {
     /// The generations the entry depends on are read from Redis in the same
     /// round trip as the entry, so an invalidation by any process is seen
     /// here at once, before its message arrives.
-    pub(super) async fn read(self) -> Option<Found> {
-        let ids = self.generation_ids();
+    pub(super) async fn read(&self) -> Option<Found> {
         let (bytes, current) = match self
             .shared
-            .get_with_generations(self.redis_key.clone(), &ids)
+            .get_with_generations(&self.redis_key, &self.ids)
             .await
         {
             Ok(found) => found,
@@ -151,15 +147,15 @@ impl SharedLoad {
                 return None;
             }
         };
-        for (id, generation) in ids.iter().zip(&current) {
+        for (id, generation) in self.ids.iter().zip(&current) {
             crate::l2::learn_announced(&self.generations, id, *generation);
         }
-        let current: Vec<(GenId, u64)> = ids.into_iter().zip(current).collect();
         self.check(&bytes?, &current)
     }
 
     /// Judges a stored entry against the generations Redis holds now.
-    fn check(&self, bytes: &[u8], current: &[(GenId, u64)]) -> Option<Found> {
+    /// `current` holds the values of `self.ids`, in order.
+    fn check(&self, bytes: &[u8], current: &[u64]) -> Option<Found> {
         let epoch = self.generations.epoch();
         let (header, payload) = envelope::decode(bytes, self.shared.max_value_size).ok()?;
         if header.codec != self.shared.codec.id() {
@@ -172,9 +168,10 @@ impl SharedLoad {
         let fence = self.fence.as_ref()?;
         let slot = self.generations.slot(&self.key);
         let now_at = |id: &GenId| {
-            current
+            self.ids
                 .iter()
-                .find(|(i, _)| i == id)
+                .zip(current)
+                .find(|(i, _)| *i == id)
                 .map_or_else(|| self.generations.get(id), |(_, g)| *g)
         };
         // The key was named with the namespace generation this process knew;
@@ -204,6 +201,9 @@ impl SharedLoad {
             self.generations.learn(&id, generation);
         }
         let value = (self.codec.decode)(payload, self.shared.codec).ok()?;
+        if self.spec.tier == crate::spec::Tier::L2 {
+            return Some(Found { value, entry: None });
+        }
         let l1_until = [self.spec.l1_ttl, self.l1_max_ttl]
             .into_iter()
             .flatten()
@@ -217,14 +217,14 @@ impl SharedLoad {
             self.spec.namespace.zip(fence.namespace_generation()),
             header.tags,
         );
-        let entry = Arc::new(Entry {
+        let entry = Some(Arc::new(Entry {
             value: Arc::clone(&value),
             created_ms: header.created_ms,
             fresh_until_ms: l1_until,
             absent: header.absent,
             checked_epoch: AtomicU64::new(entry_fence.epoch),
             fence: entry_fence,
-        });
+        }));
         Some(Found { value, entry })
     }
 
@@ -245,7 +245,7 @@ impl SharedLoad {
             match self.shared.try_lock(lock_key.clone(), token.clone()).await {
                 Ok(true) => {
                     // Someone may have filled between our read and the lock.
-                    return match self.clone().read().await {
+                    return match self.read().await {
                         Some(found) => {
                             let _ = self.shared.unlock(lock_key, token).await;
                             Led::Found(found)
@@ -264,9 +264,9 @@ impl SharedLoad {
                 return Led::Unlocked;
             }
             let wait = poll.min(deadline - now);
-            let _ = tokio::time::timeout(wait, notified).await;
+            let _ = self.shared.timeout(wait, notified).await;
             poll = (poll * 2).min(Duration::from_millis(250));
-            if let Some(found) = self.clone().read().await {
+            if let Some(found) = self.read().await {
                 return Led::Found(found);
             }
         }
@@ -284,8 +284,6 @@ impl SharedLoad {
         }
     }
 
-    /// [`write`](Self::write) without a lock, reporting whether the shared
-    /// tier took the value (`{fn}_put`).
     /// The generations this key depends on.
     fn generation_ids(&self) -> Vec<GenId> {
         let mut ids = vec![
@@ -318,6 +316,8 @@ impl SharedLoad {
         }
     }
 
+    /// [`write`](Self::write) without a lock, reporting whether the shared
+    /// tier took the value (`{fn}_put`).
     pub(super) async fn write_checked(self, fill: Option<Fill>) -> Result<(), L2Error> {
         if let (Some(fill), Some(fence)) = (fill, self.fence.as_ref()) {
             if self.generations.is_current(fence) && !self.missed_messages() {
