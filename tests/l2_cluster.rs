@@ -312,3 +312,70 @@ async fn cluster_g8_a_killed_master_slows_calls_down_but_fails_none() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+// ---------------------------------------------------------------------------
+
+static CREW_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[cache(key = "crew:<id>", ttl = 300, tags = ["crew"], cache = cache)]
+async fn crew(cache: &Cache, id: u64) -> String {
+    CREW_RUNS.fetch_add(1, SeqCst);
+    format!("crew {id}")
+}
+
+/// Pub/sub clients connected to `node`.
+fn subscribers_on(cluster: &RedisCluster, node: usize) -> usize {
+    let Ok(list) = cluster.node(node).cmd(&["CLIENT", "LIST"]) else {
+        return 0;
+    };
+    list.as_str()
+        .unwrap_or_default()
+        .lines()
+        .filter(|line| line.split(' ').any(|field| field == "sub=1"))
+        .count()
+}
+
+/// The caches listen on the first URL's node; when it dies they listen on
+/// another, and invalidations reach them again (G6).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_g6_invalidations_arrive_after_the_node_listened_to_dies() {
+    let cluster = RedisCluster::start(3);
+    // A prefix whose tag generation lives on a node that stays up.
+    let prefix = (0..)
+        .map(|n| format!("sub{n}"))
+        .find(|p| cluster.owner_of(format!("{p}:#gen:tag:crew")) != 0)
+        .expect("some prefix");
+    let a = process(&cluster, &prefix, Duration::from_millis(200)).await;
+    let b = process(&cluster, &prefix, Duration::from_millis(200)).await;
+    assert_eq!(
+        subscribers_on(&cluster, 0),
+        2,
+        "both listen on the first node"
+    );
+
+    cluster.node(0).kill();
+    let moved = eventually(Duration::from_secs(10), async || {
+        subscribers_on(&cluster, 1) + subscribers_on(&cluster, 2) == 2
+    })
+    .await;
+    assert!(moved, "both subscribers moved to live nodes");
+
+    // b holds the entry in L1 (read from Redis or filled by its body).
+    assert_eq!(crew(&b, 1).await, "crew 1");
+    let runs = CREW_RUNS.load(SeqCst);
+    assert_eq!(crew(&b, 1).await, "crew 1");
+    assert_eq!(CREW_RUNS.load(SeqCst), runs, "an L1 hit");
+
+    // a invalidates the tag; the message may first go to the dead node.
+    let invalidated = eventually(Duration::from_secs(10), async || {
+        a.invalidate_tag("crew").await.is_ok()
+    })
+    .await;
+    assert!(invalidated, "the invalidation reaches the live nodes");
+    let missed = eventually(Duration::from_secs(10), async || {
+        crew(&b, 1).await;
+        CREW_RUNS.load(SeqCst) > runs
+    })
+    .await;
+    assert!(missed, "b hears the invalidation on its new node");
+}

@@ -403,9 +403,8 @@ impl Shared {
 
         let fills = Arc::new(Notify::new());
         let era = Arc::new(AtomicU64::new(0));
-        let subscriber_url = config.urls[0].clone();
         background.handle.spawn(subscribe(
-            subscriber_url,
+            config.urls.clone(),
             channel.clone(),
             node,
             l1,
@@ -777,8 +776,12 @@ async fn open(urls: Vec<String>, cluster: bool, timeout: Duration) -> Result<Con
 /// the mirrored generations: messages sent while disconnected are lost. It
 /// also moves the era on (before the flush), so loads in flight meanwhile do
 /// not fill L1 again with what a lost message invalidated.
+///
+/// Each attempt goes to the next of `urls`: in a cluster a message published
+/// on any node reaches every node, so when the node listened to dies the
+/// subscriber moves on to another.
 async fn subscribe(
-    url: String,
+    urls: Vec<String>,
     channel: String,
     node: u64,
     l1: Arc<dyn L1Store>,
@@ -787,7 +790,7 @@ async fn subscribe(
     era: Arc<AtomicU64>,
 ) {
     let mut backoff = Duration::from_millis(20);
-    loop {
+    for url in urls.iter().cycle() {
         if let Ok(client) = redis::Client::open(url.as_str()) {
             if let Ok(Ok(mut pubsub)) =
                 tokio::time::timeout(Duration::from_secs(2), client.get_async_pubsub()).await

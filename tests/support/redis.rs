@@ -142,6 +142,17 @@ fn ephemeral_range() -> (u16, u16) {
         .unwrap_or((32_768, 60_999))
 }
 
+/// A free port on 127.0.0.1, for a second listener of a server (such as
+/// `--tls-port`).
+pub fn free_port() -> u16 {
+    pick_port(false)
+}
+
+/// A new, empty directory under the tests' temp dir.
+pub fn temp_dir(label: &str) -> PathBuf {
+    make_temp_dir(label)
+}
+
 /// A port nothing listens on (nor, with `bus`, on the port plus 10000).
 ///
 /// Candidates come from below the ephemeral range when it leaves room, else
