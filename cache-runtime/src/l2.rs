@@ -17,8 +17,10 @@
 //! | single-flight lock | `myapp:#lock:` + the entry key |
 //! | invalidation channel | `myapp:#events` |
 //!
-//! Every operation runs on a small runtime the cache owns, bounded by
-//! `l2_timeout`, so callers in any runtime (or none) get an answer in time.
+//! Every operation is bounded by `l2_timeout` and goes over a connection
+//! driven by the calling runtime when it has one (see [`routes`]), else over
+//! the connection of a small runtime the cache owns, so callers in any
+//! runtime (or none) get an answer in time.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
@@ -175,7 +177,7 @@ impl Conn {
     }
 }
 
-/// The name of the threads of the tier's own runtime.
+/// The name of the thread of the cache's own runtime.
 const BACKGROUND_THREAD: &str = "cachette-l2";
 
 thread_local! {

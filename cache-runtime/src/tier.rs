@@ -447,12 +447,11 @@ impl<'c> Load<'c> {
         let tier = self.shared.take()?;
         let shared = Arc::clone(&tier.shared);
         if shared.breaker.refusing() {
-            // As in `read_shared_async`; here it also saves two trips to
-            // the tier's runtime.
+            // As in `read_shared_async`; here it also saves a `block_on`.
             return None;
         }
-        // One trip to the tier's runtime for both steps: each trip is a
-        // thread hop, the larger part of an L2 hit's cost.
+        // One `block_on` for both steps (inside a runtime, one trip to the
+        // cache's runtime rather than two thread hops).
         let refresh = self.refresh;
         let steps = async move {
             let prepared = tier.prepare().await?;
@@ -609,9 +608,10 @@ impl<'c> Load<'c> {
     }
 
     /// [`run_async`](Self::run_async) for sync functions: waiters block
-    /// their thread. Shared-tier steps run on the tier's own runtime, each
-    /// bounded by `l2_timeout`, so this is safe inside or outside a tokio
-    /// runtime.
+    /// their thread. Shared-tier steps run through `Shared::block_on`
+    /// (on the thread's own small runtime outside tokio, on the cache's
+    /// runtime inside), each bounded by `l2_timeout`, so this is safe inside
+    /// or outside a tokio runtime.
     #[cfg_attr(not(feature = "redis"), allow(unused_mut))]
     pub fn run_blocking<Sh: Shape<R>, R, F: FnOnce() -> R>(mut self, body: F) -> R {
         #[cfg(feature = "redis")]

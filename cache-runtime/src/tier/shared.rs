@@ -1,8 +1,8 @@
 //! The shared-tier steps of a load: learn generations, read, lock, write.
 //!
 //! Each step is a `'static` future over owned data, so an async caller
-//! awaits it where it is and a sync caller runs it on the tier's own runtime
-//! ([`Shared::block_on`]). Every failure makes the step answer "nothing"
+//! awaits it where it is and a sync caller hands it to
+//! [`Shared::block_on`]. Every failure makes the step answer "nothing"
 //! (and counts an L2 error): a call never fails because of the shared tier.
 
 use std::any::Any;
