@@ -147,6 +147,49 @@ fn each_runtime_that_calls_reads_over_its_own_connection_closed_when_it_shuts_do
     );
 }
 
+/// A runtime made for a few calls (one per request, say) is served over
+/// the cache's own connection: no connection is opened and closed for it.
+#[test]
+fn short_lived_runtimes_open_no_connection() {
+    let server = RedisServer::start();
+    let home = multi_thread();
+    let cache = home.block_on(redis_cache(
+        &server.url(),
+        "brief",
+        Duration::from_millis(500),
+        None,
+    ));
+    assert_eq!(home.block_on(profile(&cache, 3)), "profile 3");
+    let before = settled(&server);
+    let connections = || {
+        let info = server.info("stats").expect("INFO stats");
+        support::redis::info_field(&info, "total_connections_received")
+            .and_then(|n| n.parse::<u64>().ok())
+            .expect("total_connections_received")
+    };
+    let opened = connections();
+    for _ in 0..20 {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        for _ in 0..5 {
+            assert_eq!(runtime.block_on(profile(&cache, 3)), "profile 3");
+        }
+    }
+    // Each INFO and CLIENT LIST above is a connection of its own.
+    let asked = 1;
+    assert_eq!(
+        connections(),
+        opened + asked,
+        "no runtime opened a connection"
+    );
+    assert_eq!(
+        settled(&server).keys().collect::<Vec<_>>(),
+        before.keys().collect::<Vec<_>>()
+    );
+}
+
 #[test]
 fn threads_outside_any_runtime_read_over_their_own_connections_closed_when_they_end() {
     let server = RedisServer::start();

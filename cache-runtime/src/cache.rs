@@ -222,10 +222,11 @@ impl Builder {
     /// A connection is driven by a task of one runtime; a caller in another
     /// runtime reaches it through two thread switches, which cost more than
     /// the round trip to a nearby Redis. With a connection per runtime, an
-    /// L2 hit costs about what a hand-written redis-rs call does. Each
-    /// runtime's connection is opened in the background the first time it
-    /// calls (its first calls go through the cache's own runtime) and closed
-    /// when the runtime shuts down.
+    /// L2 hit costs about what a hand-written redis-rs call does. A
+    /// runtime's connection is opened in the background once it has made 32
+    /// calls over at least 100 ms (calls before, and short-lived runtimes,
+    /// go through the cache's own runtime) and closed when the runtime shuts
+    /// down.
     ///
     /// Such a runtime needs I/O and timers enabled, as `#[tokio::main]`,
     /// `#[tokio::test]` and `Runtime::new` have them. In a runtime without,

@@ -4,27 +4,44 @@
 //! A redis-rs connection is driven by a task of the runtime that opened it.
 //! A caller in another runtime reaches it only by waking that runtime's
 //! thread and being woken back, two thread switches that cost more than the
-//! round trip to a local Redis. So each tokio runtime that calls gets its
-//! own connection, opened in the background by a task spawned on it the
-//! first time it calls; until that connection is up (and for callers outside
-//! any runtime, and runtimes that cannot open one), operations go over the
-//! cache's own connection.
+//! round trip to a local Redis. So each tokio runtime that keeps calling gets
+//! a connection of its own, opened in the background by a task spawned on
+//! it; until then (and for callers outside any runtime, and runtimes that
+//! cannot open one), operations go over the cache's own connection.
 //!
-//! The opening task also watches its runtime: when the runtime shuts down,
-//! the task is dropped and takes the runtime's connection out of the table.
-//! A runtime whose opening task panicked (tokio without I/O or timers
-//! enabled) is remembered and never tried again.
+//! A runtime earns its connection after [`CALLS_BEFORE_OPENING`] calls over
+//! at least [`AGE_BEFORE_OPENING`], so that short-lived runtimes (one per
+//! request, say) do not open and close a connection each.
+//!
+//! The first call from a runtime spawns a watcher task on it: it opens the
+//! connection when asked, and when the runtime shuts down it is dropped and
+//! takes the runtime's slot (and connection) out of the table. A runtime
+//! whose opening panicked (tokio without I/O or timers enabled) is
+//! remembered and never tried again.
 
-use std::sync::{Arc, RwLock, Weak};
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+use std::sync::{Arc, PoisonError, RwLock, Weak};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use tokio::runtime::{Handle, Id};
+use tokio::sync::Notify;
 
 use super::{open, Conn, L2Config};
 
+/// Calls a runtime makes before it gets a connection of its own.
+const CALLS_BEFORE_OPENING: u32 = 32;
+/// How long after its first call a runtime gets a connection of its own at
+/// the earliest.
+const AGE_BEFORE_OPENING: Duration = Duration::from_millis(100);
 /// How long a runtime whose connection could not be opened waits before
 /// trying again (its calls meanwhile go over the cache's own connection).
 const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+type Slots = RwLock<Vec<Slot>>;
 
 /// The connections of the runtimes that call one cache.
 pub(super) struct Routes {
@@ -38,25 +55,27 @@ pub(super) struct Routes {
     background: Id,
     fallback: Conn,
     /// One slot per runtime that called; few, so a vector.
-    slots: Arc<RwLock<Vec<Slot>>>,
+    slots: Arc<Slots>,
 }
 
 struct Slot {
     runtime: Id,
+    /// Wakes the runtime's watcher: to open, or to end when the slot is gone.
+    wake: Arc<Notify>,
+    calls: AtomicU32,
+    first_call: Instant,
     state: State,
 }
 
 enum State {
-    /// The opening task is at work.
+    /// Counting calls until the runtime earns a connection.
+    Watching,
+    /// The watcher is opening the connection.
     Opening,
-    /// Up. Dropping the sender ends the runtime's watching task.
-    Ready {
-        conn: Conn,
-        _watch: tokio::sync::oneshot::Sender<()>,
-    },
+    Ready(Conn),
     /// Opening failed; try again after this instant.
     Failed(Instant),
-    /// The opening task panicked: this runtime cannot drive a connection.
+    /// Opening panicked: this runtime cannot drive a connection.
     Unsuitable,
 }
 
@@ -87,8 +106,8 @@ impl Routes {
         }
     }
 
-    /// The route for an operation of the calling task; starts opening a
-    /// connection for its runtime the first time it calls.
+    /// The route for an operation of the calling task. Counts the call
+    /// towards the runtime's own connection.
     pub(super) fn pick(&self) -> Route {
         let Ok(handle) = Handle::try_current() else {
             return Route::Background(self.fallback.clone());
@@ -101,93 +120,149 @@ impl Routes {
             return Route::Background(self.fallback.clone());
         }
         {
-            let slots = self.slots.read().unwrap_or_else(|e| e.into_inner());
-            match slots.iter().find(|slot| slot.runtime == runtime) {
-                Some(Slot {
-                    state: State::Ready { conn, .. },
-                    ..
-                }) => return Route::InPlace(conn.clone()),
-                Some(Slot {
-                    state: State::Failed(retry),
-                    ..
-                }) if Instant::now() >= *retry => {}
-                Some(_) => return Route::Background(self.fallback.clone()),
-                None => {}
+            let slots = self.slots.read().unwrap_or_else(PoisonError::into_inner);
+            if let Some(slot) = slots.iter().find(|slot| slot.runtime == runtime) {
+                match &slot.state {
+                    State::Ready(conn) => return Route::InPlace(conn.clone()),
+                    State::Watching if !slot.earned() => {
+                        return Route::Background(self.fallback.clone())
+                    }
+                    State::Watching => {}
+                    State::Failed(retry) if Instant::now() >= *retry => {}
+                    State::Opening | State::Failed(_) | State::Unsuitable => {
+                        return Route::Background(self.fallback.clone())
+                    }
+                }
             }
         }
-        self.start_opening(&handle, runtime);
+        self.advance(&handle, runtime);
         Route::Background(self.fallback.clone())
     }
 
-    fn start_opening(&self, handle: &Handle, runtime: Id) {
-        {
-            let mut slots = self.slots.write().unwrap_or_else(|e| e.into_inner());
-            match slots.iter_mut().find(|slot| slot.runtime == runtime) {
-                Some(slot) => match slot.state {
-                    State::Failed(retry) if Instant::now() >= retry => slot.state = State::Opening,
-                    // Another caller got here first.
-                    _ => return,
-                },
-                None => slots.push(Slot {
+    /// A runtime's first call: a slot and a watcher. A runtime that earned
+    /// its connection (or may try again): ask its watcher to open it.
+    fn advance(&self, handle: &Handle, runtime: Id) {
+        let mut slots = self.slots.write().unwrap_or_else(PoisonError::into_inner);
+        match slots.iter_mut().find(|slot| slot.runtime == runtime) {
+            Some(slot) => {
+                let open = match slot.state {
+                    State::Watching => slot.earned(),
+                    State::Failed(retry) => Instant::now() >= retry,
+                    _ => false,
+                };
+                if open {
+                    slot.state = State::Opening;
+                    slot.wake.notify_one();
+                }
+            }
+            None => {
+                let wake = Arc::new(Notify::new());
+                slots.push(Slot {
                     runtime,
-                    state: State::Opening,
-                }),
+                    wake: Arc::clone(&wake),
+                    calls: AtomicU32::new(1),
+                    first_call: Instant::now(),
+                    state: State::Watching,
+                });
+                drop(slots);
+                // Made outside the task, so that a runtime shutting down
+                // (which drops the task unpolled) still takes the slot out.
+                let guard = SlotGuard {
+                    slots: Arc::downgrade(&self.slots),
+                    runtime,
+                };
+                handle.spawn(watch(guard, wake, self.config.clone(), self.timeout));
             }
         }
-        let config = self.config.clone();
-        let timeout = self.timeout;
-        let slots = Arc::downgrade(&self.slots);
-        handle.spawn(async move {
-            let mut guard = SlotGuard {
-                slots,
-                runtime,
-                armed: true,
-            };
-            let budget = timeout.max(Duration::from_secs(2));
-            let opened = tokio::time::timeout(budget, open(config.urls, config.cluster, timeout))
-                .await
-                .ok()
-                .and_then(Result::ok);
-            let (watch, watched) = tokio::sync::oneshot::channel();
-            let state = match opened {
-                Some(conn) => State::Ready {
-                    conn,
-                    _watch: watch,
-                },
-                None => {
-                    guard.armed = false;
-                    State::Failed(Instant::now() + RETRY_AFTER)
-                }
-            };
-            if !guard.set(state) || !guard.armed {
-                guard.armed = false;
-                return;
-            }
-            // Wait for the cache to drop the connection (the sender goes
-            // with it); if the runtime shuts down first, this task is
-            // dropped here and the guard takes the slot out.
-            let _ = watched.await;
-            guard.armed = false;
-        });
     }
 }
 
-/// Held by a runtime's opening task: when the task is dropped (its runtime
-/// shut down) or panics (the runtime cannot do I/O or timers), the slot is
-/// taken out or marked.
+impl Slot {
+    /// Counts a call; whether the runtime has earned its connection.
+    fn earned(&self) -> bool {
+        let calls = self.calls.fetch_add(1, Relaxed).saturating_add(1);
+        calls >= CALLS_BEFORE_OPENING && self.first_call.elapsed() >= AGE_BEFORE_OPENING
+    }
+}
+
+impl Drop for Routes {
+    fn drop(&mut self) {
+        // Every watcher wakes, finds its slot gone and ends, closing its
+        // connection with it.
+        let slots =
+            std::mem::take(&mut *self.slots.write().unwrap_or_else(PoisonError::into_inner));
+        for slot in slots {
+            slot.wake.notify_one();
+        }
+    }
+}
+
+/// A runtime's watcher: opens its connection when asked, for as long as its
+/// slot lasts. Dropped with its runtime.
+async fn watch(guard: SlotGuard, wake: Arc<Notify>, config: L2Config, timeout: Duration) {
+    loop {
+        wake.notified().await;
+        match guard.state() {
+            None => return,
+            Some(true) => {}
+            Some(false) => continue,
+        }
+        let (urls, cluster) = (config.urls.clone(), config.cluster);
+        let budget = timeout.max(Duration::from_secs(2));
+        // Made and polled inside, so a runtime without timers or I/O
+        // panics here, where it is caught.
+        let opening = CatchUnwind(Box::pin(async move {
+            tokio::time::timeout(budget, open(urls, cluster, timeout)).await
+        }));
+        let state = match opening.await {
+            Ok(Ok(Ok(conn))) => State::Ready(conn),
+            Ok(_) => State::Failed(Instant::now() + RETRY_AFTER),
+            Err(()) => State::Unsuitable,
+        };
+        if !guard.set(state) {
+            return;
+        }
+    }
+}
+
+/// A future that turns a panic while polling `F` into `Err(())`.
+struct CatchUnwind<F>(Pin<Box<F>>);
+
+impl<F: Future> Future for CatchUnwind<F> {
+    type Output = Result<F::Output, ()>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let inner = self.get_mut().0.as_mut();
+        match std::panic::catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
+            Ok(Poll::Ready(output)) => Poll::Ready(Ok(output)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(_) => Poll::Ready(Err(())),
+        }
+    }
+}
+
+/// Held by a runtime's watcher: when the watcher is dropped (its runtime
+/// shut down), the runtime's slot is taken out.
 struct SlotGuard {
-    slots: Weak<RwLock<Vec<Slot>>>,
+    slots: Weak<Slots>,
     runtime: Id,
-    armed: bool,
 }
 
 impl SlotGuard {
-    /// Sets the slot's state; false when the cache is gone.
+    /// Whether the slot waits to be opened; `None` when it is gone.
+    fn state(&self) -> Option<bool> {
+        let slots = self.slots.upgrade()?;
+        let slots = slots.read().unwrap_or_else(PoisonError::into_inner);
+        let slot = slots.iter().find(|slot| slot.runtime == self.runtime)?;
+        Some(matches!(slot.state, State::Opening))
+    }
+
+    /// Sets the slot's state; false when the slot is gone.
     fn set(&self, state: State) -> bool {
         let Some(slots) = self.slots.upgrade() else {
             return false;
         };
-        let mut slots = slots.write().unwrap_or_else(|e| e.into_inner());
+        let mut slots = slots.write().unwrap_or_else(PoisonError::into_inner);
         match slots.iter_mut().find(|slot| slot.runtime == self.runtime) {
             Some(slot) => {
                 slot.state = state;
@@ -200,18 +275,8 @@ impl SlotGuard {
 
 impl Drop for SlotGuard {
     fn drop(&mut self) {
-        if !self.armed {
-            return;
-        }
-        let Some(slots) = self.slots.upgrade() else {
-            return;
-        };
-        let mut slots = slots.write().unwrap_or_else(|e| e.into_inner());
-        if std::thread::panicking() {
-            if let Some(slot) = slots.iter_mut().find(|slot| slot.runtime == self.runtime) {
-                slot.state = State::Unsuitable;
-            }
-        } else {
+        if let Some(slots) = self.slots.upgrade() {
+            let mut slots = slots.write().unwrap_or_else(PoisonError::into_inner);
             slots.retain(|slot| slot.runtime != self.runtime);
         }
     }
