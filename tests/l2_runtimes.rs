@@ -145,6 +145,22 @@ fn each_runtime_that_calls_reads_over_its_own_connection_closed_when_it_shuts_do
         1,
         "every later call hit L2"
     );
+
+    // The runtime that built the cache, still running, earns one too;
+    // dropping the cache closes all its connections, that one included.
+    let now = clients(&server);
+    let earned = home.block_on(eventually(LIMIT, async || {
+        profile(&cache, 1).await;
+        new_reader(&server, &now).is_some()
+    }));
+    assert!(
+        earned,
+        "the home runtime reads over a connection of its own"
+    );
+    drop(cache);
+    let closed = eventually_blocking_every(POLL, LIMIT, || clients(&server).is_empty());
+    assert!(closed, "left open: {:?}", clients(&server));
+    drop(home);
 }
 
 /// A runtime made for a few calls (one per request, say) is served over
