@@ -22,6 +22,13 @@ use std::sync::{PoisonError, RwLock};
 /// only cost an extra miss, never a stale read.
 pub(crate) const KEY_SLOTS: usize = 4096;
 
+/// How many tags (and, apart, namespaces) a process keeps generations for.
+/// A new one beyond it empties the table and starts a new *reset*, which
+/// voids every fence taken before: forgotten generations cost misses, never
+/// a stale read. With a shared tier, forgotten generations are read from
+/// Redis again when next needed.
+const NAMED_LIMIT: usize = 65_536;
+
 /// One generation counter.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) enum GenId {
@@ -42,6 +49,9 @@ type NamedMap = RwLock<HashMap<Box<str>, Named>>;
 #[derive(Debug)]
 pub(crate) struct Generations {
     epoch: AtomicU64,
+    /// How many times a table of named generations was emptied.
+    resets: AtomicU64,
+    named_limit: usize,
     clear: AtomicU64,
     #[cfg_attr(
         not(feature = "redis"),
@@ -62,6 +72,7 @@ pub(crate) struct Generations {
 #[derive(Debug, Clone)]
 pub(crate) struct Fence {
     pub(crate) epoch: u64,
+    resets: u64,
     clear: u64,
     key_slot: usize,
     key_generation: u64,
@@ -71,8 +82,14 @@ pub(crate) struct Fence {
 
 impl Generations {
     pub(crate) fn new() -> Self {
+        Self::with_named_limit(NAMED_LIMIT)
+    }
+
+    fn with_named_limit(named_limit: usize) -> Self {
         Self {
             epoch: AtomicU64::new(0),
+            resets: AtomicU64::new(0),
+            named_limit,
             clear: AtomicU64::new(0),
             clear_known: AtomicBool::new(false),
             key_slots: (0..KEY_SLOTS).map(|_| AtomicU64::new(0)).collect(),
@@ -97,12 +114,22 @@ impl Generations {
     }
 
     /// Raises a named generation to `to`, or by one when `to` is `None`.
-    /// Returns whether it moved.
-    fn raise_named(map: &NamedMap, name: &str, to: Option<u64>, known: bool) -> bool {
+    /// Returns whether it moved. A name beyond the table's limit empties
+    /// the table first (see [`NAMED_LIMIT`]).
+    fn raise_named(&self, map: &NamedMap, name: &str, to: Option<u64>, known: bool) -> bool {
         let mut map = map.write().unwrap_or_else(PoisonError::into_inner);
         let entry = match map.get_mut(name) {
             Some(entry) => entry,
-            None => map.entry(name.into()).or_default(),
+            None => {
+                if map.len() >= self.named_limit {
+                    // The reset moves before the values vanish: a fence
+                    // taken meanwhile has the old reset and fails.
+                    self.resets.fetch_add(1, SeqCst);
+                    self.epoch.fetch_add(1, SeqCst);
+                    map.clear();
+                }
+                map.entry(name.into()).or_default()
+            }
         };
         let target = to.unwrap_or(entry.value + 1).max(entry.value);
         let moved = target != entry.value;
@@ -162,8 +189,8 @@ impl Generations {
                 self.key_slots_known[*slot].store(true, SeqCst);
                 Self::raise(&self.key_slots[*slot], Some(value))
             }
-            GenId::Namespace(ns) => Self::raise_named(&self.namespaces, ns, Some(value), true),
-            GenId::Tag(tag) => Self::raise_named(&self.tags, tag, Some(value), true),
+            GenId::Namespace(ns) => self.raise_named(&self.namespaces, ns, Some(value), true),
+            GenId::Tag(tag) => self.raise_named(&self.tags, tag, Some(value), true),
         };
         if moved {
             self.epoch.fetch_add(1, SeqCst);
@@ -204,14 +231,15 @@ impl Generations {
         }
     }
 
-    /// The current epoch; read it before checking a shared-tier entry and
-    /// build that entry's [`Fence`] with it.
+    /// The current epoch and reset; read them before checking a shared-tier
+    /// entry and build that entry's [`Fence`] with them.
     #[cfg_attr(
         not(feature = "redis"),
         allow(dead_code, reason = "used by the shared tier")
     )]
-    pub(crate) fn epoch(&self) -> u64 {
-        self.epoch.load(SeqCst)
+    pub(crate) fn epoch(&self) -> (u64, u64) {
+        let epoch = self.epoch.load(SeqCst);
+        (epoch, self.resets.load(SeqCst))
     }
 
     /// Reads the current generations for a load of `key`. The epoch is read
@@ -227,6 +255,7 @@ impl Generations {
         let key_slot = self.slot(key);
         Fence {
             epoch,
+            resets: self.resets.load(SeqCst),
             clear: self.clear.load(SeqCst),
             key_slot,
             key_generation: self.key_slots[key_slot].load(SeqCst),
@@ -250,7 +279,8 @@ impl Generations {
     }
 
     fn matches(&self, fence: &Fence) -> bool {
-        self.clear.load(SeqCst) == fence.clear
+        self.resets.load(SeqCst) == fence.resets
+            && self.clear.load(SeqCst) == fence.clear
             && self.key_slots[fence.key_slot].load(SeqCst) == fence.key_generation
             && fence
                 .namespace
@@ -294,10 +324,10 @@ impl Generations {
                 Self::raise(&self.key_slots[*slot], to);
             }
             GenId::Namespace(ns) => {
-                Self::raise_named(&self.namespaces, ns, to, to.is_some());
+                self.raise_named(&self.namespaces, ns, to, to.is_some());
             }
             GenId::Tag(tag) => {
-                Self::raise_named(&self.tags, tag, to, to.is_some());
+                self.raise_named(&self.tags, tag, to, to.is_some());
             }
         }
         self.epoch.fetch_add(1, SeqCst);
@@ -312,7 +342,7 @@ impl Fence {
         allow(dead_code, reason = "used by the shared tier")
     )]
     pub(crate) fn of_shared_entry(
-        epoch: u64,
+        (epoch, resets): (u64, u64),
         clear: u64,
         key_slot: usize,
         key_generation: u64,
@@ -321,6 +351,7 @@ impl Fence {
     ) -> Fence {
         Fence {
             epoch,
+            resets,
             clear,
             key_slot,
             key_generation,
@@ -422,5 +453,28 @@ mod tests {
         assert!(g.is_current(&f), "forgetting changes no value");
         g.learn(&tag, 6);
         assert!(!g.is_current(&f));
+    }
+
+    #[test]
+    fn a_full_tag_table_is_emptied_without_resurrecting_anything() {
+        let g = Generations::with_named_limit(4);
+        let old = g.fence("k", None, vec!["a".into()]);
+        let checked = AtomicU64::new(old.epoch);
+        g.invalidate(&GenId::Tag("a".into()), None);
+        let current = g.fence("k", None, vec!["a".into()]);
+        assert!(!g.is_current(&old));
+        assert!(g.is_current(&current));
+        for n in 0..4 {
+            g.invalidate(&GenId::Tag(format!("t{n}")), None);
+        }
+        assert!(g.tags.read().unwrap().len() <= 4, "the table stays bounded");
+        assert_eq!(g.get(&GenId::Tag("a".into())), 0, "tag a was forgotten");
+        // Its generation is back to what the old fence saw, but the reset
+        // still voids the old fence (and, at the cost of a miss, every one).
+        assert!(!g.is_current(&old), "no stale resurrection");
+        assert!(!g.entry_is_current(&old, &checked));
+        assert!(!g.is_current(&current));
+        let fresh = g.fence("k", None, vec!["a".into()]);
+        assert!(g.is_current(&fresh));
     }
 }
