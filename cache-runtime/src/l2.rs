@@ -757,7 +757,9 @@ async fn open(urls: Vec<String>, cluster: bool, timeout: Duration) -> Result<Con
     let client = redis::Client::open(urls[0].as_str()).map_err(bad_url)?;
     let config = redis::aio::ConnectionManagerConfig::new()
         .set_connection_timeout(Some(timeout.max(Duration::from_millis(200))))
-        .set_response_timeout(Some(timeout))
+        // Every operation is bounded by `l2_timeout` already (`Shared::run`):
+        // a second timer per operation would only cost.
+        .set_response_timeout(None)
         .set_min_delay(Duration::from_millis(10))
         .set_max_delay(Duration::from_millis(500));
     let conn = redis::aio::ConnectionManager::new_with_config(client, config)
