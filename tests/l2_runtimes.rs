@@ -89,9 +89,25 @@ fn new_reader(server: &RedisServer, before: &BTreeMap<u64, String>) -> Option<u6
         .map(|(id, _)| id)
 }
 
-fn multi_thread() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
+/// A private Redis, a runtime that lives through the test, and a cache on
+/// that Redis built in that runtime, its keys under `prefix`.
+fn start(
+    prefix: &str,
+    lock_timeout: Option<Duration>,
+) -> (RedisServer, tokio::runtime::Runtime, Cache) {
+    let server = RedisServer::start();
+    let home = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let l2_timeout = Duration::from_millis(500);
+    let cache = home.block_on(redis_cache(&server.url(), prefix, l2_timeout, lock_timeout));
+    (server, home, cache)
+}
+
+fn current_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("a runtime")
@@ -99,22 +115,12 @@ fn multi_thread() -> tokio::runtime::Runtime {
 
 #[test]
 fn each_runtime_that_calls_reads_over_its_own_connection_closed_when_it_shuts_down() {
-    let server = RedisServer::start();
-    let home = multi_thread();
-    let cache = home.block_on(redis_cache(
-        &server.url(),
-        "runtimes",
-        Duration::from_millis(500),
-        None,
-    ));
+    let (server, home, cache) = start("runtimes", None);
     assert_eq!(home.block_on(profile(&cache, 1)), "profile 1");
     let before = settled(&server);
 
     for round in 0..3 {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("a runtime");
+        let runtime = current_thread();
         let reader = runtime.block_on(async {
             let mut reader = None;
             let found = eventually(LIMIT, async || {
@@ -167,14 +173,7 @@ fn each_runtime_that_calls_reads_over_its_own_connection_closed_when_it_shuts_do
 /// the cache's own connection: no connection is opened and closed for it.
 #[test]
 fn short_lived_runtimes_open_no_connection() {
-    let server = RedisServer::start();
-    let home = multi_thread();
-    let cache = home.block_on(redis_cache(
-        &server.url(),
-        "brief",
-        Duration::from_millis(500),
-        None,
-    ));
+    let (server, home, cache) = start("brief", None);
     assert_eq!(home.block_on(profile(&cache, 3)), "profile 3");
     let before = settled(&server);
     let connections = || {
@@ -185,10 +184,7 @@ fn short_lived_runtimes_open_no_connection() {
     };
     let opened = connections();
     for _ in 0..20 {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("a runtime");
+        let runtime = current_thread();
         for _ in 0..5 {
             assert_eq!(runtime.block_on(profile(&cache, 3)), "profile 3");
         }
@@ -208,14 +204,7 @@ fn short_lived_runtimes_open_no_connection() {
 
 #[test]
 fn threads_outside_any_runtime_read_over_their_own_connections_closed_when_they_end() {
-    let server = RedisServer::start();
-    let home = multi_thread();
-    let cache = home.block_on(redis_cache(
-        &server.url(),
-        "threads",
-        Duration::from_millis(500),
-        None,
-    ));
+    let (server, home, cache) = start("threads", None);
     assert_eq!(account(&cache, 1), "account 1");
     let before = settled(&server);
 
@@ -257,15 +246,8 @@ fn threads_outside_any_runtime_read_over_their_own_connections_closed_when_they_
 /// runtime's connection panics inside tokio, which prints its message).
 #[test]
 fn runtimes_without_io_or_timers_are_served_over_the_caches_own_runtime() {
-    let server = RedisServer::start();
-    let home = multi_thread();
     let lock_timeout = Duration::from_millis(300);
-    let cache = home.block_on(redis_cache(
-        &server.url(),
-        "bare",
-        Duration::from_millis(500),
-        Some(lock_timeout),
-    ));
+    let (server, home, cache) = start("bare", Some(lock_timeout));
     assert_eq!(home.block_on(profile(&cache, 9)), "profile 9");
     let runs = PROFILE_RUNS.load(Ordering::SeqCst);
 
