@@ -204,7 +204,7 @@ fn short_lived_runtimes_open_no_connection() {
 
 #[test]
 fn threads_outside_any_runtime_read_over_their_own_connections_closed_when_they_end() {
-    let (server, home, cache) = start("threads", None);
+    let (server, _home, cache) = start("threads", None);
     assert_eq!(account(&cache, 1), "account 1");
     let before = settled(&server);
 
