@@ -299,3 +299,38 @@ fn runtimes_without_io_or_timers_are_served_over_the_caches_own_runtime() {
         .lock_waits;
     assert_eq!(waits, 0, "nobody stored the value: the waits timed out");
 }
+
+/// With `l2_connection_per_runtime(false)` a busy runtime keeps going
+/// through the cache's own connection.
+#[test]
+fn without_connections_per_runtime_a_busy_runtime_opens_none() {
+    let server = RedisServer::start();
+    let home = current_thread();
+    let cache = home
+        .block_on(
+            Cache::builder()
+                .prefix("shared")
+                .redis(&server.url())
+                .l2_connection_per_runtime(false)
+                .build(),
+        )
+        .expect("connects");
+    assert_eq!(home.block_on(profile(&cache, 5)), "profile 5");
+    let before = settled(&server);
+    let runtime = current_thread();
+    runtime.block_on(async {
+        for _ in 0..200 {
+            assert_eq!(profile(&cache, 5).await, "profile 5");
+        }
+        // Long enough for a connection to be earned and opened, were it on.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        for _ in 0..50 {
+            assert_eq!(profile(&cache, 5).await, "profile 5");
+        }
+    });
+    assert_eq!(
+        settled(&server).keys().collect::<Vec<_>>(),
+        before.keys().collect::<Vec<_>>(),
+        "no connection of its own"
+    );
+}
