@@ -121,44 +121,17 @@ impl Conn {
     }
 
     /// The string values of the keys of `mget` (an `MGET` command), in
-    /// order; `None` for a key that is absent or holds another type. One
-    /// command on a single server; on a cluster, where the keys live on
-    /// different nodes, concurrent `GET`s.
+    /// order; `None` for a key that is absent or holds another type. On a
+    /// cluster the client splits it by node and joins the replies.
     async fn mget(self, mget: redis::Cmd) -> RedisResult<Vec<Option<Vec<u8>>>> {
-        let bytes = |v: redis::Value| match v {
-            redis::Value::BulkString(bytes) => Some(bytes),
-            _ => None,
-        };
-        match self {
-            Conn::Single(mut c) => {
-                let replies: Vec<redis::Value> = mget.query_async(&mut c).await?;
-                Ok(replies.into_iter().map(bytes).collect())
-            }
-            #[cfg(feature = "cluster")]
-            Conn::Cluster(c) => {
-                let keys = mget.args_iter().skip(1).filter_map(|arg| match arg {
-                    redis::Arg::Simple(key) => Some(key.to_vec()),
-                    _ => None,
-                });
-                let replies = futures_util::future::join_all(keys.map(|key| {
-                    let conn = Conn::Cluster(c.clone());
-                    async move {
-                        conn.query::<redis::Value>(redis::cmd("GET").arg(key).clone())
-                            .await
-                    }
-                }))
-                .await;
-                replies
-                    .into_iter()
-                    .map(|r| match r {
-                        Ok(v) => Ok(bytes(v)),
-                        // A key of another type: an answer about that key.
-                        Err(e) if !is_infrastructure(&e) => Ok(None),
-                        Err(e) => Err(e),
-                    })
-                    .collect()
-            }
-        }
+        let replies: Vec<redis::Value> = self.query(mget).await?;
+        Ok(replies
+            .into_iter()
+            .map(|v| match v {
+                redis::Value::BulkString(bytes) => Some(bytes),
+                _ => None,
+            })
+            .collect())
     }
 
     async fn script<T: redis::FromRedisValue>(
