@@ -410,17 +410,7 @@ fn function_stats(cache: &Cache) -> FunctionStats {
 
 /// The counters that moved between two snapshots.
 fn delta(after: &FunctionStats, before: &FunctionStats) -> FunctionStats {
-    FunctionStats {
-        name: after.name.clone(),
-        l1_hits: after.l1_hits - before.l1_hits,
-        l2_hits: after.l2_hits - before.l2_hits,
-        misses: after.misses - before.misses,
-        body_runs: after.body_runs - before.body_runs,
-        errors: after.errors - before.errors,
-        stale_served: after.stale_served - before.stale_served,
-        lock_waits: after.lock_waits - before.lock_waits,
-        l2_errors: after.l2_errors - before.l2_errors,
-    }
+    after.since(before)
 }
 
 /// A call's outcome for the walk-throughs, and where it came from: the

@@ -37,19 +37,14 @@
 pub use cache_macros::cache;
 pub use cache_runtime::{
     clear, clear_blocking, invalidate_key, invalidate_key_blocking, invalidate_namespace,
-    invalidate_namespace_blocking, invalidate_tag, invalidate_tag_blocking, set_global, Builder,
-    Cache, Clock, Error, FunctionStats, KeyPart, KeyWriter, ManualClock, Stats, SystemClock, Tier,
-    DEFAULT_L1_CAPACITY,
+    invalidate_namespace_blocking, invalidate_tag, invalidate_tag_blocking, set_global, Bincode,
+    Builder, Cache, Clock, Codec, CodecError, Error, FunctionStats, KeyPart, KeyWriter,
+    ManualClock, SharedValue, Stats, SystemClock, Tier, DEFAULT_L1_CAPACITY, DEFAULT_L2_TIMEOUT,
+    DEFAULT_LOCK_TIMEOUT, DEFAULT_MAX_VALUE_SIZE, DEFAULT_SHARED_L1_MAX_TTL,
 };
 
 #[cfg(feature = "postcard")]
 pub use cache_runtime::Postcard;
-pub use cache_runtime::SharedValue;
-#[cfg(feature = "redis")]
-pub use cache_runtime::{
-    Bincode, Codec, CodecError, DEFAULT_L2_TIMEOUT, DEFAULT_LOCK_TIMEOUT, DEFAULT_MAX_VALUE_SIZE,
-    DEFAULT_SHARED_L1_MAX_TTL,
-};
 
 /// What generated code calls. Not public API: it changes without notice.
 #[doc(hidden)]

@@ -134,7 +134,7 @@ async fn a_rediss_url_stores_reads_and_invalidates_over_tls() {
     // environment touches no other test.)
     std::env::set_var("SSL_CERT_FILE", &other_ca);
     match process(&url).await {
-        Err(Error::L2(message)) => assert!(!message.is_empty()),
+        Err(Error::L2Connection(message)) => assert!(!message.is_empty()),
         other => panic!("an untrusted server must be refused, got {other:?}"),
     }
     // Plain Redis on the TLS port is refused too.

@@ -53,16 +53,8 @@ pub(crate) struct Generations {
     resets: AtomicU64,
     named_limit: usize,
     clear: AtomicU64,
-    #[cfg_attr(
-        not(feature = "redis"),
-        allow(dead_code, reason = "used by the shared tier")
-    )]
     clear_known: AtomicBool,
     key_slots: Box<[AtomicU64]>,
-    #[cfg_attr(
-        not(feature = "redis"),
-        allow(dead_code, reason = "used by the shared tier")
-    )]
     key_slots_known: Box<[AtomicBool]>,
     namespaces: NamedMap,
     tags: NamedMap,
@@ -149,10 +141,6 @@ impl Generations {
     }
 
     /// The generations among `ids` not yet read from the shared tier.
-    #[cfg_attr(
-        not(feature = "redis"),
-        allow(dead_code, reason = "used by the shared tier")
-    )]
     pub(crate) fn unknown(&self, ids: impl IntoIterator<Item = GenId>) -> Vec<GenId> {
         ids.into_iter()
             .filter(|id| match id {
@@ -163,11 +151,6 @@ impl Generations {
             })
             .collect()
     }
-
-    #[cfg_attr(
-        not(feature = "redis"),
-        allow(dead_code, reason = "used by the shared tier")
-    )]
     fn is_known(map: &NamedMap, name: &str) -> bool {
         let map = map.read().unwrap_or_else(PoisonError::into_inner);
         map.get(name).is_some_and(|n| n.known)
@@ -175,10 +158,6 @@ impl Generations {
 
     /// Records a value read from the shared tier or announced on the
     /// invalidation channel: raises the generation to it and marks it known.
-    #[cfg_attr(
-        not(feature = "redis"),
-        allow(dead_code, reason = "used by the shared tier")
-    )]
     pub(crate) fn learn(&self, id: &GenId, value: u64) {
         let moved = match id {
             GenId::Clear => {
@@ -197,12 +176,20 @@ impl Generations {
         }
     }
 
+    /// Learns a generation another process announced (or the shared tier
+    /// reported), except one below this process's own value while that is
+    /// not yet confirmed by the shared tier (after a reconnection): the
+    /// store lost it, and the next load must read it and raise it there
+    /// (`L2::fetch_generation_at_least`) rather than take it as known.
+    pub(crate) fn learn_announced(&self, id: &GenId, generation: u64) {
+        if generation < self.get(id) && !self.unknown([id.clone()]).is_empty() {
+            return;
+        }
+        self.learn(id, generation);
+    }
+
     /// Marks every generation unknown, so loads read them again. Called when
     /// the invalidation channel (re)connects: messages sent meanwhile are lost.
-    #[cfg_attr(
-        not(feature = "redis"),
-        allow(dead_code, reason = "used by the shared tier")
-    )]
     pub(crate) fn forget_all(&self) {
         self.clear_known.store(false, SeqCst);
         for known in self.key_slots_known.iter() {
@@ -218,10 +205,6 @@ impl Generations {
     }
 
     /// The current value of one generation.
-    #[cfg_attr(
-        not(feature = "redis"),
-        allow(dead_code, reason = "used by the shared tier")
-    )]
     pub(crate) fn get(&self, id: &GenId) -> u64 {
         match id {
             GenId::Clear => self.clear.load(SeqCst),
@@ -233,10 +216,6 @@ impl Generations {
 
     /// The current epoch and reset; read them before checking a shared-tier
     /// entry and build that entry's [`Fence`] with them.
-    #[cfg_attr(
-        not(feature = "redis"),
-        allow(dead_code, reason = "used by the shared tier")
-    )]
     pub(crate) fn epoch(&self) -> (u64, u64) {
         let epoch = self.epoch.load(SeqCst);
         (epoch, self.resets.load(SeqCst))
@@ -337,10 +316,6 @@ impl Generations {
 impl Fence {
     /// The fence of an entry read from the shared tier: the generations its
     /// loader saw, checked from now on against this process's.
-    #[cfg_attr(
-        not(feature = "redis"),
-        allow(dead_code, reason = "used by the shared tier")
-    )]
     pub(crate) fn of_shared_entry(
         (epoch, resets): (u64, u64),
         clear: u64,
@@ -362,35 +337,15 @@ impl Fence {
                 .collect(),
         }
     }
-
-    #[cfg_attr(
-        not(feature = "redis"),
-        allow(dead_code, reason = "used by the shared tier")
-    )]
     pub(crate) fn clear_generation(&self) -> u64 {
         self.clear
     }
-
-    #[cfg_attr(
-        not(feature = "redis"),
-        allow(dead_code, reason = "used by the shared tier")
-    )]
     pub(crate) fn key_generation(&self) -> u64 {
         self.key_generation
     }
-
-    #[cfg_attr(
-        not(feature = "redis"),
-        allow(dead_code, reason = "used by the shared tier")
-    )]
     pub(crate) fn namespace_generation(&self) -> Option<u64> {
         self.namespace.map(|(_, g)| g)
     }
-
-    #[cfg_attr(
-        not(feature = "redis"),
-        allow(dead_code, reason = "used by the shared tier")
-    )]
     pub(crate) fn tags(&self) -> impl Iterator<Item = (&str, u64)> {
         self.tags.iter().map(|(t, g)| (&**t, *g))
     }

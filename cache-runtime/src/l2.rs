@@ -1,13 +1,15 @@
-//! The shared tier: Redis or Redis Cluster, behind a timeout and a circuit
-//! breaker, with an invalidation channel that keeps every process's L1 and
-//! generations in step.
+//! The shared tier (L2): whatever store sits behind the [`Backend`] seam
+//! (Redis or Redis Cluster in [`redis`]; an in-memory store with injectable
+//! faults in tests), wrapped in a timeout and a circuit breaker, with an
+//! invalidation channel that keeps every process's L1 and generations in
+//! step.
 //!
 //! # Stored form
 //!
 //! With the builder's prefix `myapp` (keys start with `myapp:`; without a
 //! prefix they start at the namespace or version):
 //!
-//! | what | Redis key |
+//! | what | stored key |
 //! |---|---|
 //! | entry | `myapp:users@3:v1:user:42` (namespace `users` at generation 3, version 1), or `myapp:v1:user:42` without a namespace |
 //! | tag generation | `myapp:#gen:tag:org:7` |
@@ -17,31 +19,131 @@
 //! | single-flight lock | `myapp:#lock:` + the entry key |
 //! | invalidation channel | `myapp:#events` |
 //!
-//! Every operation is bounded by `l2_timeout` and goes over a connection
-//! driven by the calling runtime when it has one (see [`routes`]), else over
-//! the connection of a small runtime the cache owns, so callers in any
-//! runtime (or none) get an answer in time.
+//! Every operation is bounded by `l2_timeout` and runs where the backend
+//! says: in place, on a connection the calling runtime drives, or on the
+//! cache's own small runtime ([`bridge`]), so callers in any runtime (or
+//! none) get an answer in time.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
-use redis::{RedisError, RedisResult};
 use tokio::sync::Notify;
 
 use crate::breaker::Breaker;
 use crate::codec::CodecKind;
+use crate::config::L2Settings;
 use crate::error::Error;
 use crate::invalidate::{GenId, Generations};
 use crate::l1::L1Store;
 
-/// Where the shared tier lives and how to use it.
+pub(crate) mod bridge;
+pub(crate) mod channel;
+mod keys;
+#[cfg(test)]
+pub(crate) mod memory;
+#[cfg(feature = "redis")]
+pub(crate) mod redis;
+
+use bridge::Bridge;
+use channel::Event;
+use keys::StoredKeys;
+
+/// A boxed `'static` future: what backend operations return, so a sync
+/// caller can hand one to the cache's runtime.
+pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Why a backend operation failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Fault {
+    /// The store could not be reached, or the connection failed: counts
+    /// against the breaker.
+    Down(String),
+    /// The store answered, with an error about this operation (for example
+    /// a key of another type): the store is fine, the key is not.
+    Refused(String),
+}
+
+/// Where a backend operation runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Place {
+    /// On the calling task's runtime, which drives the connection: await it
+    /// where it is.
+    Here,
+    /// On the cache's own runtime: hand it over and wait for the answer.
+    Background,
+}
+
+/// One backend operation, ready to run.
+pub(crate) struct Call<T> {
+    pub(crate) place: Place,
+    pub(crate) op: BoxFuture<'static, Result<T, Fault>>,
+}
+
+impl<T> Call<T> {
+    /// An operation that runs on the cache's own runtime.
+    #[cfg_attr(not(test), allow(dead_code, reason = "used by the test backend"))]
+    pub(crate) fn background(
+        op: impl Future<Output = Result<T, Fault>> + Send + 'static,
+    ) -> Call<T> {
+        Call {
+            place: Place::Background,
+            op: Box::pin(op),
+        }
+    }
+}
+
+/// Messages from the invalidation channel, until the subscription drops.
+pub(crate) trait Subscription: Send {
+    /// The next message's bytes; `None` once the subscription is gone.
+    fn next(&mut self) -> BoxFuture<'_, Option<Vec<u8>>>;
+}
+
+/// The seam between the load path and a shared store: the handful of
+/// operations the shared tier is made of. Keys and values are bytes the
+/// tier has already named and encoded; timeouts, the breaker and the
+/// runtime bridge are the tier's, not the backend's.
+pub(crate) trait Backend: Send + Sync + 'static {
+    /// The values of `keys`, in order; `None` for a key that is absent or
+    /// holds something other than a string.
+    fn get_many(&self, keys: Vec<String>) -> Call<Vec<Option<Vec<u8>>>>;
+    /// Stores `value` under `key` for `ttl`.
+    fn set(&self, key: String, value: Vec<u8>, ttl: Duration) -> Call<()>;
+    /// Adds `by` to the integer at `key` (0 when absent) and returns the sum.
+    fn increment(&self, key: String, by: u64) -> Call<u64>;
+    /// Sends `message` to every subscriber of `channel`.
+    fn publish(&self, channel: String, message: String) -> Call<()>;
+    /// Stores `value` under `key` for `ttl` unless the key exists; whether
+    /// it was stored.
+    fn set_if_absent(&self, key: String, value: String, ttl: Duration) -> Call<bool>;
+    /// Deletes `key` if it still holds `value`.
+    fn delete_if_equal(&self, key: String, value: String) -> Call<()>;
+    /// Subscribes to `channel`; called on the cache's runtime, again after
+    /// every drop.
+    fn subscribe(
+        &self,
+        channel: String,
+    ) -> BoxFuture<'static, Result<Box<dyn Subscription>, Fault>>;
+    /// The cache was just built by the calling task: a backend that keeps a
+    /// connection per runtime may start opening this one's.
+    fn warm_up(&self) {}
+}
+
+/// What a backend is given to connect.
 #[derive(Debug, Clone)]
-pub(crate) struct L2Config {
-    pub(crate) urls: Vec<String>,
-    pub(crate) cluster: bool,
+pub(crate) struct ConnectContext {
+    pub(crate) timeout: Duration,
+    pub(crate) connection_per_runtime: bool,
+    /// The cache's own runtime.
+    pub(crate) background: tokio::runtime::Id,
+}
+
+/// How the builder makes a backend: the Redis URLs, or a test's store.
+pub(crate) trait Connect: std::fmt::Debug + Send + Sync + 'static {
+    /// Connects; runs on the cache's own runtime.
+    fn connect(&self, cx: ConnectContext) -> BoxFuture<'static, Result<Arc<dyn Backend>, Error>>;
 }
 
 /// Why a shared-tier operation gave no answer. Never reaches a cached call:
@@ -52,265 +154,33 @@ pub(crate) enum L2Error {
     Open,
     /// No answer within `l2_timeout`.
     Timeout,
-    /// Redis could not be reached, or the connection failed.
-    Redis(String),
-    /// Redis answered, with an error about this operation (for example a
-    /// key of another type): the server is fine, the key is not.
-    Reply(String),
-}
-
-impl std::fmt::Display for L2Error {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            L2Error::Open => f.write_str("the shared tier is unavailable (circuit open)"),
-            L2Error::Timeout => f.write_str("the shared tier did not answer in time"),
-            L2Error::Redis(e) => write!(f, "the shared tier failed: {e}"),
-            L2Error::Reply(e) => write!(f, "the shared tier refused the operation: {e}"),
-        }
-    }
+    /// The store could not be reached, or the connection failed.
+    Down(String),
+    /// The store answered with an error about this operation.
+    Refused(String),
 }
 
 impl From<L2Error> for Error {
     fn from(e: L2Error) -> Error {
-        Error::L2(e.to_string())
-    }
-}
-
-/// A Redis error's text without anything that could be a credential.
-fn describe(e: &RedisError) -> String {
-    let text = e.to_string();
-    // URLs in messages may carry `user:password@`; keep only what follows.
-    text.split_whitespace()
-        .map(|word| match (word.find("://"), word.rfind('@')) {
-            (Some(scheme), Some(at)) if at > scheme => {
-                format!("{}://{}", &word[..scheme], &word[at + 1..])
-            }
-            _ => word.to_owned(),
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// Whether an error says the server is unreachable or unwell (which counts
-/// against the breaker), as opposed to a bad answer about one key.
-/// Error replies the client has no kind for (`WRONGTYPE`, `NOREPLICAS`,
-/// `OOM`, ...) are answers too.
-fn is_infrastructure(e: &RedisError) -> bool {
-    !matches!(
-        e.kind(),
-        redis::ErrorKind::Server(_)
-            | redis::ErrorKind::Extension
-            | redis::ErrorKind::UnexpectedReturnType
-    )
-}
-
-#[derive(Clone)]
-enum Conn {
-    Single(redis::aio::ConnectionManager),
-    #[cfg(feature = "cluster")]
-    Cluster(redis::cluster_async::ClusterConnection),
-}
-
-impl Conn {
-    async fn query<T: redis::FromRedisValue>(mut self, cmd: redis::Cmd) -> RedisResult<T> {
-        match &mut self {
-            Conn::Single(c) => cmd.query_async(c).await,
-            #[cfg(feature = "cluster")]
-            Conn::Cluster(c) => cmd.query_async(c).await,
-        }
-    }
-
-    /// The string values of the keys of `mget` (an `MGET` command), in
-    /// order; `None` for a key that is absent or holds another type. On a
-    /// cluster the client splits it by node and joins the replies.
-    async fn mget(self, mget: redis::Cmd) -> RedisResult<Vec<Option<Vec<u8>>>> {
-        let replies: Vec<redis::Value> = self.query(mget).await?;
-        Ok(replies
-            .into_iter()
-            .map(|v| match v {
-                redis::Value::BulkString(bytes) => Some(bytes),
-                _ => None,
-            })
-            .collect())
-    }
-
-    async fn script<T: redis::FromRedisValue>(
-        mut self,
-        script: &redis::Script,
-        key: String,
-        arg: String,
-    ) -> RedisResult<T> {
-        let mut invocation = script.key(key);
-        invocation.arg(arg);
-        match &mut self {
-            Conn::Single(c) => invocation.invoke_async(c).await,
-            #[cfg(feature = "cluster")]
-            Conn::Cluster(c) => invocation.invoke_async(c).await,
+        match e {
+            L2Error::Open => Error::L2Unavailable,
+            L2Error::Timeout => Error::L2Timeout,
+            L2Error::Down(why) => Error::L2Connection(why),
+            L2Error::Refused(why) => Error::L2Refused(why),
         }
     }
 }
-
-/// The name of the thread of the cache's own runtime.
-const BACKGROUND_THREAD: &str = "cachette-l2";
-
-thread_local! {
-    /// The runtime a thread outside tokio drives its sync callers'
-    /// shared-tier steps on (see [`Shared::block_on`]).
-    static THREAD_RUNTIME: Option<tokio::runtime::Runtime> = {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok();
-        THREAD_RUNTIME_ID.set(runtime.as_ref().map(|r| r.handle().id()));
-        runtime
-    };
-    /// Its id, once made.
-    static THREAD_RUNTIME_ID: std::cell::Cell<Option<tokio::runtime::Id>> =
-        const { std::cell::Cell::new(None) };
-}
-
-/// Whether `runtime` is the calling thread's own (see [`Shared::block_on`]).
-fn on_thread_runtime(runtime: tokio::runtime::Id) -> bool {
-    THREAD_RUNTIME_ID
-        .try_with(|id| id.get() == Some(runtime))
-        .unwrap_or(false)
-}
-
-/// The runtime shared-tier work runs on; its thread ends when the cache's
-/// last clone is dropped (even from inside another runtime).
-struct Background {
-    handle: tokio::runtime::Handle,
-    _stop: tokio::sync::oneshot::Sender<()>,
-}
-
-impl Background {
-    fn start() -> Result<Background, Error> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name(BACKGROUND_THREAD)
-            .enable_all()
-            .build()
-            .map_err(|e| Error::L2(format!("could not start the shared tier's runtime: {e}")))?;
-        let handle = runtime.handle().clone();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        std::thread::Builder::new()
-            .name("cachette-l2-owner".to_owned())
-            .spawn(move || {
-                runtime.block_on(async {
-                    let _ = stopped.await;
-                });
-                runtime.shutdown_background();
-            })
-            .map_err(|e| Error::L2(format!("could not start the shared tier's thread: {e}")))?;
-        Ok(Background {
-            handle,
-            _stop: stop,
-        })
-    }
-}
-
-/// One invalidation-channel message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Event {
-    /// A key's slot moved to a generation; the key is dropped from L1.
-    Key {
-        slot: usize,
-        generation: u64,
-        key: String,
-    },
-    Tag {
-        generation: u64,
-        tag: String,
-    },
-    Namespace {
-        generation: u64,
-        namespace: String,
-    },
-    Clear {
-        generation: u64,
-    },
-    /// An entry was stored: single-flight waiters may look again.
-    Filled,
-}
-
-impl Event {
-    fn encode(&self, node: u64) -> String {
-        match self {
-            Event::Key {
-                slot,
-                generation,
-                key,
-            } => format!("{node}|k|{slot}|{generation}|{key}"),
-            Event::Tag { generation, tag } => format!("{node}|t|{generation}|{tag}"),
-            Event::Namespace {
-                generation,
-                namespace,
-            } => format!("{node}|n|{generation}|{namespace}"),
-            Event::Clear { generation } => format!("{node}|c|{generation}"),
-            Event::Filled => format!("{node}|f"),
-        }
-    }
-
-    /// The sender and the event; `None` for anything malformed.
-    fn decode(text: &str) -> Option<(u64, Event)> {
-        let (node, rest) = text.split_once('|')?;
-        let node = node.parse().ok()?;
-        let (kind, rest) = rest.split_once('|').unwrap_or((rest, ""));
-        let event = match kind {
-            "k" => {
-                let (slot, rest) = rest.split_once('|')?;
-                let (generation, key) = rest.split_once('|')?;
-                let slot: usize = slot.parse().ok()?;
-                if slot >= crate::invalidate::KEY_SLOTS {
-                    return None;
-                }
-                Event::Key {
-                    slot,
-                    generation: generation.parse().ok()?,
-                    key: key.to_owned(),
-                }
-            }
-            "t" => {
-                let (generation, tag) = rest.split_once('|')?;
-                Event::Tag {
-                    generation: generation.parse().ok()?,
-                    tag: tag.to_owned(),
-                }
-            }
-            "n" => {
-                let (generation, namespace) = rest.split_once('|')?;
-                Event::Namespace {
-                    generation: generation.parse().ok()?,
-                    namespace: namespace.to_owned(),
-                }
-            }
-            "c" => Event::Clear {
-                generation: rest.parse().ok()?,
-            },
-            "f" => Event::Filled,
-            _ => return None,
-        };
-        Some((node, event))
-    }
-}
-
-/// Compare-and-delete: releases a lock only if it still holds our token.
-const UNLOCK: &str = r"if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
-
-mod routes;
-
-use routes::{Route, Routes};
 
 /// The shared tier of one cache.
-pub(crate) struct Shared {
-    /// The connections: the cache's own, and one per calling runtime.
-    routes: Routes,
-    background: Background,
+pub(crate) struct L2 {
+    backend: Arc<dyn Backend>,
+    bridge: Bridge,
     timeout: Duration,
     pub(crate) breaker: Breaker,
     pub(crate) codec: CodecKind,
     pub(crate) max_value_size: usize,
     pub(crate) lock_timeout: Duration,
-    /// `"myapp:"`, or empty.
-    prefix: String,
-    channel: String,
+    keys: StoredKeys,
     /// This process's id on the channel, so it ignores its own messages.
     node: u64,
     /// Woken whenever any process stores an entry.
@@ -319,68 +189,59 @@ pub(crate) struct Shared {
     /// that began in an earlier era may have missed messages (the L1 flush
     /// on reconnecting came before its fill), so it must not fill.
     era: Arc<AtomicU64>,
-    unlock: redis::Script,
 }
 
-impl std::fmt::Debug for Shared {
+impl std::fmt::Debug for L2 {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared")
-            .field("prefix", &self.prefix)
+        f.debug_struct("L2")
+            .field("keys", &self.keys)
             .field("timeout", &self.timeout)
             .field("breaker_open", &self.breaker.is_open())
             .finish_non_exhaustive()
     }
 }
 
-impl Shared {
-    /// Connects, and starts the invalidation subscriber that keeps `l1` and
-    /// `generations` coherent with other processes.
-    pub(crate) async fn connect(
-        config: L2Config,
-        settings: &crate::cache::L2Settings,
+impl L2 {
+    /// Connects through `connect`, and starts the invalidation subscriber
+    /// that keeps `l1` and `generations` coherent with other processes.
+    pub(crate) async fn start(
+        connect: &dyn Connect,
+        settings: &L2Settings,
         prefix: &str,
         l1: Arc<dyn L1Store>,
         generations: Arc<Generations>,
-    ) -> Result<Shared, Error> {
+    ) -> Result<L2, Error> {
         let timeout = settings.timeout;
-        if config.urls.is_empty() {
-            return Err(Error::InvalidConfig("no Redis URL given".to_owned()));
-        }
-        let background = Background::start()?;
-        let prefix = if prefix.is_empty() {
-            String::new()
-        } else {
-            format!("{prefix}:")
-        };
-        let channel = format!("{prefix}#events");
+        let bridge = Bridge::start()?;
+        let keys = StoredKeys::new(prefix);
         let node = fastrand::u64(1..);
-        let urls = config.urls.clone();
-        let cluster = config.cluster;
-        let connect = background.handle.spawn(async move {
-            let budget = timeout.max(Duration::from_secs(2));
-            tokio::time::timeout(budget, open(urls, cluster, timeout))
-                .await
-                .unwrap_or_else(|_| Err(Error::L2("could not connect to Redis in time".to_owned())))
-        });
-        let conn = connect
-            .await
-            .map_err(|e| Error::L2(format!("the connection task failed: {e}")))??;
-        let routes = Routes::new(
-            config.clone(),
+        let cx = ConnectContext {
             timeout,
-            settings.connection_per_runtime,
-            background.handle.id(),
-            conn,
-        );
-        // The runtime that builds the cache is likely the one that calls it:
-        // start opening its connection now.
-        let _ = routes.pick();
+            connection_per_runtime: settings.connection_per_runtime,
+            background: bridge.handle().id(),
+        };
+        let connecting = connect.connect(cx);
+        let backend = bridge
+            .handle()
+            .spawn(async move {
+                let budget = timeout.max(Duration::from_secs(2));
+                tokio::time::timeout(budget, connecting)
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(Error::L2Connection(
+                            "could not connect to the shared tier in time".to_owned(),
+                        ))
+                    })
+            })
+            .await
+            .map_err(|e| Error::L2Connection(format!("the connection task failed: {e}")))??;
+        backend.warm_up();
 
         let fills = Arc::new(Notify::new());
         let era = Arc::new(AtomicU64::new(0));
-        background.handle.spawn(subscribe(
-            config.urls.clone(),
-            channel.clone(),
+        bridge.handle().spawn(channel::listen(
+            Arc::clone(&backend),
+            keys.channel(),
             node,
             l1,
             generations,
@@ -391,27 +252,25 @@ impl Shared {
         // begins before the first era (bounded: a cache that cannot
         // subscribe still works, and fills once it has).
         let first = Arc::clone(&era);
-        let listening = background.handle.spawn(async move {
+        let listening = bridge.handle().spawn(async move {
             let deadline = tokio::time::Instant::now() + timeout.max(Duration::from_millis(500));
             while first.load(SeqCst) == 0 && tokio::time::Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
         });
         let _ = listening.await;
-        Ok(Shared {
-            routes,
-            background,
+        Ok(L2 {
+            backend,
+            bridge,
             timeout,
             breaker: Breaker::new(),
             codec: settings.codec,
             max_value_size: settings.max_value_size,
             lock_timeout: settings.lock_timeout,
-            prefix,
-            channel,
+            keys,
             node,
             fills,
             era,
-            unlock: redis::Script::new(UNLOCK),
         })
     }
 
@@ -421,107 +280,43 @@ impl Shared {
         self.era.load(SeqCst)
     }
 
-    /// The Redis key of an entry: prefix, namespace and its generation,
-    /// version, then the logical key (the `{fn}_key` form without its
-    /// namespace and version, which are written here).
+    /// The stored key of an entry (see [`StoredKeys::entry`]).
     pub(crate) fn entry_key(
         &self,
         namespace: Option<(&str, u64)>,
         version: u32,
         rendered: &str,
     ) -> String {
-        let mut version_buffer = itoa::Buffer::new();
-        let version = version_buffer.format(version);
-        let mut generation_buffer = itoa::Buffer::new();
-        let mut key = String::with_capacity(self.prefix.len() + 48 + rendered.len());
-        key.push_str(&self.prefix);
-        if let Some((ns, generation)) = namespace {
-            key.push_str(ns);
-            key.push('@');
-            key.push_str(generation_buffer.format(generation));
-            key.push(':');
-        }
-        key.push('v');
-        key.push_str(version);
-        key.push(':');
-        key.push_str(rendered);
-        key
+        self.keys.entry(namespace, version, rendered)
     }
 
-    fn generation_key(&self, id: &GenId) -> String {
-        let mut key = String::new();
-        self.write_generation_key(id, &mut key);
-        key
-    }
-
-    /// Writes the Redis key of a generation into `key` (emptied first).
-    fn write_generation_key(&self, id: &GenId, key: &mut String) {
-        let (kind, name) = match id {
-            GenId::Clear => ("clear", ""),
-            GenId::KeySlot(_) => ("key:", ""),
-            GenId::Namespace(ns) => ("ns:", ns.as_str()),
-            GenId::Tag(tag) => ("tag:", tag.as_str()),
-        };
-        key.clear();
-        key.push_str(&self.prefix);
-        key.push_str("#gen:");
-        key.push_str(kind);
-        key.push_str(name);
-        if let GenId::KeySlot(slot) = id {
-            key.push_str(itoa::Buffer::new().format(*slot));
-        }
-    }
-
-    /// `MGET` of `first` (when given) then the generations `ids`, built
-    /// without a string per key.
-    fn mget_command(&self, first: Option<&str>, ids: &[GenId]) -> redis::Cmd {
-        let mut scratch = String::with_capacity(self.prefix.len() + 48);
-        let keys = usize::from(first.is_some()) + ids.len();
-        let bytes = first.map_or(0, str::len) + ids.len() * (self.prefix.len() + 24);
-        let mut cmd = redis::Cmd::with_capacity(1 + keys, 4 + bytes);
-        cmd.arg("MGET");
-        if let Some(first) = first {
-            cmd.arg(first);
-        }
-        for id in ids {
-            self.write_generation_key(id, &mut scratch);
-            cmd.arg(scratch.as_str());
-        }
-        cmd
-    }
-
-    /// Runs one operation over the calling runtime's connection, or else
-    /// on the cache's own runtime; bounded by the timeout and guarded by
-    /// the breaker.
-    async fn run<T, Op>(&self, op: impl FnOnce(Conn) -> Op) -> Result<T, L2Error>
-    where
-        T: Send + 'static,
-        Op: Future<Output = RedisResult<T>> + Send + 'static,
-    {
+    /// Runs one backend operation where the backend says; bounded by the
+    /// timeout and guarded by the breaker.
+    async fn run<T: Send + 'static>(&self, call: impl FnOnce() -> Call<T>) -> Result<T, L2Error> {
         if !self.breaker.allow() {
             return Err(L2Error::Open);
         }
         let timeout = self.timeout;
-        let done = match self.routes.pick() {
-            Route::InPlace(conn) => Ok(tokio::time::timeout(timeout, op(conn)).await),
-            Route::Background(conn) => {
-                let op = op(conn);
-                self.background
-                    .handle
+        let Call { place, op } = call();
+        let done = match place {
+            Place::Here => Ok(tokio::time::timeout(timeout, op).await),
+            Place::Background => {
+                self.bridge
+                    .handle()
                     .spawn(async move { tokio::time::timeout(timeout, op).await })
                     .await
             }
         };
         let outcome = match done {
             Ok(Ok(Ok(value))) => Ok(value),
-            Ok(Ok(Err(e))) if is_infrastructure(&e) => Err(L2Error::Redis(describe(&e))),
-            Ok(Ok(Err(e))) => {
-                // The server answered: it is up, whatever it said.
+            Ok(Ok(Err(Fault::Down(why)))) => Err(L2Error::Down(why)),
+            Ok(Ok(Err(Fault::Refused(why)))) => {
+                // The store answered: it is up, whatever it said.
                 self.breaker.success();
-                return Err(L2Error::Reply(describe(&e)));
+                return Err(L2Error::Refused(why));
             }
             Ok(Err(_elapsed)) => Err(L2Error::Timeout),
-            Err(join) => Err(L2Error::Redis(format!("the operation was lost: {join}"))),
+            Err(join) => Err(L2Error::Down(format!("the operation was lost: {join}"))),
         };
         match outcome {
             Ok(_) => self.breaker.success(),
@@ -531,33 +326,14 @@ impl Shared {
     }
 
     /// Runs `work` (shared-tier steps only, never a function body) to
-    /// completion for a sync caller; blocks the calling thread for at most
-    /// `budget`. Outside any tokio runtime the thread drives the work itself,
-    /// on a small runtime of its own (with its own connection, see
-    /// [`Routes`]); inside one (where blocking on another runtime would
-    /// panic), the work goes to the cache's runtime.
+    /// completion for a sync caller, blocking for at most `budget` (see
+    /// [`Bridge::block_on`]).
     pub(crate) fn block_on<T: Send + 'static>(
         &self,
         budget: Duration,
         work: impl Future<Output = T> + Send + 'static,
     ) -> Option<T> {
-        let own_runtime = tokio::runtime::Handle::try_current().is_err()
-            && THREAD_RUNTIME
-                .try_with(|runtime| runtime.is_some())
-                .unwrap_or(false);
-        if own_runtime {
-            let done = THREAD_RUNTIME.with(|runtime| {
-                runtime.as_ref().map(|runtime| {
-                    runtime.block_on(async { tokio::time::timeout(budget, work).await })
-                })
-            });
-            return done.and_then(Result::ok);
-        }
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        self.background.handle.spawn(async move {
-            let _ = tx.send(work.await);
-        });
-        rx.recv_timeout(budget).ok()
+        self.bridge.block_on(budget, work)
     }
 
     /// [`tokio::time::timeout`] on the timers of the cache's own runtime,
@@ -567,9 +343,7 @@ impl Shared {
         duration: Duration,
         future: F,
     ) -> tokio::time::Timeout<F> {
-        // A timer belongs to the runtime current when it is made.
-        let _timers = self.background.handle.enter();
-        tokio::time::timeout(duration, future)
+        self.bridge.timeout(duration, future)
     }
 
     /// How long a sync caller waits for `steps` shared-tier operations.
@@ -579,8 +353,8 @@ impl Shared {
 
     /// The current values of `ids`, in one round trip.
     pub(crate) async fn fetch_generations(&self, ids: &[GenId]) -> Result<Vec<u64>, L2Error> {
-        let mget = self.mget_command(None, ids);
-        let replies = self.run(|conn| conn.mget(mget)).await?;
+        let keys = ids.iter().map(|id| self.keys.generation(id)).collect();
+        let replies = self.run(|| self.backend.get_many(keys)).await?;
         Ok(replies
             .iter()
             .map(|r| generation_value(r.as_deref()))
@@ -594,8 +368,10 @@ impl Shared {
         key: &str,
         ids: &[GenId],
     ) -> Result<(Option<Vec<u8>>, Vec<u64>), L2Error> {
-        let mget = self.mget_command(Some(key), ids);
-        let replies = self.run(|conn| conn.mget(mget)).await?;
+        let mut keys = Vec::with_capacity(1 + ids.len());
+        keys.push(key.to_owned());
+        keys.extend(ids.iter().map(|id| self.keys.generation(id)));
+        let replies = self.run(|| self.backend.get_many(keys)).await?;
         let mut replies = replies.into_iter();
         // Nothing, or a key of another type written behind the cache's
         // back: a miss, which the next fill replaces.
@@ -612,34 +388,20 @@ impl Shared {
         value: Vec<u8>,
         ttl: Duration,
     ) -> Result<(), L2Error> {
-        let millis = ttl.as_millis().max(1) as u64;
-        let cmd = redis::cmd("SET")
-            .arg(key)
-            .arg(value)
-            .arg("PX")
-            .arg(millis)
-            .clone();
-        self.run(|conn| conn.query::<()>(cmd)).await
+        self.run(|| self.backend.set(key, value, ttl)).await
     }
 
-    /// Reads one generation (0 when Redis has none yet).
-    pub(crate) async fn fetch_generation(&self, id: &GenId) -> Result<u64, L2Error> {
-        let cmd = redis::cmd("GET").arg(self.generation_key(id)).clone();
-        let value: Option<u64> = self.run(|conn| conn.query(cmd)).await?;
-        Ok(value.unwrap_or(0))
-    }
-
-    /// Reads one generation, first raising it in Redis to at least `floor`
-    /// (this process's value) when it is lower there: Redis lost it (a
-    /// restart without persistence) or never got it (an invalidation that
-    /// failed). Entries filled with `floor` then stay below every later
+    /// Reads one generation, first raising it in the store to at least
+    /// `floor` (this process's value) when it is lower there: the store lost
+    /// it (a restart without persistence) or never got it (an invalidation
+    /// that failed). Entries filled with `floor` then stay below every later
     /// invalidation's generation, in every process.
     pub(crate) async fn fetch_generation_at_least(
         &self,
         id: &GenId,
         floor: u64,
     ) -> Result<u64, L2Error> {
-        let value = self.fetch_generation(id).await?;
+        let value = self.fetch_generations(std::slice::from_ref(id)).await?[0];
         if value >= floor {
             return Ok(value);
         }
@@ -654,237 +416,39 @@ impl Shared {
 
     /// Moves one generation on by `by` and returns its new value.
     pub(crate) async fn advance_generation(&self, id: &GenId, by: u64) -> Result<u64, L2Error> {
-        let cmd = redis::cmd("INCRBY")
-            .arg(self.generation_key(id))
-            .arg(by)
-            .clone();
-        self.run(|conn| conn.query(cmd)).await
+        let key = self.keys.generation(id);
+        self.run(|| self.backend.increment(key, by)).await
     }
 
     pub(crate) async fn publish(&self, event: &Event) -> Result<(), L2Error> {
-        let cmd = redis::cmd("PUBLISH")
-            .arg(&self.channel)
-            .arg(event.encode(self.node))
-            .clone();
-        self.run(|conn| conn.query::<i64>(cmd)).await.map(drop)
+        let message = event.encode(self.node);
+        self.run(|| self.backend.publish(self.keys.channel(), message))
+            .await
     }
 
     pub(crate) fn lock_key(&self, entry_key: &str) -> String {
-        format!("{}#lock:{entry_key}", self.prefix)
+        self.keys.lock(entry_key)
     }
 
-    /// `SET lock token NX PX timeout`: whether this caller now holds it.
+    /// Takes the lock `lock_key` with `token` for `lock_timeout`: whether
+    /// this caller now holds it.
     pub(crate) async fn try_lock(&self, lock_key: String, token: String) -> Result<bool, L2Error> {
-        let millis = self.lock_timeout.as_millis().max(1) as u64;
-        let cmd = redis::cmd("SET")
-            .arg(lock_key)
-            .arg(token)
-            .arg("NX")
-            .arg("PX")
-            .arg(millis)
-            .clone();
-        let reply: Option<String> = self.run(|conn| conn.query(cmd)).await?;
-        Ok(reply.is_some())
+        let ttl = self.lock_timeout;
+        self.run(|| self.backend.set_if_absent(lock_key, token, ttl))
+            .await
     }
 
     /// Releases the lock if it still holds `token`.
     pub(crate) async fn unlock(&self, lock_key: String, token: String) -> Result<(), L2Error> {
-        let script = self.unlock.clone();
-        self.run(|conn| async move { conn.script::<i64>(&script, lock_key, token).await })
+        self.run(|| self.backend.delete_if_equal(lock_key, token))
             .await
-            .map(drop)
     }
 }
 
-/// A generation as Redis returns it: absent or unreadable counts as 0.
+/// A generation as the store returns it: absent or unreadable counts as 0.
 fn generation_value(reply: Option<&[u8]>) -> u64 {
     reply
         .and_then(|bytes| std::str::from_utf8(bytes).ok())
         .and_then(|text| text.parse().ok())
         .unwrap_or(0)
-}
-
-async fn open(urls: Vec<String>, cluster: bool, timeout: Duration) -> Result<Conn, Error> {
-    let bad_url = |e: RedisError| Error::InvalidConfig(format!("bad Redis URL: {}", describe(&e)));
-    let unreachable =
-        |e: RedisError| Error::L2(format!("could not connect to Redis: {}", describe(&e)));
-    if cluster {
-        #[cfg(feature = "cluster")]
-        {
-            let client = redis::cluster::ClusterClient::builder(urls)
-                .connection_timeout(timeout)
-                .response_timeout(timeout)
-                .build()
-                .map_err(bad_url)?;
-            let conn = client.get_async_connection().await.map_err(unreachable)?;
-            return Ok(Conn::Cluster(conn));
-        }
-        #[cfg(not(feature = "cluster"))]
-        {
-            let _ = (urls, timeout, unreachable);
-            return Err(Error::InvalidConfig(
-                "`redis_cluster` needs the `cluster` feature".to_owned(),
-            ));
-        }
-    }
-    let client = redis::Client::open(urls[0].as_str()).map_err(bad_url)?;
-    let config = redis::aio::ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(timeout.max(Duration::from_millis(200))))
-        // Every operation is bounded by `l2_timeout` already (`Shared::run`):
-        // a second timer per operation would only cost.
-        .set_response_timeout(None)
-        .set_min_delay(Duration::from_millis(10))
-        .set_max_delay(Duration::from_millis(500));
-    let conn = redis::aio::ConnectionManager::new_with_config(client, config)
-        .await
-        .map_err(unreachable)?;
-    // A server that wants a password the URL lacks takes the connection and
-    // refuses every command: a configuration error, reported now.
-    let conn = Conn::Single(conn);
-    conn.clone()
-        .query::<String>(redis::cmd("PING"))
-        .await
-        .map_err(unreachable)?;
-    Ok(conn)
-}
-
-/// Listens on the invalidation channel for as long as the cache lives,
-/// reconnecting after any failure. Each (re)connection flushes L1 and forgets
-/// the mirrored generations: messages sent while disconnected are lost. It
-/// also moves the era on (before the flush), so loads in flight meanwhile do
-/// not fill L1 again with what a lost message invalidated.
-///
-/// Each attempt goes to the next of `urls`: in a cluster a message published
-/// on any node reaches every node, so when the node listened to dies the
-/// subscriber moves on to another.
-async fn subscribe(
-    urls: Vec<String>,
-    channel: String,
-    node: u64,
-    l1: Arc<dyn L1Store>,
-    generations: Arc<Generations>,
-    fills: Arc<Notify>,
-    era: Arc<AtomicU64>,
-) {
-    let mut backoff = Duration::from_millis(20);
-    for url in urls.iter().cycle() {
-        if let Ok(client) = redis::Client::open(url.as_str()) {
-            if let Ok(Ok(mut pubsub)) =
-                tokio::time::timeout(Duration::from_secs(2), client.get_async_pubsub()).await
-            {
-                if pubsub.subscribe(&channel).await.is_ok() {
-                    backoff = Duration::from_millis(20);
-                    era.fetch_add(1, SeqCst);
-                    l1.clear();
-                    generations.forget_all();
-                    let mut messages = pubsub.on_message();
-                    while let Some(message) = messages.next().await {
-                        let Ok(text) = std::str::from_utf8(message.get_payload_bytes()) else {
-                            continue;
-                        };
-                        apply(text, node, &*l1, &generations, &fills);
-                    }
-                    // The stream ended: the connection is gone.
-                    era.fetch_add(1, SeqCst);
-                    l1.clear();
-                    generations.forget_all();
-                }
-            }
-        }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(1));
-    }
-}
-
-fn apply(text: &str, node: u64, l1: &dyn L1Store, generations: &Generations, fills: &Notify) {
-    let Some((sender, event)) = Event::decode(text) else {
-        return;
-    };
-    if let Event::Filled = event {
-        // Our own fills wake our own cross-process waiters too.
-        fills.notify_waiters();
-        return;
-    }
-    if sender == node {
-        return;
-    }
-    match event {
-        Event::Key {
-            slot,
-            generation,
-            key,
-        } => {
-            learn_announced(generations, &GenId::KeySlot(slot), generation);
-            l1.remove(&key);
-        }
-        Event::Tag { generation, tag } => {
-            learn_announced(generations, &GenId::Tag(tag), generation)
-        }
-        Event::Namespace {
-            generation,
-            namespace,
-        } => learn_announced(generations, &GenId::Namespace(namespace), generation),
-        Event::Clear { generation } => {
-            learn_announced(generations, &GenId::Clear, generation);
-            l1.clear();
-        }
-        Event::Filled => {}
-    }
-}
-
-/// Learns a generation another process announced (or Redis reported),
-/// except one below this
-/// process's own value while that is not yet confirmed by Redis (after a
-/// reconnection): Redis lost it, and the next load must read Redis and
-/// raise it there ([`Shared::fetch_generation_at_least`]) rather than take
-/// it as known.
-pub(crate) fn learn_announced(generations: &Generations, id: &GenId, generation: u64) {
-    if generation < generations.get(id) && !generations.unknown([id.clone()]).is_empty() {
-        return;
-    }
-    generations.learn(id, generation);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn events_round_trip_and_garbage_is_ignored() {
-        let events = [
-            Event::Key {
-                slot: 7,
-                generation: 3,
-                key: "users:v1:user:4|2".into(),
-            },
-            Event::Tag {
-                generation: 9,
-                tag: "org:1".into(),
-            },
-            Event::Namespace {
-                generation: 2,
-                namespace: "users".into(),
-            },
-            Event::Clear { generation: 5 },
-            Event::Filled,
-        ];
-        for event in events {
-            assert_eq!(Event::decode(&event.encode(42)), Some((42, event)));
-        }
-        for garbage in ["", "x", "1|z|3", "1|k|99999|1|k", "a|t|1|x", "1|c|x"] {
-            assert_eq!(Event::decode(garbage), None, "{garbage:?}");
-        }
-    }
-
-    #[test]
-    fn errors_never_show_credentials() {
-        let e = RedisError::from((
-            redis::ErrorKind::Io,
-            "connect failed",
-            "redis://user:secret@127.0.0.1:1/".to_owned(),
-        ));
-        let text = describe(&e);
-        assert!(!text.contains("secret"), "{text}");
-        assert!(text.contains("127.0.0.1:1"), "{text}");
-    }
 }

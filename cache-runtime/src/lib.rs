@@ -18,44 +18,44 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 
-#[cfg(feature = "redis")]
 mod breaker;
-mod cache;
 mod clock;
-#[cfg(feature = "redis")]
-#[allow(dead_code, reason = "used by the shared tier")]
 mod codec;
-#[cfg(feature = "redis")]
-#[allow(dead_code, reason = "read and written by the shared tier")]
+mod config;
 mod envelope;
 mod error;
 mod flight;
+mod global;
+mod handle;
 mod invalidate;
 mod key;
 mod l1;
-#[cfg(feature = "redis")]
+#[cfg_attr(
+    not(feature = "redis"),
+    allow(dead_code, reason = "without `redis`, only tests construct a backend")
+)]
 mod l2;
 mod shape;
 mod spec;
 mod stats;
 mod tier;
 mod value;
+mod wait;
 
-pub use cache::{
-    clear, clear_blocking, invalidate_key, invalidate_key_blocking, invalidate_namespace,
-    invalidate_namespace_blocking, invalidate_tag, invalidate_tag_blocking, set_global, Builder,
-    Cache, DEFAULT_L1_CAPACITY,
-};
-#[cfg(feature = "redis")]
-pub use cache::{
-    DEFAULT_L2_TIMEOUT, DEFAULT_LOCK_TIMEOUT, DEFAULT_MAX_VALUE_SIZE, DEFAULT_SHARED_L1_MAX_TTL,
-};
 pub use clock::{Clock, ManualClock, SystemClock};
 #[cfg(feature = "postcard")]
 pub use codec::Postcard;
-#[cfg(feature = "redis")]
 pub use codec::{Bincode, Codec, CodecError};
+pub use config::{
+    Builder, DEFAULT_L1_CAPACITY, DEFAULT_L2_TIMEOUT, DEFAULT_LOCK_TIMEOUT, DEFAULT_MAX_VALUE_SIZE,
+    DEFAULT_SHARED_L1_MAX_TTL,
+};
 pub use error::Error;
+pub use global::{
+    clear, clear_blocking, invalidate_key, invalidate_key_blocking, invalidate_namespace,
+    invalidate_namespace_blocking, invalidate_tag, invalidate_tag_blocking, set_global,
+};
+pub use handle::Cache;
 pub use key::{KeyPart, KeyWriter};
 pub use spec::Tier;
 pub use stats::{FunctionStats, Stats};
@@ -64,7 +64,7 @@ pub use value::SharedValue;
 /// What generated code calls. Not public API: it changes without notice.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::cache::global;
+    pub use crate::global::global;
     pub use crate::key::{Escape, KeyPart, KeyWriter};
     pub use crate::shape::{Opt, Plain, Res, ResOpt, Shape};
     pub use crate::spec::{Site, Spec, Tier};

@@ -3,7 +3,7 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use crate::cache::Cache;
+use crate::handle::Cache;
 use crate::key::Escape;
 use crate::stats::Counters;
 
@@ -68,10 +68,6 @@ pub(crate) enum CountersRef {
 
 impl CountersRef {
     /// The counters, owned.
-    #[cfg_attr(
-        not(feature = "redis"),
-        allow(dead_code, reason = "used by the shared tier")
-    )]
     pub(crate) fn into_arc(self) -> Arc<Counters> {
         match self {
             CountersRef::Bound(c) => Arc::clone(c),

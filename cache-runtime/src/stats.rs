@@ -70,6 +70,7 @@ impl Registry {
 /// assert_eq!(stats.total().l1_hits, 0);
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Stats {
     /// One entry per function, sorted by name.
     pub functions: Vec<FunctionStats>,
@@ -107,6 +108,7 @@ impl Stats {
 /// Every call is exactly one of an L1 hit, an L2 hit or a miss. A miss runs
 /// the body unless it waited for another caller's run (`lock_waits`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct FunctionStats {
     /// The function's name.
     pub name: String,
@@ -129,6 +131,29 @@ pub struct FunctionStats {
 }
 
 impl FunctionStats {
+    /// The counters that moved since `earlier`, a snapshot of the same
+    /// function taken before this one (counters never go down).
+    ///
+    /// ```
+    /// let cache = cache_runtime::Cache::local();
+    /// let before = cache.stats().total();
+    /// let after = cache.stats().total();
+    /// assert_eq!(after.since(&before).misses, 0);
+    /// ```
+    pub fn since(&self, earlier: &FunctionStats) -> FunctionStats {
+        FunctionStats {
+            name: self.name.clone(),
+            l1_hits: self.l1_hits.saturating_sub(earlier.l1_hits),
+            l2_hits: self.l2_hits.saturating_sub(earlier.l2_hits),
+            misses: self.misses.saturating_sub(earlier.misses),
+            body_runs: self.body_runs.saturating_sub(earlier.body_runs),
+            errors: self.errors.saturating_sub(earlier.errors),
+            stale_served: self.stale_served.saturating_sub(earlier.stale_served),
+            lock_waits: self.lock_waits.saturating_sub(earlier.lock_waits),
+            l2_errors: self.l2_errors.saturating_sub(earlier.l2_errors),
+        }
+    }
+
     /// Hits (both tiers) over all calls; 0 when there were no calls.
     pub fn hit_ratio(&self) -> f64 {
         let hits = self.l1_hits + self.l2_hits;

@@ -8,34 +8,24 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::cache::{Cache, Inner};
 use crate::error::Error;
 use crate::flight::{Flight, LeaderGuard, Outcome, Role};
+use crate::handle::{Cache, Inner};
 use crate::invalidate::Fence;
 use crate::key::{Escape, KeyPart, KeyWriter};
 use crate::l1::Entry;
+use crate::l2::L2Error;
 use crate::shape::Shape;
 use crate::spec::{Site, Spec};
 use crate::stats::Counters;
 use crate::value::ValueCodec;
+use crate::wait::{block_now, Awaiting, Blocking, Wait};
 
-#[cfg(feature = "redis")]
-mod shared;
+#[cfg(test)]
+mod faults;
+mod l2;
 
-/// What a load stores in the shared tier once its body returned.
-#[cfg(not(feature = "redis"))]
-struct Fill {
-    #[allow(dead_code, reason = "kept for the shared tier")]
-    value: Arc<dyn Any + Send + Sync>,
-    #[allow(dead_code, reason = "kept for the shared tier")]
-    absent: bool,
-    #[allow(dead_code, reason = "kept for the shared tier")]
-    ttl: Duration,
-    #[allow(dead_code, reason = "kept for the shared tier")]
-    compute: Duration,
-}
-#[cfg(feature = "redis")]
-use shared::Fill;
+use l2::Fill;
 
 /// One tag template of a function, rendered only when an entry is filled.
 #[derive(Clone, Copy)]
@@ -72,8 +62,7 @@ pub struct Load<'c> {
     refresh: bool,
     /// The shared-tier side of this load, when the function and the cache
     /// both use one.
-    #[cfg(feature = "redis")]
-    shared: Option<Box<shared::SharedLoad>>,
+    shared: Option<Box<l2::L2Load>>,
 }
 
 thread_local! {
@@ -141,15 +130,7 @@ fn read_l1<Sh: Shape<R>, R>(inner: &Inner, key: &str) -> Option<R> {
 /// tier configured.
 #[inline]
 fn skips_l1(inner: &Inner, spec: &Spec) -> bool {
-    #[cfg(feature = "redis")]
-    {
-        spec.tier == crate::spec::Tier::L2 && inner.shared.is_some()
-    }
-    #[cfg(not(feature = "redis"))]
-    {
-        let _ = (inner, spec);
-        false
-    }
+    spec.tier == crate::spec::Tier::L2 && inner.l2.is_some()
 }
 
 /// Renders the key into `buf` and reads it; on a miss, the key as an owned
@@ -230,22 +211,8 @@ pub fn put_async<'c, Sh: Shape<R>, R>(
     tags: &[Tag<'_>],
     value: Sh::Value,
 ) -> impl Future<Output = Result<(), Error>> + Send + 'c {
-    #[cfg_attr(not(feature = "redis"), allow(unused_mut))]
-    let mut load = refresh(site, cache, value_codec, key, tags);
-    async move {
-        #[cfg(feature = "redis")]
-        if let Some(tier) = load.shared.take() {
-            let prepared = tier.prepare().await;
-            load.adopt(prepared);
-            let fill = load.put_local::<Sh, R>(value);
-            return match load.shared {
-                Some(tier) => (*tier).write_checked(fill).await.map_err(Error::from),
-                None => Err(Error::L2(UNREACHABLE.to_owned())),
-            };
-        }
-        load.put_local::<Sh, R>(value);
-        Ok(())
-    }
+    let load = refresh(site, cache, value_codec, key, tags);
+    load.put(Awaiting, Known::of::<Sh, R>(value))
 }
 
 /// The `{fn}_put` companion for sync functions.
@@ -261,28 +228,9 @@ pub fn put_blocking<Sh: Shape<R>, R>(
     tags: &[Tag<'_>],
     value: Sh::Value,
 ) -> Result<(), Error> {
-    #[cfg_attr(not(feature = "redis"), allow(unused_mut))]
-    let mut load = refresh(site, cache, value_codec, key, tags);
-    #[cfg(feature = "redis")]
-    if let Some(tier) = load.shared.take() {
-        let shared = Arc::clone(&tier.shared);
-        let prepared = shared.block_on(shared.budget(4), tier.prepare()).flatten();
-        load.adopt(prepared);
-        let fill = load.put_local::<Sh, R>(value);
-        return match load.shared {
-            Some(tier) => shared
-                .block_on(shared.budget(2), (*tier).write_checked(fill))
-                .unwrap_or(Err(crate::l2::L2Error::Timeout))
-                .map_err(Error::from),
-            None => Err(Error::L2(UNREACHABLE.to_owned())),
-        };
-    }
-    load.put_local::<Sh, R>(value);
-    Ok(())
+    let load = refresh(site, cache, value_codec, key, tags);
+    block_now(load.put(Blocking, Known::of::<Sh, R>(value)))
 }
-
-#[cfg(feature = "redis")]
-const UNREACHABLE: &str = "the shared tier could not be reached; the value is stored in L1 only";
 
 /// The `{fn}_invalidate` companion for async functions. The key is
 /// rendered before the future is returned, so the future holds no argument.
@@ -310,6 +258,21 @@ pub fn invalidate_blocking(
     key: impl FnOnce(&mut KeyWriter<'_>),
 ) -> Result<(), Error> {
     cache.invalidate_key_blocking(&key_string(site, key))
+}
+
+/// A value given to `{fn}_put`, type-erased.
+struct Known {
+    value: Arc<dyn Any + Send + Sync>,
+    absent: bool,
+}
+
+impl Known {
+    fn of<Sh: Shape<R>, R>(value: Sh::Value) -> Known {
+        Known {
+            absent: Sh::is_absent(&value),
+            value: Arc::new(value),
+        }
+    }
 }
 
 /// What a caller does next.
@@ -340,10 +303,9 @@ impl<'c> Load<'c> {
     ) -> Self {
         let inner = &*cache.inner;
         let tags = render_tags(tags);
-        #[cfg(feature = "redis")]
-        let shared = match (value, &inner.shared) {
-            (Some(codec), Some(tier)) => Some(Box::new(shared::SharedLoad {
-                shared: Arc::clone(tier),
+        let shared = match (value, &inner.l2) {
+            (Some(codec), Some(tier)) => Some(Box::new(l2::L2Load {
+                l2: Arc::clone(tier),
                 generations: Arc::clone(&inner.generations),
                 clock: Arc::clone(&inner.clock),
                 counters: site.counters(cache).into_arc(),
@@ -359,8 +321,6 @@ impl<'c> Load<'c> {
             })),
             _ => None,
         };
-        #[cfg(not(feature = "redis"))]
-        let _ = value;
         let fence = inner.generations.fence(&key, site.spec.namespace, tags);
         Load {
             cache,
@@ -368,16 +328,14 @@ impl<'c> Load<'c> {
             key,
             fence,
             refresh,
-            #[cfg(feature = "redis")]
             shared,
         }
     }
 
     /// Stores a known value (`{fn}_put`) in L1; the shared tier is written
     /// by the caller.
-    fn put_local<Sh: Shape<R>, R>(&self, value: Sh::Value) -> Option<Fill> {
-        let absent = Sh::is_absent(&value);
-        let value: Arc<dyn Any + Send + Sync> = Arc::new(value);
+    fn put_local(&self, value: Known) -> Option<Fill> {
+        let Known { value, absent } = value;
         self.store(Arc::clone(&value), absent).map(|ttl| Fill {
             value,
             absent,
@@ -401,10 +359,9 @@ impl<'c> Load<'c> {
 
     /// An entry found in the shared tier: fills L1 and, when leading a
     /// flight, hands the value to this process's waiters.
-    #[cfg(feature = "redis")]
     fn found<Sh: Shape<R>, R>(
         &self,
-        found: shared::Found,
+        found: l2::Found,
         guard: Option<LeaderGuard<'_>>,
     ) -> Option<R> {
         let ret = join_value::<Sh, R>(&*found.value)?;
@@ -425,43 +382,27 @@ impl<'c> Load<'c> {
         Some(ret)
     }
 
-    /// Learns the generations the key depends on and reads the shared tier.
-    #[cfg(feature = "redis")]
-    async fn read_shared_async(&mut self) -> Option<shared::Found> {
+    /// Learns the generations the key depends on and reads the shared tier,
+    /// in one wait (for a sync caller inside a runtime, one trip to the
+    /// cache's runtime rather than two).
+    async fn read_l2<W: Wait>(&mut self, wait: W) -> Option<l2::Found> {
         let tier = self.shared.take()?;
-        if tier.shared.breaker.refusing() {
+        let l2 = Arc::clone(&tier.l2);
+        if l2.breaker.refusing() {
             // The tier is down: this load goes on without it, as if every
             // step had failed, without paying for the steps (P4).
             return None;
         }
-        let prepared = tier.prepare().await;
-        self.adopt(prepared);
-        if self.refresh {
-            return None;
-        }
-        self.shared.as_deref()?.read().await
-    }
-
-    #[cfg(feature = "redis")]
-    fn read_shared_blocking(&mut self) -> Option<shared::Found> {
-        let tier = self.shared.take()?;
-        let shared = Arc::clone(&tier.shared);
-        if shared.breaker.refusing() {
-            // As in `read_shared_async`; here it also saves a `block_on`.
-            return None;
-        }
-        // One `block_on` for both steps (inside a runtime, one trip to the
-        // cache's runtime rather than two thread hops).
         let refresh = self.refresh;
         let steps = async move {
-            let prepared = tier.prepare().await?;
+            let prepared = tier.prepare().await.ok()?;
             let found = match refresh {
                 true => None,
                 false => prepared.read().await,
             };
             Some((prepared, found))
         };
-        let (prepared, found) = match shared.block_on(shared.budget(5), steps).flatten() {
+        let (prepared, found) = match wait.l2(&l2, l2.budget(5), steps).await.flatten() {
             Some((prepared, found)) => (Some(prepared), found),
             None => (None, None),
         };
@@ -472,10 +413,9 @@ impl<'c> Load<'c> {
     /// Serves a value found in the shared tier, handing it to this
     /// process's waiters when leading their flight. Gives the guard back
     /// when the value is of another type (another function's entry).
-    #[cfg(feature = "redis")]
     fn serve_shared<'g, Sh: Shape<R>, R>(
         &self,
-        found: Option<shared::Found>,
+        found: Option<l2::Found>,
         guard: Option<LeaderGuard<'g>>,
     ) -> Result<R, Option<LeaderGuard<'g>>> {
         match found {
@@ -489,8 +429,7 @@ impl<'c> Load<'c> {
 
     /// Takes a prepared shared load's fence, learned from the shared tier,
     /// as this load's own.
-    #[cfg(feature = "redis")]
-    fn adopt(&mut self, prepared: Option<Box<shared::SharedLoad>>) {
+    fn adopt(&mut self, prepared: Option<Box<l2::L2Load>>) {
         if let Some(fence) = prepared.as_ref().and_then(|p| p.fence.clone()) {
             self.fence = fence;
         }
@@ -501,26 +440,24 @@ impl<'c> Load<'c> {
     /// process's flight: the value another process stored (handed to this
     /// process's waiters too), or the guard back with the lock to release
     /// after running the body (none when the tier did not answer).
-    #[cfg(feature = "redis")]
     #[allow(clippy::type_complexity, reason = "a guard and an optional lock")]
     fn after_lead<'g, Sh: Shape<R>, R>(
         &self,
-        led: Option<shared::Led>,
+        led: Option<l2::Led>,
         guard: Option<LeaderGuard<'g>>,
     ) -> Result<R, (Option<LeaderGuard<'g>>, Option<(String, String)>)> {
         match led {
-            Some(shared::Led::Found(found)) => {
+            Some(l2::Led::Found(found)) => {
                 Counters::bump(&self.site.counters(self.cache).lock_waits);
                 self.found::<Sh, R>(found, guard).ok_or((None, None))
             }
-            Some(shared::Led::Locked { lock_key, token }) => Err((guard, Some((lock_key, token)))),
-            Some(shared::Led::Unlocked) | None => Err((guard, None)),
+            Some(l2::Led::Locked { lock_key, token }) => Err((guard, Some((lock_key, token)))),
+            Some(l2::Led::Unlocked) | None => Err((guard, None)),
         }
     }
 
     /// Whether this load takes the cross-process lock.
-    #[cfg(feature = "redis")]
-    fn locks_across_processes(&self) -> Option<shared::SharedLoad> {
+    fn locks_across_processes(&self) -> Option<l2::L2Load> {
         self.shared
             .as_deref()
             .filter(|_| self.site.spec.lock && !self.refresh)
@@ -535,157 +472,121 @@ impl<'c> Load<'c> {
     /// With `lock`, one caller per key runs `body`; the others wait without
     /// blocking their thread and get its value. If it fails they run their
     /// own `body`; if it panics or is dropped, one of them takes over.
-    #[cfg_attr(not(feature = "redis"), allow(unused_mut))]
-    pub async fn run_async<Sh: Shape<R>, R, F: Future<Output = R>>(mut self, body: F) -> R {
-        // Without `lock` every caller reads the shared tier; with it only the
-        // leader of this process's flight does, and the others wait for it.
-        #[cfg(feature = "redis")]
-        if !self.joins_flights() {
-            let found = self.read_shared_async().await;
-            if let Ok(ret) = self.serve_shared::<Sh, R>(found, None) {
-                return ret;
-            }
-        }
-        let mut counted = false;
-        loop {
-            match self.plan::<Sh, R>() {
-                Plan::Value(ret) => return ret,
-                Plan::Run(guard) => {
-                    #[cfg(feature = "redis")]
-                    let guard = match self.joins_flights() {
-                        true => {
-                            let found = self.read_shared_async().await;
-                            match self.serve_shared::<Sh, R>(found, guard) {
-                                Ok(ret) => return ret,
-                                Err(guard) => guard,
-                            }
-                        }
-                        false => guard,
-                    };
-                    self.count_miss(&mut counted);
-                    #[cfg(feature = "redis")]
-                    let (guard, lock) = match self.locks_across_processes() {
-                        Some(tier) => {
-                            match self.after_lead::<Sh, R>(Some(tier.lead().await), guard) {
-                                Ok(ret) => return ret,
-                                Err(next) => next,
-                            }
-                        }
-                        None => (guard, None),
-                    };
-                    let started = Instant::now();
-                    let ret = body.await;
-                    let fill = self.finish::<Sh, R>(guard, &ret, started);
-                    #[cfg(feature = "redis")]
-                    if let Some(tier) = self.shared.as_deref().cloned() {
-                        tier.write(fill, lock).await;
-                    }
-                    #[cfg(not(feature = "redis"))]
-                    drop(fill);
-                    return ret;
-                }
-                Plan::Wait(flight) => {
-                    self.count_miss(&mut counted);
-                    match self.after_wait::<Sh, R>(flight.wait().await) {
-                        AfterWait::Value(ret) => return ret,
-                        AfterWait::RunOwn => {
-                            let started = Instant::now();
-                            let ret = body.await;
-                            let fill = self.finish::<Sh, R>(None, &ret, started);
-                            #[cfg(feature = "redis")]
-                            if let Some(tier) = self.shared.as_deref().cloned() {
-                                tier.write(fill, None).await;
-                            }
-                            #[cfg(not(feature = "redis"))]
-                            drop(fill);
-                            return ret;
-                        }
-                        AfterWait::Retry => continue,
-                    }
-                }
-            }
-        }
+    pub async fn run_async<Sh: Shape<R>, R, F: Future<Output = R>>(self, body: F) -> R {
+        self.drive::<Sh, R, _>(Awaiting, body).await
     }
 
     /// [`run_async`](Self::run_async) for sync functions: waiters block
-    /// their thread. Shared-tier steps run through `Shared::block_on`
-    /// (on the thread's own small runtime outside tokio, on the cache's
-    /// runtime inside), each bounded by `l2_timeout`, so this is safe inside
-    /// or outside a tokio runtime.
-    #[cfg_attr(not(feature = "redis"), allow(unused_mut))]
-    pub fn run_blocking<Sh: Shape<R>, R, F: FnOnce() -> R>(mut self, body: F) -> R {
-        #[cfg(feature = "redis")]
+    /// their thread. Shared-tier steps run through [`L2::block_on`] (on
+    /// the thread's own small runtime outside tokio, on the cache's runtime
+    /// inside), each bounded by `l2_timeout`, so this is safe inside or
+    /// outside a tokio runtime.
+    ///
+    /// [`L2::block_on`]: crate::l2::L2::block_on
+    pub fn run_blocking<Sh: Shape<R>, R, F: FnOnce() -> R>(self, body: F) -> R {
+        block_now(self.drive::<Sh, R, _>(Blocking, async move { body() }))
+    }
+
+    /// One call's load, in order: the shared tier, the election of this
+    /// process's leader, the cross-process lock, the body, the L1 fill that
+    /// wakes this process's waiters, and the shared-tier fill that wakes
+    /// other processes'. `wait` says how the caller waits.
+    async fn drive<Sh: Shape<R>, R, W: Wait>(
+        mut self,
+        wait: W,
+        body: impl Future<Output = R>,
+    ) -> R {
+        // 1. Without `lock`, every caller reads the shared tier.
         if !self.joins_flights() {
-            let found = self.read_shared_blocking();
+            let found = self.read_l2(wait).await;
             if let Ok(ret) = self.serve_shared::<Sh, R>(found, None) {
                 return ret;
             }
         }
+        // 2. With `lock`, one caller per key leads; the others wait for it.
         let mut counted = false;
-        loop {
+        let (guard, leads) = loop {
             match self.plan::<Sh, R>() {
                 Plan::Value(ret) => return ret,
-                Plan::Run(guard) => {
-                    #[cfg(feature = "redis")]
-                    let guard = match self.joins_flights() {
-                        true => {
-                            let found = self.read_shared_blocking();
-                            match self.serve_shared::<Sh, R>(found, guard) {
-                                Ok(ret) => return ret,
-                                Err(guard) => guard,
-                            }
-                        }
-                        false => guard,
-                    };
-                    self.count_miss(&mut counted);
-                    #[cfg(feature = "redis")]
-                    let (guard, lock) = match self.locks_across_processes() {
-                        Some(tier) => {
-                            let shared = Arc::clone(&tier.shared);
-                            let budget = shared.lock_timeout + shared.budget(3);
-                            let led = shared.block_on(budget, tier.lead());
-                            match self.after_lead::<Sh, R>(led, guard) {
-                                Ok(ret) => return ret,
-                                Err(next) => next,
-                            }
-                        }
-                        None => (guard, None),
-                    };
-                    let started = Instant::now();
-                    let ret = body();
-                    let fill = self.finish::<Sh, R>(guard, &ret, started);
-                    #[cfg(feature = "redis")]
-                    self.write_shared_blocking(fill, lock);
-                    #[cfg(not(feature = "redis"))]
-                    drop(fill);
-                    return ret;
-                }
+                Plan::Run(guard) => break (guard, true),
                 Plan::Wait(flight) => {
                     self.count_miss(&mut counted);
-                    match self.after_wait::<Sh, R>(flight.wait_blocking()) {
+                    match self.after_wait::<Sh, R>(wait.flight(&flight).await) {
                         AfterWait::Value(ret) => return ret,
-                        AfterWait::RunOwn => {
-                            let started = Instant::now();
-                            let ret = body();
-                            let fill = self.finish::<Sh, R>(None, &ret, started);
-                            #[cfg(feature = "redis")]
-                            self.write_shared_blocking(fill, None);
-                            #[cfg(not(feature = "redis"))]
-                            drop(fill);
-                            return ret;
-                        }
+                        // The leader failed: run this caller's own body.
+                        AfterWait::RunOwn => break (None, false),
                         AfterWait::Retry => continue,
                     }
                 }
             }
+        };
+        // 3. With `lock`, only the leader reads the shared tier.
+        let guard = match leads && self.joins_flights() {
+            true => {
+                let found = self.read_l2(wait).await;
+                match self.serve_shared::<Sh, R>(found, guard) {
+                    Ok(ret) => return ret,
+                    Err(guard) => guard,
+                }
+            }
+            false => guard,
+        };
+        self.count_miss(&mut counted);
+        // 4. With `lock`, the leader takes the cross-process lock, or gets
+        //    what the process holding it stored.
+        let (guard, lock) = match self.locks_across_processes().filter(|_| leads) {
+            Some(tier) => {
+                let l2 = Arc::clone(&tier.l2);
+                let budget = l2.lock_timeout + l2.budget(3);
+                let led = wait.l2(&l2, budget, tier.lead()).await;
+                match self.after_lead::<Sh, R>(led, guard) {
+                    Ok(ret) => return ret,
+                    Err(next) => next,
+                }
+            }
+            None => (guard, None),
+        };
+        // 5. The body.
+        let started = Instant::now();
+        let ret = body.await;
+        // 6. L1, and this process's waiters.
+        let fill = self.finish::<Sh, R>(guard, &ret, started);
+        // 7. The shared tier, the lock, and other processes' waiters.
+        if let Some(tier) = self.shared.as_deref().cloned() {
+            let l2 = Arc::clone(&tier.l2);
+            wait.l2(&l2, l2.budget(3), tier.write(fill, lock)).await;
         }
+        ret
     }
 
-    #[cfg(feature = "redis")]
-    fn write_shared_blocking(&self, fill: Option<Fill>, lock: Option<(String, String)>) {
-        if let Some(tier) = self.shared.as_deref().cloned() {
-            let shared = Arc::clone(&tier.shared);
-            shared.block_on(shared.budget(3), tier.write(fill, lock));
+    /// Stores a known value (`{fn}_put`) in L1, then in the shared tier.
+    async fn put<W: Wait>(mut self, wait: W, value: Known) -> Result<(), Error> {
+        let Some(tier) = self.shared.take() else {
+            self.put_local(value);
+            return Ok(());
+        };
+        let l2 = Arc::clone(&tier.l2);
+        let prepared = wait
+            .l2(&l2, l2.budget(4), tier.prepare())
+            .await
+            .unwrap_or(Err(L2Error::Timeout));
+        match prepared {
+            Ok(prepared) => {
+                self.adopt(Some(prepared));
+                let fill = self.put_local(value);
+                match self.shared {
+                    Some(tier) => wait
+                        .l2(&l2, l2.budget(2), (*tier).write_checked(fill))
+                        .await
+                        .unwrap_or(Err(Error::L2Timeout)),
+                    None => Ok(()),
+                }
+            }
+            Err(e) => {
+                // L1 takes the value whatever the shared tier said.
+                self.put_local(value);
+                Err(e.into())
+            }
         }
     }
 
@@ -769,16 +670,9 @@ impl<'c> Load<'c> {
     /// Whether the invalidation channel connected or dropped since this
     /// load began (so it may have missed an invalidation message).
     fn missed_messages(&self) -> bool {
-        #[cfg(feature = "redis")]
-        {
-            self.shared
-                .as_deref()
-                .is_some_and(shared::SharedLoad::missed_messages)
-        }
-        #[cfg(not(feature = "redis"))]
-        {
-            false
-        }
+        self.shared
+            .as_deref()
+            .is_some_and(l2::L2Load::missed_messages)
     }
 
     /// Writes the value into L1 unless an invalidation already covers it,

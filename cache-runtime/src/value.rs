@@ -25,13 +25,11 @@ impl<T: Serialize + DeserializeOwned> SharedValue for T {}
 /// for `tier = "l1"` functions.
 #[derive(Debug, Clone, Copy)]
 pub struct ValueCodec {
-    #[cfg(feature = "redis")]
     pub(crate) encode: fn(
         &(dyn std::any::Any + Send + Sync),
         crate::codec::CodecKind,
         &mut Vec<u8>,
     ) -> Result<(), crate::codec::CodecError>,
-    #[cfg(feature = "redis")]
     #[allow(clippy::type_complexity, reason = "a plain function pointer")]
     pub(crate) decode:
         fn(
@@ -39,11 +37,8 @@ pub struct ValueCodec {
             crate::codec::CodecKind,
         )
             -> Result<std::sync::Arc<dyn std::any::Any + Send + Sync>, crate::codec::CodecError>,
-    #[cfg(not(feature = "redis"))]
-    _private: (),
 }
 
-#[cfg(feature = "redis")]
 fn encode_value<T: SharedValue + 'static>(
     value: &(dyn std::any::Any + Send + Sync),
     codec: crate::codec::CodecKind,
@@ -57,7 +52,6 @@ fn encode_value<T: SharedValue + 'static>(
     }
 }
 
-#[cfg(feature = "redis")]
 fn decode_value<T: SharedValue + Send + Sync + 'static>(
     bytes: &[u8],
     codec: crate::codec::CodecKind,
@@ -74,12 +68,8 @@ where
     Sh::Value: SharedValue,
 {
     Some(ValueCodec {
-        #[cfg(feature = "redis")]
         encode: encode_value::<Sh::Value>,
-        #[cfg(feature = "redis")]
         decode: decode_value::<Sh::Value>,
-        #[cfg(not(feature = "redis"))]
-        _private: (),
     })
 }
 

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use tokio::runtime::{Handle, Id};
 use tokio::sync::Notify;
 
-use super::{open, Conn, L2Config};
+use super::{open, Conn, RedisConfig};
 
 /// Calls a runtime makes before it gets a connection of its own.
 const CALLS_BEFORE_OPENING: u32 = 32;
@@ -45,7 +45,7 @@ type Slots = RwLock<Vec<Slot>>;
 
 /// The connections of the runtimes that call one cache.
 pub(super) struct Routes {
-    config: L2Config,
+    config: RedisConfig,
     timeout: Duration,
     /// Whether runtimes other than the cache's get connections of their own
     /// (see `Builder::l2_connection_per_runtime`); a thread outside any
@@ -90,7 +90,7 @@ pub(super) enum Route {
 
 impl Routes {
     pub(super) fn new(
-        config: L2Config,
+        config: RedisConfig,
         timeout: Duration,
         per_runtime: bool,
         background: Id,
@@ -116,7 +116,7 @@ impl Routes {
         if runtime == self.background {
             return Route::InPlace(self.fallback.clone());
         }
-        if !self.per_runtime && !super::on_thread_runtime(runtime) {
+        if !self.per_runtime && !crate::l2::bridge::on_thread_runtime(runtime) {
             return Route::Background(self.fallback.clone());
         }
         {
@@ -199,7 +199,7 @@ impl Drop for Routes {
 
 /// A runtime's watcher: opens its connection when asked, for as long as its
 /// slot lasts. Dropped with its runtime.
-async fn watch(guard: SlotGuard, wake: Arc<Notify>, config: L2Config, timeout: Duration) {
+async fn watch(guard: SlotGuard, wake: Arc<Notify>, config: RedisConfig, timeout: Duration) {
     loop {
         wake.notified().await;
         match guard.state() {

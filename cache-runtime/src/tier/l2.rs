@@ -2,7 +2,7 @@
 //!
 //! Each step is a `'static` future over owned data, so an async caller
 //! awaits it where it is and a sync caller hands it to
-//! [`Shared::block_on`]. Every failure makes the step answer "nothing"
+//! [`L2::block_on`]. Every failure makes the step answer "nothing"
 //! (and counts an L2 error): a call never fails because of the shared tier.
 
 use std::any::Any;
@@ -12,17 +12,19 @@ use std::time::{Duration, Instant};
 
 use crate::clock::Clock;
 use crate::envelope::{self, Header};
+use crate::error::Error;
 use crate::invalidate::{Fence, GenId, Generations};
 use crate::l1::Entry;
-use crate::l2::{Event, L2Error, Shared};
+use crate::l2::channel::Event;
+use crate::l2::{L2Error, L2};
 use crate::spec::Spec;
 use crate::stats::Counters;
 use crate::value::ValueCodec;
 
 /// What a load needs to use the shared tier.
 #[derive(Clone)]
-pub(super) struct SharedLoad {
-    pub(super) shared: Arc<Shared>,
+pub(super) struct L2Load {
+    pub(super) l2: Arc<L2>,
     pub(super) generations: Arc<Generations>,
     pub(super) clock: Arc<dyn Clock>,
     pub(super) counters: Arc<Counters>,
@@ -44,9 +46,9 @@ pub(super) struct SharedLoad {
     pub(super) ids: Vec<GenId>,
 }
 
-impl std::fmt::Debug for SharedLoad {
+impl std::fmt::Debug for L2Load {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SharedLoad")
+        f.debug_struct("L2Load")
             .field("redis_key", &self.redis_key)
             .finish_non_exhaustive()
     }
@@ -77,7 +79,7 @@ pub(super) struct Fill {
     pub(super) compute: Duration,
 }
 
-impl SharedLoad {
+impl L2Load {
     fn error(&self, e: &L2Error) {
         if !matches!(e, L2Error::Open) {
             Counters::bump(&self.counters.l2_errors);
@@ -98,35 +100,35 @@ impl SharedLoad {
 
     /// Learns the generations this key depends on that this process does
     /// not know yet, then takes the load's fence and names the Redis key.
-    /// `None` when the tier could not be reached.
-    pub(super) async fn prepare(mut self: Box<Self>) -> Option<Box<SharedLoad>> {
-        self.era = self.shared.era();
+    /// The error when the tier could not be reached.
+    pub(super) async fn prepare(mut self: Box<Self>) -> Result<Box<L2Load>, L2Error> {
+        self.era = self.l2.era();
         let tags = self.tags.clone();
         self.ids = self.generation_ids();
         for id in self.generations.unknown(self.ids.iter().cloned()) {
             let floor = self.generations.get(&id);
-            match self.shared.fetch_generation_at_least(&id, floor).await {
+            match self.l2.fetch_generation_at_least(&id, floor).await {
                 Ok(value) => self.generations.learn(&id, value),
                 Err(e) => {
                     self.error(&e);
-                    return None;
+                    return Err(e);
                 }
             }
         }
         let fence = self.generations.fence(&self.key, self.spec.namespace, tags);
         let namespace = self.spec.namespace.zip(fence.namespace_generation());
         self.redis_key = self
-            .shared
+            .l2
             .entry_key(namespace, self.spec.version, self.rendered());
         self.fence = Some(fence);
-        Some(self)
+        Ok(self)
     }
 
     /// Whether the invalidation channel connected or dropped since this
     /// load began: messages may have been lost meanwhile (and L1 was
     /// flushed), so the load must not fill (G6, G7).
     pub(super) fn missed_messages(&self) -> bool {
-        self.shared.era() != self.era
+        self.l2.era() != self.era
     }
 
     /// The entry for this key, if it is present, readable, fresh and not
@@ -137,7 +139,7 @@ impl SharedLoad {
     /// here at once, before its message arrives.
     pub(super) async fn read(&self) -> Option<Found> {
         let (bytes, current) = match self
-            .shared
+            .l2
             .get_with_generations(&self.redis_key, &self.ids)
             .await
         {
@@ -148,7 +150,7 @@ impl SharedLoad {
             }
         };
         for (id, generation) in self.ids.iter().zip(&current) {
-            crate::l2::learn_announced(&self.generations, id, *generation);
+            self.generations.learn_announced(id, *generation);
         }
         self.check(&bytes?, &current)
     }
@@ -157,8 +159,8 @@ impl SharedLoad {
     /// `current` holds the values of `self.ids`, in order.
     fn check(&self, bytes: &[u8], current: &[u64]) -> Option<Found> {
         let epoch = self.generations.epoch();
-        let (header, payload) = envelope::decode(bytes, self.shared.max_value_size).ok()?;
-        if header.codec != self.shared.codec.id() {
+        let (header, payload) = envelope::decode(bytes, self.l2.max_value_size).ok()?;
+        if header.codec != self.l2.codec.id() {
             return None;
         }
         let now = self.clock.now_millis();
@@ -200,7 +202,7 @@ impl SharedLoad {
             // Filled after an invalidation this process has not heard of.
             self.generations.learn(&id, generation);
         }
-        let value = (self.codec.decode)(payload, self.shared.codec).ok()?;
+        let value = (self.codec.decode)(payload, self.l2.codec).ok()?;
         if self.spec.tier == crate::spec::Tier::L2 {
             return Some(Found { value, entry: None });
         }
@@ -233,21 +235,21 @@ impl SharedLoad {
     /// polling in case the message is lost). After `lock_timeout` the
     /// waiter gives up and runs the body itself (G5).
     pub(super) async fn lead(self) -> Led {
-        let lock_key = self.shared.lock_key(&self.redis_key);
+        let lock_key = self.l2.lock_key(&self.redis_key);
         let token = format!("{:032x}", fastrand::u128(..));
-        let deadline = Instant::now() + self.shared.lock_timeout;
+        let deadline = Instant::now() + self.l2.lock_timeout;
         let mut poll = Duration::from_millis(5);
         loop {
-            let fills = Arc::clone(&self.shared.fills);
+            let fills = Arc::clone(&self.l2.fills);
             let notified = fills.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            match self.shared.try_lock(lock_key.clone(), token.clone()).await {
+            match self.l2.try_lock(lock_key.clone(), token.clone()).await {
                 Ok(true) => {
                     // Someone may have filled between our read and the lock.
                     return match self.read().await {
                         Some(found) => {
-                            let _ = self.shared.unlock(lock_key, token).await;
+                            let _ = self.l2.unlock(lock_key, token).await;
                             Led::Found(found)
                         }
                         None => Led::Locked { lock_key, token },
@@ -264,7 +266,7 @@ impl SharedLoad {
                 return Led::Unlocked;
             }
             let wait = poll.min(deadline - now);
-            let _ = self.shared.timeout(wait, notified).await;
+            let _ = self.l2.timeout(wait, notified).await;
             poll = (poll * 2).min(Duration::from_millis(250));
             if let Some(found) = self.read().await {
                 return Led::Found(found);
@@ -278,7 +280,7 @@ impl SharedLoad {
         let lock = lock.map(|(key, token)| (self.clone(), key, token));
         let _ = self.write_checked(fill).await;
         if let Some((this, lock_key, token)) = lock {
-            if let Err(e) = this.shared.unlock(lock_key, token).await {
+            if let Err(e) = this.l2.unlock(lock_key, token).await {
                 this.error(&e);
             }
         }
@@ -306,10 +308,10 @@ impl SharedLoad {
     /// the stored one, since they read the generations with it) (G7).
     async fn recheck_generations(&self) {
         let ids = self.generation_ids();
-        match self.shared.fetch_generations(&ids).await {
+        match self.l2.fetch_generations(&ids).await {
             Ok(current) => {
                 for (id, generation) in ids.iter().zip(current) {
-                    crate::l2::learn_announced(&self.generations, id, generation);
+                    self.generations.learn_announced(id, generation);
                 }
             }
             Err(e) => self.error(&e),
@@ -318,45 +320,54 @@ impl SharedLoad {
 
     /// [`write`](Self::write) without a lock, reporting whether the shared
     /// tier took the value (`{fn}_put`).
-    pub(super) async fn write_checked(self, fill: Option<Fill>) -> Result<(), L2Error> {
-        if let (Some(fill), Some(fence)) = (fill, self.fence.as_ref()) {
-            if self.generations.is_current(fence) && !self.missed_messages() {
-                let created = self.clock.now_millis();
-                let fresh_until = created.saturating_add(fill.ttl.as_millis() as u64);
-                let header = Header {
-                    codec: self.shared.codec.id(),
-                    absent: fill.absent,
-                    created_ms: created,
-                    fresh_until_ms: fresh_until,
-                    stale_until_ms: fresh_until,
-                    compute_ms: fill.compute.as_millis().min(u128::from(u32::MAX)) as u32,
-                    clear_generation: fence.clear_generation(),
-                    key_generation: fence.key_generation(),
-                    tags: fence.tags().map(|(t, g)| (t.to_owned(), g)).collect(),
-                };
-                let encoded = envelope::encode(&header, |out| {
-                    (self.codec.encode)(&*fill.value, self.shared.codec, out)
-                });
-                match encoded {
-                    Ok(bytes) if bytes.len() <= self.shared.max_value_size => {
-                        if let Err(e) = self
-                            .shared
-                            .set(self.redis_key.clone(), bytes, fill.ttl)
-                            .await
-                        {
-                            self.error(&e);
-                            return Err(e);
-                        }
-                        self.recheck_generations().await;
-                        if self.spec.lock {
-                            if let Err(e) = self.shared.publish(&Event::Filled).await {
-                                self.error(&e);
-                            }
-                        }
-                    }
-                    // Too large, or not encodable: the value stays in L1.
-                    Ok(_) | Err(_) => {}
-                }
+    pub(super) async fn write_checked(self, fill: Option<Fill>) -> Result<(), Error> {
+        let (Some(fill), Some(fence)) = (fill, self.fence.as_ref()) else {
+            return Ok(());
+        };
+        if !self.generations.is_current(fence) || self.missed_messages() {
+            // An invalidation came first: the value must not be stored.
+            return Ok(());
+        }
+        let created = self.clock.now_millis();
+        let fresh_until = created.saturating_add(fill.ttl.as_millis() as u64);
+        let header = Header {
+            codec: self.l2.codec.id(),
+            absent: fill.absent,
+            created_ms: created,
+            fresh_until_ms: fresh_until,
+            stale_until_ms: fresh_until,
+            compute_ms: fill.compute.as_millis().min(u128::from(u32::MAX)) as u32,
+            clear_generation: fence.clear_generation(),
+            key_generation: fence.key_generation(),
+            tags: fence.tags().map(|(t, g)| (t.to_owned(), g)).collect(),
+        };
+        let encoded = envelope::encode(&header, |out| {
+            (self.codec.encode)(&*fill.value, self.l2.codec, out)
+        });
+        // Too large, or not encodable: the value stays in L1.
+        let bytes = match encoded {
+            Ok(bytes) if bytes.len() <= self.l2.max_value_size => bytes,
+            Ok(bytes) => {
+                return Err(Error::BadData(format!(
+                    "the encoded value takes {} bytes, more than `max_value_size` ({}); it is stored in L1 only",
+                    bytes.len(),
+                    self.l2.max_value_size
+                )))
+            }
+            Err(e) => {
+                return Err(Error::BadData(format!(
+                    "{e}; the value is stored in L1 only"
+                )))
+            }
+        };
+        if let Err(e) = self.l2.set(self.redis_key.clone(), bytes, fill.ttl).await {
+            self.error(&e);
+            return Err(e.into());
+        }
+        self.recheck_generations().await;
+        if self.spec.lock {
+            if let Err(e) = self.l2.publish(&Event::Filled).await {
+                self.error(&e);
             }
         }
         Ok(())

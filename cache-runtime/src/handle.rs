@@ -1,0 +1,314 @@
+//! The cache handle: what `#[cache]` functions read and fill, and the
+//! invalidations behind its public methods.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::clock::Clock;
+use crate::config::Builder;
+use crate::error::Error;
+use crate::flight::Flights;
+use crate::invalidate::{GenId, Generations};
+use crate::l1::L1Store;
+use crate::l2::channel::Event;
+use crate::l2::L2;
+use crate::stats::{Counters, Registry, Stats};
+use crate::wait::{block_now, Awaiting, Blocking, Wait};
+
+/// A two-tier cache: what `#[cache]` functions read and fill.
+///
+/// Cheap to clone; clones share everything. Without
+/// [`set_global`](crate::set_global), cached functions use an embedded
+/// L1-only cache, so nothing needs setting up.
+///
+/// # Example
+///
+/// ```
+/// use cache_runtime::Cache;
+/// use std::time::Duration;
+///
+/// # fn main() -> Result<(), cache_runtime::Error> {
+/// let cache = Cache::builder()
+///     .prefix("myapp")
+///     .l1_capacity(50_000)
+///     .l1_max_ttl(Duration::from_secs(60))
+///     .build_local()?;
+/// cache.invalidate_tag_blocking("users")?;
+/// assert!(cache.stats().functions.is_empty());
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Cache {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) id: u64,
+    pub(crate) prefix: String,
+    pub(crate) l1: Arc<dyn L1Store>,
+    pub(crate) l1_max_ttl: Option<Duration>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) generations: Arc<Generations>,
+    /// The shared tier, when one is configured.
+    pub(crate) l2: Option<Arc<L2>>,
+    pub(crate) flights: Flights,
+    pub(crate) registry: Registry,
+}
+
+impl std::fmt::Debug for Cache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cache")
+            .field("prefix", &self.inner.prefix)
+            .field("l1", &self.inner.l1)
+            .field("l1_max_ttl", &self.inner.l1_max_ttl)
+            .field("l2", &self.inner.l2)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A fresh id for each cache built, so sites can tell caches apart.
+pub(crate) fn next_id() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+impl Cache {
+    /// A builder with every setting at its default.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    /// An in-process (L1-only) cache with default settings, built without
+    /// `async`.
+    ///
+    /// ```
+    /// let cache = cache_runtime::Cache::local();
+    /// cache.clear_blocking().unwrap();
+    /// ```
+    pub fn local() -> Cache {
+        match Builder::default().build_local() {
+            Ok(cache) => cache,
+            Err(_) => unreachable!("the default configuration is valid"),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn id(&self) -> u64 {
+        self.inner.id
+    }
+
+    /// The prefix given to the builder.
+    pub fn prefix(&self) -> &str {
+        &self.inner.prefix
+    }
+
+    pub(crate) fn counters(&self, name: &'static str) -> Arc<Counters> {
+        self.inner.registry.counters(name)
+    }
+
+    /// A snapshot of every function's counters on this cache.
+    pub fn stats(&self) -> Stats {
+        self.inner.registry.snapshot()
+    }
+
+    /// Drops one entry, by the key its function's `{fn}_key` companion
+    /// returns.
+    ///
+    /// # Concurrency
+    ///
+    /// When this returns, this process misses on the key, and a body run that
+    /// began before it never stores its result (G6, G7).
+    ///
+    /// # Errors
+    ///
+    /// None for an in-process cache. With a shared tier, the error says
+    /// whether it timed out ([`Error::L2Timeout`]), was skipped because
+    /// the tier is known to be down ([`Error::L2Unavailable`]), could not
+    /// connect ([`Error::L2Connection`]) or was refused
+    /// ([`Error::L2Refused`]); L1 and this process's generations are
+    /// updated first, whatever happens to the shared tier.
+    pub async fn invalidate_key(&self, key: &str) -> Result<(), Error> {
+        self.invalidate(Awaiting, Change::Key(key)).await
+    }
+
+    /// [`invalidate_key`](Self::invalidate_key) for sync code.
+    ///
+    /// # Errors
+    ///
+    /// As [`invalidate_key`](Self::invalidate_key).
+    pub fn invalidate_key_blocking(&self, key: &str) -> Result<(), Error> {
+        block_now(self.invalidate(Blocking, Change::Key(key)))
+    }
+
+    /// Drops every entry carrying `tag`, in O(1) whatever their number.
+    ///
+    /// # Concurrency
+    ///
+    /// As [`invalidate_key`](Self::invalidate_key).
+    ///
+    /// # Errors
+    ///
+    /// As [`invalidate_key`](Self::invalidate_key).
+    pub async fn invalidate_tag(&self, tag: &str) -> Result<(), Error> {
+        self.invalidate(Awaiting, Change::Id(GenId::Tag(tag.to_owned())))
+            .await
+    }
+
+    /// [`invalidate_tag`](Self::invalidate_tag) for sync code.
+    ///
+    /// # Errors
+    ///
+    /// As [`invalidate_key`](Self::invalidate_key).
+    pub fn invalidate_tag_blocking(&self, tag: &str) -> Result<(), Error> {
+        block_now(self.invalidate(Blocking, Change::Id(GenId::Tag(tag.to_owned()))))
+    }
+
+    /// Drops every entry of functions with `namespace = "<namespace>"`, in
+    /// O(1): the namespace's generation moves on and old entries stop
+    /// matching.
+    ///
+    /// # Concurrency
+    ///
+    /// As [`invalidate_key`](Self::invalidate_key).
+    ///
+    /// # Errors
+    ///
+    /// As [`invalidate_key`](Self::invalidate_key).
+    pub async fn invalidate_namespace(&self, namespace: &str) -> Result<(), Error> {
+        self.invalidate(Awaiting, Change::Id(GenId::Namespace(namespace.to_owned())))
+            .await
+    }
+
+    /// [`invalidate_namespace`](Self::invalidate_namespace) for sync code.
+    ///
+    /// # Errors
+    ///
+    /// As [`invalidate_key`](Self::invalidate_key).
+    pub fn invalidate_namespace_blocking(&self, namespace: &str) -> Result<(), Error> {
+        block_now(self.invalidate(Blocking, Change::Id(GenId::Namespace(namespace.to_owned()))))
+    }
+
+    /// Drops every entry, in O(1) in the shared tier too.
+    ///
+    /// # Concurrency
+    ///
+    /// As [`invalidate_key`](Self::invalidate_key).
+    ///
+    /// # Errors
+    ///
+    /// As [`invalidate_key`](Self::invalidate_key).
+    pub async fn clear(&self) -> Result<(), Error> {
+        self.invalidate(Awaiting, Change::Id(GenId::Clear)).await
+    }
+
+    /// [`clear`](Self::clear) for sync code.
+    ///
+    /// # Errors
+    ///
+    /// As [`invalidate_key`](Self::invalidate_key).
+    pub fn clear_blocking(&self) -> Result<(), Error> {
+        block_now(self.invalidate(Blocking, Change::Id(GenId::Clear)))
+    }
+
+    /// Applies an invalidation here, then tells the shared tier; `wait`
+    /// says how the caller waits for it (a sync caller for at most two
+    /// shared-tier operations).
+    async fn invalidate<W: Wait>(&self, wait: W, change: Change<'_>) -> Result<(), Error> {
+        let Some((l2, pending)) = self.invalidate_locally(change) else {
+            return Ok(());
+        };
+        let work = propagate(
+            Arc::clone(&l2),
+            Arc::clone(&self.inner.generations),
+            pending,
+        );
+        wait.l2(&l2, l2.budget(2), work)
+            .await
+            .unwrap_or(Err(Error::L2Timeout))
+    }
+
+    /// Applies an invalidation to this process: at once, whatever happens
+    /// to the shared tier. Returns what the shared tier must hear.
+    fn invalidate_locally(&self, change: Change<'_>) -> Option<(Arc<L2>, Pending)> {
+        let inner = &*self.inner;
+        let pending = match change {
+            Change::Key(key) => {
+                inner.generations.invalidate_key(key, None);
+                inner.l1.remove(key);
+                Pending {
+                    id: GenId::KeySlot(inner.generations.slot(key)),
+                    key: Some(key.to_owned()),
+                }
+            }
+            Change::Id(id) => {
+                inner.generations.invalidate(&id, None);
+                if id == GenId::Clear {
+                    inner.l1.clear();
+                }
+                Pending { id, key: None }
+            }
+        };
+        inner.l2.clone().map(|l2| (l2, pending))
+    }
+}
+
+/// An invalidation, as asked for.
+enum Change<'a> {
+    Key(&'a str),
+    Id(GenId),
+}
+
+/// An invalidation applied locally, still to reach the shared tier.
+struct Pending {
+    id: GenId,
+    /// The `{fn}_key` of a key invalidation, for other processes' L1.
+    key: Option<String>,
+}
+
+/// Moves the generation on in the shared tier, learns its new value, and
+/// announces it on the invalidation channel.
+async fn propagate(
+    l2: Arc<L2>,
+    generations: Arc<Generations>,
+    change: Pending,
+) -> Result<(), Error> {
+    let bumped = async {
+        let generation = l2.bump_generation(&change.id).await?;
+        // The store is behind this process (it lost generations): move it
+        // past ours, or other processes would take this invalidation for an
+        // old one.
+        let local = generations.get(&change.id);
+        if generation < local {
+            return l2.advance_generation(&change.id, local - generation).await;
+        }
+        Ok(generation)
+    };
+    let generation = match bumped.await {
+        Ok(generation) => generation,
+        Err(e) => {
+            // This process's generation moved on and the store's did not:
+            // the next loads read every generation again, raising the
+            // store's to ours, before they fill with them.
+            generations.forget_all();
+            return Err(e.into());
+        }
+    };
+    generations.learn(&change.id, generation);
+    let event = match change.id {
+        GenId::KeySlot(slot) => Event::Key {
+            slot,
+            generation,
+            key: change.key.unwrap_or_default(),
+        },
+        GenId::Tag(tag) => Event::Tag { generation, tag },
+        GenId::Namespace(namespace) => Event::Namespace {
+            generation,
+            namespace,
+        },
+        GenId::Clear => Event::Clear { generation },
+    };
+    l2.publish(&event).await?;
+    Ok(())
+}

@@ -1,0 +1,317 @@
+//! Redis and Redis Cluster behind the [`Backend`] seam.
+//!
+//! Each operation goes over a connection driven by the calling runtime when
+//! it has one (see [`routes`]), else over the connection of the cache's own
+//! runtime.
+
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use redis::{RedisError, RedisResult};
+
+use super::{Backend, BoxFuture, Call, Connect, ConnectContext, Fault, Place, Subscription};
+use crate::error::Error;
+
+mod routes;
+
+use routes::{Route, Routes};
+
+/// Where the Redis server or cluster is.
+#[derive(Debug, Clone)]
+pub(crate) struct RedisConfig {
+    pub(crate) urls: Vec<String>,
+    pub(crate) cluster: bool,
+}
+
+impl Connect for RedisConfig {
+    fn connect(&self, cx: ConnectContext) -> BoxFuture<'static, Result<Arc<dyn Backend>, Error>> {
+        let config = self.clone();
+        Box::pin(async move {
+            if config.urls.is_empty() {
+                return Err(Error::InvalidConfig("no Redis URL given".to_owned()));
+            }
+            let conn = open(config.urls.clone(), config.cluster, cx.timeout).await?;
+            let routes = Routes::new(
+                config.clone(),
+                cx.timeout,
+                cx.connection_per_runtime,
+                cx.background,
+                conn,
+            );
+            Ok(Arc::new(RedisBackend {
+                routes,
+                unlock: redis::Script::new(UNLOCK),
+                urls: config.urls,
+                next_url: AtomicUsize::new(0),
+            }) as Arc<dyn Backend>)
+        })
+    }
+}
+
+/// Compare-and-delete: releases a lock only if it still holds our token.
+const UNLOCK: &str = r"if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
+
+struct RedisBackend {
+    /// The connections: the cache's own, and one per calling runtime.
+    routes: Routes,
+    unlock: redis::Script,
+    /// Where the subscriber listens: each attempt goes to the next URL, so
+    /// in a cluster (where a message published on any node reaches every
+    /// node) it moves on when the node it listened to dies.
+    urls: Vec<String>,
+    next_url: AtomicUsize,
+}
+
+impl RedisBackend {
+    /// `op` over the calling task's route, as a [`Call`].
+    fn call<T, Op>(&self, op: impl FnOnce(Conn) -> Op) -> Call<T>
+    where
+        Op: std::future::Future<Output = RedisResult<T>> + Send + 'static,
+    {
+        let (place, conn) = match self.routes.pick() {
+            Route::InPlace(conn) => (Place::Here, conn),
+            Route::Background(conn) => (Place::Background, conn),
+        };
+        let op = op(conn);
+        Call {
+            place,
+            op: Box::pin(async move { op.await.map_err(|e| fault(&e)) }),
+        }
+    }
+}
+
+impl Backend for RedisBackend {
+    fn get_many(&self, keys: Vec<String>) -> Call<Vec<Option<Vec<u8>>>> {
+        let mut mget = redis::Cmd::with_capacity(
+            1 + keys.len(),
+            4 + keys.iter().map(String::len).sum::<usize>(),
+        );
+        mget.arg("MGET");
+        for key in &keys {
+            mget.arg(key.as_str());
+        }
+        self.call(|conn| conn.mget(mget))
+    }
+
+    fn set(&self, key: String, value: Vec<u8>, ttl: Duration) -> Call<()> {
+        let millis = ttl.as_millis().max(1) as u64;
+        let cmd = redis::cmd("SET")
+            .arg(key)
+            .arg(value)
+            .arg("PX")
+            .arg(millis)
+            .clone();
+        self.call(|conn| conn.query::<()>(cmd))
+    }
+
+    fn increment(&self, key: String, by: u64) -> Call<u64> {
+        let cmd = redis::cmd("INCRBY").arg(key).arg(by).clone();
+        self.call(|conn| conn.query(cmd))
+    }
+
+    fn publish(&self, channel: String, message: String) -> Call<()> {
+        let cmd = redis::cmd("PUBLISH").arg(channel).arg(message).clone();
+        self.call(|conn| async move { conn.query::<i64>(cmd).await.map(drop) })
+    }
+
+    fn set_if_absent(&self, key: String, value: String, ttl: Duration) -> Call<bool> {
+        let millis = ttl.as_millis().max(1) as u64;
+        let cmd = redis::cmd("SET")
+            .arg(key)
+            .arg(value)
+            .arg("NX")
+            .arg("PX")
+            .arg(millis)
+            .clone();
+        self.call(|conn| async move {
+            let reply: Option<String> = conn.query(cmd).await?;
+            Ok(reply.is_some())
+        })
+    }
+
+    fn delete_if_equal(&self, key: String, value: String) -> Call<()> {
+        let script = self.unlock.clone();
+        self.call(|conn| async move { conn.script::<i64>(&script, key, value).await.map(drop) })
+    }
+
+    fn subscribe(
+        &self,
+        channel: String,
+    ) -> BoxFuture<'static, Result<Box<dyn Subscription>, Fault>> {
+        let url = self.urls[self.next_url.fetch_add(1, Relaxed) % self.urls.len()].clone();
+        Box::pin(async move {
+            let client = redis::Client::open(url.as_str()).map_err(|e| fault(&e))?;
+            let mut pubsub = client.get_async_pubsub().await.map_err(|e| fault(&e))?;
+            pubsub.subscribe(&channel).await.map_err(|e| fault(&e))?;
+            Ok(Box::new(RedisSubscription {
+                messages: Box::pin(pubsub.into_on_message()),
+            }) as Box<dyn Subscription>)
+        })
+    }
+
+    fn warm_up(&self) {
+        let _ = self.routes.pick();
+    }
+}
+
+struct RedisSubscription {
+    messages: std::pin::Pin<Box<dyn futures_util::Stream<Item = redis::Msg> + Send>>,
+}
+
+impl Subscription for RedisSubscription {
+    fn next(&mut self) -> BoxFuture<'_, Option<Vec<u8>>> {
+        Box::pin(async move {
+            self.messages
+                .next()
+                .await
+                .map(|message| message.get_payload_bytes().to_vec())
+        })
+    }
+}
+
+/// A Redis error as a [`Fault`], without anything that could be a
+/// credential.
+fn fault(e: &RedisError) -> Fault {
+    match is_infrastructure(e) {
+        true => Fault::Down(describe(e)),
+        false => Fault::Refused(describe(e)),
+    }
+}
+
+/// A Redis error's text without anything that could be a credential.
+fn describe(e: &RedisError) -> String {
+    let text = e.to_string();
+    // URLs in messages may carry `user:password@`; keep only what follows.
+    text.split_whitespace()
+        .map(|word| match (word.find("://"), word.rfind('@')) {
+            (Some(scheme), Some(at)) if at > scheme => {
+                format!("{}://{}", &word[..scheme], &word[at + 1..])
+            }
+            _ => word.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Whether an error says the server is unreachable or unwell (which counts
+/// against the breaker), as opposed to a bad answer about one key.
+/// Error replies the client has no kind for (`WRONGTYPE`, `NOREPLICAS`,
+/// `OOM`, ...) are answers too.
+fn is_infrastructure(e: &RedisError) -> bool {
+    !matches!(
+        e.kind(),
+        redis::ErrorKind::Server(_)
+            | redis::ErrorKind::Extension
+            | redis::ErrorKind::UnexpectedReturnType
+    )
+}
+
+#[derive(Clone)]
+enum Conn {
+    Single(redis::aio::ConnectionManager),
+    #[cfg(feature = "cluster")]
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl Conn {
+    async fn query<T: redis::FromRedisValue>(mut self, cmd: redis::Cmd) -> RedisResult<T> {
+        match &mut self {
+            Conn::Single(c) => cmd.query_async(c).await,
+            #[cfg(feature = "cluster")]
+            Conn::Cluster(c) => cmd.query_async(c).await,
+        }
+    }
+
+    /// The string values of the keys of `mget` (an `MGET` command), in
+    /// order; `None` for a key that is absent or holds another type. On a
+    /// cluster the client splits it by node and joins the replies.
+    async fn mget(self, mget: redis::Cmd) -> RedisResult<Vec<Option<Vec<u8>>>> {
+        let replies: Vec<redis::Value> = self.query(mget).await?;
+        Ok(replies
+            .into_iter()
+            .map(|v| match v {
+                redis::Value::BulkString(bytes) => Some(bytes),
+                _ => None,
+            })
+            .collect())
+    }
+
+    async fn script<T: redis::FromRedisValue>(
+        mut self,
+        script: &redis::Script,
+        key: String,
+        arg: String,
+    ) -> RedisResult<T> {
+        let mut invocation = script.key(key);
+        invocation.arg(arg);
+        match &mut self {
+            Conn::Single(c) => invocation.invoke_async(c).await,
+            #[cfg(feature = "cluster")]
+            Conn::Cluster(c) => invocation.invoke_async(c).await,
+        }
+    }
+}
+
+async fn open(urls: Vec<String>, cluster: bool, timeout: Duration) -> Result<Conn, Error> {
+    let bad_url = |e: RedisError| Error::InvalidConfig(format!("bad Redis URL: {}", describe(&e)));
+    let unreachable = |e: RedisError| {
+        Error::L2Connection(format!("could not connect to Redis: {}", describe(&e)))
+    };
+    if cluster {
+        #[cfg(feature = "cluster")]
+        {
+            let client = redis::cluster::ClusterClient::builder(urls)
+                .connection_timeout(timeout)
+                .response_timeout(timeout)
+                .build()
+                .map_err(bad_url)?;
+            let conn = client.get_async_connection().await.map_err(unreachable)?;
+            return Ok(Conn::Cluster(conn));
+        }
+        #[cfg(not(feature = "cluster"))]
+        {
+            let _ = (urls, timeout, unreachable);
+            return Err(Error::InvalidConfig(
+                "`redis_cluster` needs the `cluster` feature".to_owned(),
+            ));
+        }
+    }
+    let client = redis::Client::open(urls[0].as_str()).map_err(bad_url)?;
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(timeout.max(Duration::from_millis(200))))
+        // Every operation is bounded by `l2_timeout` already (`L2::run`):
+        // a second timer per operation would only cost.
+        .set_response_timeout(None)
+        .set_min_delay(Duration::from_millis(10))
+        .set_max_delay(Duration::from_millis(500));
+    let conn = redis::aio::ConnectionManager::new_with_config(client, config)
+        .await
+        .map_err(unreachable)?;
+    // A server that wants a password the URL lacks takes the connection and
+    // refuses every command: a configuration error, reported now.
+    let conn = Conn::Single(conn);
+    conn.clone()
+        .query::<String>(redis::cmd("PING"))
+        .await
+        .map_err(unreachable)?;
+    Ok(conn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_never_show_credentials() {
+        let e = RedisError::from((
+            redis::ErrorKind::Io,
+            "connect failed",
+            "redis://user:secret@127.0.0.1:1/".to_owned(),
+        ));
+        let text = describe(&e);
+        assert!(!text.contains("secret"), "{text}");
+        assert!(text.contains("127.0.0.1:1"), "{text}");
+    }
+}

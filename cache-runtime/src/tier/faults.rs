@@ -1,0 +1,419 @@
+//! The load path over a shared tier that misbehaves, without a server: an
+//! in-memory store that fails, answers late, hangs, holds garbage or loses
+//! invalidation messages (G7, G8, G9). Each test checks the call's result
+//! and what L1 holds afterwards.
+
+use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use crate::__private::{lookup, shared, Escape, Lookup, Plain, Site, Spec, Tier};
+use crate::clock::ManualClock;
+use crate::envelope;
+use crate::error::Error;
+use crate::handle::Cache;
+use crate::l2::memory::{MemoryStore, Mode};
+
+const L2_TIMEOUT: Duration = Duration::from_millis(50);
+/// Far more than a call may take when the tier times out: a few
+/// `l2_timeout`s.
+const CALL_BOUND: Duration = Duration::from_secs(2);
+const NAME: &str = "faults.value";
+
+static SITE: Site = Site::new(Spec {
+    name: NAME,
+    ttl: Duration::from_secs(300),
+    jitter: 0.0,
+    negative_ttl: None,
+    lock: false,
+    namespace: None,
+    version: 1,
+    l1_ttl: None,
+    tier: Tier::Both,
+    key_escape: Escape::of("v:"),
+});
+
+/// A process's view of one cached function: `call(id)` returns what the
+/// body returned when it ran, `value`.
+struct Process {
+    cache: Cache,
+    runs: AtomicU64,
+}
+
+impl Process {
+    fn on(store: &MemoryStore, clock: &ManualClock) -> Process {
+        let builder = Cache::builder()
+            .prefix("faults")
+            .l2_timeout(L2_TIMEOUT)
+            .clock(clock.clone())
+            .backend(store.clone());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime to build the cache on");
+        let cache = runtime
+            .block_on(builder.build())
+            .expect("the memory store connects");
+        Process {
+            cache,
+            runs: AtomicU64::new(0),
+        }
+    }
+
+    /// A sync call of the cached function.
+    fn call(&self, id: u64, value: u64) -> u64 {
+        let found = lookup::<Plain, u64>(
+            &SITE,
+            &self.cache,
+            shared::<Plain, u64>(),
+            |w| {
+                w.lit("v:");
+                w.part(&id);
+            },
+            &[],
+        );
+        match found {
+            Lookup::Hit(v) => v,
+            Lookup::Miss(load) => load.run_blocking::<Plain, u64, _>(|| {
+                self.runs.fetch_add(1, SeqCst);
+                value
+            }),
+        }
+    }
+
+    /// A call that must not run the body (an L1 or L2 hit).
+    fn cached(&self, id: u64) -> u64 {
+        let before = self.runs();
+        let v = self.call(id, u64::MAX);
+        assert_eq!(
+            self.runs(),
+            before,
+            "the body ran for a key that should be cached"
+        );
+        v
+    }
+
+    /// Whether L1 holds `id` (it is served without touching the tier).
+    fn l1_holds(&self, id: u64) -> bool {
+        let before = self.cache.stats().function(NAME).map_or(0, |f| f.l1_hits);
+        let found = lookup::<Plain, u64>(
+            &SITE,
+            &self.cache,
+            shared::<Plain, u64>(),
+            |w| {
+                w.lit("v:");
+                w.part(&id);
+            },
+            &[],
+        );
+        let hit = matches!(found, Lookup::Hit(_));
+        let after = self.cache.stats().function(NAME).map_or(0, |f| f.l1_hits);
+        assert_eq!(hit, after == before + 1);
+        hit
+    }
+
+    fn runs(&self) -> u64 {
+        self.runs.load(SeqCst)
+    }
+
+    fn l2_errors(&self) -> u64 {
+        self.cache.stats().function(NAME).map_or(0, |f| f.l2_errors)
+    }
+
+    fn era(&self) -> u64 {
+        self.cache.inner.l2.as_ref().expect("a shared tier").era()
+    }
+}
+
+fn timed<T>(what: &str, f: impl FnOnce() -> T) -> T {
+    let started = Instant::now();
+    let out = f();
+    let took = started.elapsed();
+    assert!(took < CALL_BOUND, "{what} took {took:?}");
+    out
+}
+
+#[test]
+fn a_failing_shared_tier_makes_calls_slower_not_failed_and_l1_still_serves() {
+    let store = MemoryStore::new();
+    let clock = ManualClock::new();
+    let p = Process::on(&store, &clock);
+    store.set_mode(Mode::Failing);
+
+    assert_eq!(timed("a miss", || p.call(1, 10)), 10);
+    assert_eq!(p.runs(), 1);
+    assert!(p.l2_errors() >= 1, "the failure is counted");
+    assert!(p.l1_holds(1), "the value is kept in L1");
+    assert_eq!(p.cached(1), 10);
+
+    let e = p
+        .cache
+        .invalidate_key_blocking("v:1")
+        .expect_err("the tier is down");
+    assert!(
+        matches!(e, Error::L2Connection(_) | Error::L2Unavailable),
+        "{e:?}"
+    );
+    assert!(!p.l1_holds(1), "L1 is updated first");
+    assert_eq!(p.call(1, 11), 11);
+    assert_eq!(p.runs(), 2);
+
+    // Three failures in a row open the breaker: the next operations are
+    // not tried, and say so.
+    for _ in 0..3 {
+        let _ = p.cache.invalidate_tag_blocking("t");
+    }
+    assert_eq!(
+        p.cache.invalidate_tag_blocking("t"),
+        Err(Error::L2Unavailable)
+    );
+}
+
+#[test]
+fn a_slow_shared_tier_times_out_and_the_call_goes_on_with_the_body() {
+    let store = MemoryStore::new();
+    let clock = ManualClock::new();
+    let p = Process::on(&store, &clock);
+    store.set_mode(Mode::Slow(L2_TIMEOUT * 4));
+
+    assert_eq!(timed("a miss over a slow tier", || p.call(1, 10)), 10);
+    assert_eq!(p.runs(), 1);
+    assert!(p.l2_errors() >= 1);
+    assert!(p.l1_holds(1));
+    assert_eq!(
+        p.cache.invalidate_key_blocking("v:1"),
+        Err(Error::L2Timeout)
+    );
+    assert!(!p.l1_holds(1));
+}
+
+#[test]
+fn a_hanging_shared_tier_never_hangs_a_call() {
+    let store = MemoryStore::new();
+    let clock = ManualClock::new();
+    let p = Process::on(&store, &clock);
+    store.set_mode(Mode::Hanging);
+
+    for id in 0..5 {
+        assert_eq!(
+            timed("a miss over a hanging tier", || p.call(id, id + 100)),
+            id + 100
+        );
+        assert!(p.l1_holds(id));
+    }
+    assert_eq!(p.runs(), 5);
+    let e =
+        timed("an invalidation", || p.cache.invalidate_key_blocking("v:0")).expect_err("no answer");
+    assert!(
+        matches!(e, Error::L2Timeout | Error::L2Unavailable),
+        "{e:?}"
+    );
+
+    // Async callers are bounded the same way.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let e = runtime
+        .block_on(async { tokio::time::timeout(CALL_BOUND, p.cache.invalidate_key("v:1")).await })
+        .expect("bounded by l2_timeout")
+        .expect_err("no answer");
+    assert!(e.is_l2(), "{e:?}");
+}
+
+#[test]
+fn a_garbage_value_is_a_miss_is_overwritten_and_never_panics() {
+    let store = MemoryStore::new();
+    let clock = ManualClock::new();
+    let writer = Process::on(&store, &clock);
+    assert_eq!(writer.call(1, 10), 10);
+    assert_eq!(store.entry_keys(), ["faults:v1:v:1"]);
+
+    let mut valid = Vec::new();
+    let stored = store.get("faults:v1:v:1").expect("stored");
+    assert!(envelope::decode(&stored, usize::MAX).is_ok());
+    valid.extend_from_slice(&stored);
+    let truncated = &valid[..valid.len() - 1];
+    let mut longer = valid.clone();
+    longer.push(0);
+    let mut other_codec = valid.clone();
+    other_codec[1] ^= 0xFF;
+    let garbage: [&[u8]; 6] = [
+        b"",
+        b"\xCA",
+        b"not an envelope",
+        truncated,
+        &longer,
+        &other_codec,
+    ];
+    for (round, bytes) in garbage.into_iter().enumerate() {
+        assert_eq!(store.overwrite("v:1", bytes), 1);
+        let reader = Process::on(&store, &clock);
+        let value = 20 + round as u64;
+        assert_eq!(
+            reader.call(1, value),
+            value,
+            "round {round}: a miss runs the body"
+        );
+        assert_eq!(reader.runs(), 1);
+        assert!(reader.l1_holds(1));
+        // The body's value replaced the garbage: another process reads it.
+        let next = Process::on(&store, &clock);
+        assert_eq!(
+            next.cached(1),
+            value,
+            "round {round}: the replacement decodes"
+        );
+    }
+}
+
+#[test]
+fn a_lost_invalidation_message_is_bounded_by_l1_max_ttl() {
+    let store = MemoryStore::new();
+    let clock = ManualClock::new();
+    let a = Process::on(&store, &clock);
+    let b = Process::on(&store, &clock);
+    assert_eq!(a.call(1, 10), 10);
+    assert_eq!(b.cached(1), 10, "B reads A's fill");
+    assert!(a.l1_holds(1) && b.l1_holds(1));
+
+    store.lose_messages(true);
+    b.cache
+        .invalidate_key_blocking("v:1")
+        .expect("the tier is up");
+    assert!(!b.l1_holds(1));
+    assert_eq!(b.call(1, 11), 11);
+    // A never heard: its L1 copy is served until `l1_max_ttl` (60 s with a
+    // shared tier) ends it.
+    assert!(a.l1_holds(1));
+    assert_eq!(a.cached(1), 10);
+    clock.advance(Duration::from_secs(61));
+    assert!(!a.l1_holds(1));
+    assert_eq!(a.cached(1), 11, "A reads B's fill from the shared tier");
+    assert!(a.l1_holds(1));
+}
+
+#[test]
+fn a_dropped_subscription_flushes_l1_when_it_comes_back() {
+    let store = MemoryStore::new();
+    let clock = ManualClock::new();
+    let a = Process::on(&store, &clock);
+    let b = Process::on(&store, &clock);
+    assert_eq!(a.call(1, 10), 10);
+    assert!(a.l1_holds(1));
+
+    store.lose_messages(true);
+    b.cache
+        .invalidate_key_blocking("v:1")
+        .expect("the tier is up");
+    assert!(a.l1_holds(1), "the message was lost");
+    store.lose_messages(false);
+
+    let era = a.era();
+    store.drop_subscriptions();
+    // Wait (bounded) for A's listener to notice and subscribe again.
+    let deadline = Instant::now() + CALL_BOUND;
+    while a.era() < era + 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(a.era() >= era + 2, "the listener subscribed again");
+    assert!(!a.l1_holds(1), "resubscribing flushed L1");
+    assert_eq!(a.call(1, 12), 12, "B's invalidation is seen in the tier");
+}
+
+#[test]
+fn a_load_that_began_before_another_process_invalidated_never_becomes_visible() {
+    let store = MemoryStore::new();
+    let clock = ManualClock::new();
+    let a = Arc::new(Process::on(&store, &clock));
+    let b = Process::on(&store, &clock);
+    // The message is lost, so A learns of the invalidation only from the
+    // tier itself.
+    store.lose_messages(true);
+
+    let started = Arc::new(Barrier::new(2));
+    let finish = Arc::new(Barrier::new(2));
+    let loader = {
+        let (a, started, finish) = (Arc::clone(&a), Arc::clone(&started), Arc::clone(&finish));
+        std::thread::spawn(move || {
+            let found = lookup::<Plain, u64>(
+                &SITE,
+                &a.cache,
+                shared::<Plain, u64>(),
+                |w| {
+                    w.lit("v:");
+                    w.part(&1u64);
+                },
+                &[],
+            );
+            match found {
+                Lookup::Hit(_) => panic!("nothing was stored yet"),
+                Lookup::Miss(load) => load.run_blocking::<Plain, u64, _>(|| {
+                    started.wait();
+                    finish.wait();
+                    10
+                }),
+            }
+        })
+    };
+    started.wait();
+    b.cache
+        .invalidate_key_blocking("v:1")
+        .expect("the tier is up");
+    finish.wait();
+    assert_eq!(
+        loader.join().expect("the loader returns"),
+        10,
+        "its own caller gets it"
+    );
+
+    // Neither A's L1 nor the shared tier serves the old load.
+    assert!(
+        !a.l1_holds(1),
+        "A learned the new generation after its fill"
+    );
+    let c = Process::on(&store, &clock);
+    assert_eq!(c.call(1, 20), 20);
+    assert_eq!(c.runs(), 1, "the old load's entry is rejected");
+}
+
+#[test]
+fn a_load_that_began_before_this_process_invalidated_is_not_stored_anywhere() {
+    let store = MemoryStore::new();
+    let clock = ManualClock::new();
+    let a = Arc::new(Process::on(&store, &clock));
+
+    let started = Arc::new(Barrier::new(2));
+    let finish = Arc::new(Barrier::new(2));
+    let loader = {
+        let (a, started, finish) = (Arc::clone(&a), Arc::clone(&started), Arc::clone(&finish));
+        std::thread::spawn(move || {
+            let found = lookup::<Plain, u64>(
+                &SITE,
+                &a.cache,
+                shared::<Plain, u64>(),
+                |w| {
+                    w.lit("v:");
+                    w.part(&2u64);
+                },
+                &[],
+            );
+            match found {
+                Lookup::Hit(_) => panic!("nothing was stored yet"),
+                Lookup::Miss(load) => load.run_blocking::<Plain, u64, _>(|| {
+                    started.wait();
+                    finish.wait();
+                    10
+                }),
+            }
+        })
+    };
+    started.wait();
+    a.cache
+        .invalidate_key_blocking("v:2")
+        .expect("the tier is up");
+    finish.wait();
+    assert_eq!(loader.join().expect("the loader returns"), 10);
+    assert!(!a.l1_holds(2));
+    assert!(store.entry_keys().is_empty(), "{:?}", store.entry_keys());
+}
