@@ -33,6 +33,41 @@ static SITE: Site = Site::new(Spec {
     key_escape: Escape::of("v:"),
 });
 
+/// Looks up `v:<id>` for the function of [`SITE`].
+fn look(cache: &Cache, id: u64) -> Lookup<'_, u64> {
+    lookup::<Plain, u64>(
+        &SITE,
+        cache,
+        shared::<Plain, u64>(),
+        |w| {
+            w.lit("v:");
+            w.part(&id);
+        },
+        &[],
+    )
+}
+
+/// Starts a load of `id` on `p` in a thread whose body waits: the returned
+/// barriers let the test act once the body has begun, then let it finish
+/// (returning 10).
+fn held_load(
+    p: &Arc<Process>,
+    id: u64,
+) -> (std::thread::JoinHandle<u64>, Arc<Barrier>, Arc<Barrier>) {
+    let started = Arc::new(Barrier::new(2));
+    let finish = Arc::new(Barrier::new(2));
+    let (p, body_started, body_finish) = (Arc::clone(p), Arc::clone(&started), Arc::clone(&finish));
+    let loader = std::thread::spawn(move || match look(&p.cache, id) {
+        Lookup::Hit(_) => panic!("nothing was stored yet"),
+        Lookup::Miss(load) => load.run_blocking::<Plain, u64, _>(|| {
+            body_started.wait();
+            body_finish.wait();
+            10
+        }),
+    });
+    (loader, started, finish)
+}
+
 /// A process's view of one cached function: `call(id)` returns what the
 /// body returned when it ran, `value`.
 struct Process {
@@ -62,17 +97,7 @@ impl Process {
 
     /// A sync call of the cached function.
     fn call(&self, id: u64, value: u64) -> u64 {
-        let found = lookup::<Plain, u64>(
-            &SITE,
-            &self.cache,
-            shared::<Plain, u64>(),
-            |w| {
-                w.lit("v:");
-                w.part(&id);
-            },
-            &[],
-        );
-        match found {
+        match look(&self.cache, id) {
             Lookup::Hit(v) => v,
             Lookup::Miss(load) => load.run_blocking::<Plain, u64, _>(|| {
                 self.runs.fetch_add(1, SeqCst);
@@ -96,17 +121,7 @@ impl Process {
     /// Whether L1 holds `id` (it is served without touching the tier).
     fn l1_holds(&self, id: u64) -> bool {
         let before = self.cache.stats().function(NAME).map_or(0, |f| f.l1_hits);
-        let found = lookup::<Plain, u64>(
-            &SITE,
-            &self.cache,
-            shared::<Plain, u64>(),
-            |w| {
-                w.lit("v:");
-                w.part(&id);
-            },
-            &[],
-        );
-        let hit = matches!(found, Lookup::Hit(_));
+        let hit = matches!(look(&self.cache, id), Lookup::Hit(_));
         let after = self.cache.stats().function(NAME).map_or(0, |f| f.l1_hits);
         assert_eq!(hit, after == before + 1);
         hit
@@ -331,31 +346,7 @@ fn a_load_that_began_before_another_process_invalidated_never_becomes_visible() 
     // tier itself.
     store.lose_messages(true);
 
-    let started = Arc::new(Barrier::new(2));
-    let finish = Arc::new(Barrier::new(2));
-    let loader = {
-        let (a, started, finish) = (Arc::clone(&a), Arc::clone(&started), Arc::clone(&finish));
-        std::thread::spawn(move || {
-            let found = lookup::<Plain, u64>(
-                &SITE,
-                &a.cache,
-                shared::<Plain, u64>(),
-                |w| {
-                    w.lit("v:");
-                    w.part(&1u64);
-                },
-                &[],
-            );
-            match found {
-                Lookup::Hit(_) => panic!("nothing was stored yet"),
-                Lookup::Miss(load) => load.run_blocking::<Plain, u64, _>(|| {
-                    started.wait();
-                    finish.wait();
-                    10
-                }),
-            }
-        })
-    };
+    let (loader, started, finish) = held_load(&a, 1);
     started.wait();
     b.cache
         .invalidate_key_blocking("v:1")
@@ -383,31 +374,7 @@ fn a_load_that_began_before_this_process_invalidated_is_not_stored_anywhere() {
     let clock = ManualClock::new();
     let a = Arc::new(Process::on(&store, &clock));
 
-    let started = Arc::new(Barrier::new(2));
-    let finish = Arc::new(Barrier::new(2));
-    let loader = {
-        let (a, started, finish) = (Arc::clone(&a), Arc::clone(&started), Arc::clone(&finish));
-        std::thread::spawn(move || {
-            let found = lookup::<Plain, u64>(
-                &SITE,
-                &a.cache,
-                shared::<Plain, u64>(),
-                |w| {
-                    w.lit("v:");
-                    w.part(&2u64);
-                },
-                &[],
-            );
-            match found {
-                Lookup::Hit(_) => panic!("nothing was stored yet"),
-                Lookup::Miss(load) => load.run_blocking::<Plain, u64, _>(|| {
-                    started.wait();
-                    finish.wait();
-                    10
-                }),
-            }
-        })
-    };
+    let (loader, started, finish) = held_load(&a, 2);
     started.wait();
     a.cache
         .invalidate_key_blocking("v:2")
