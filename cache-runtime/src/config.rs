@@ -33,7 +33,8 @@ pub struct Builder {
 #[derive(Debug, Clone)]
 pub(crate) struct L2Settings {
     pub(crate) timeout: Duration,
-    pub(crate) codec: CodecKind,
+    /// The id of the codec given to [`Builder::codec`].
+    pub(crate) codec: u8,
     pub(crate) max_value_size: usize,
     pub(crate) lock_timeout: Duration,
     pub(crate) connection_per_runtime: bool,
@@ -58,7 +59,7 @@ impl Default for Builder {
             l2: None,
             l2_settings: L2Settings {
                 timeout: DEFAULT_L2_TIMEOUT,
-                codec: CodecKind::Bincode,
+                codec: CodecKind::Bincode.id(),
                 max_value_size: DEFAULT_MAX_VALUE_SIZE,
                 lock_timeout: DEFAULT_LOCK_TIMEOUT,
                 connection_per_runtime: !cfg!(panic = "abort"),
@@ -133,7 +134,7 @@ impl Builder {
     /// The format values are stored in ([`Bincode`](crate::Bincode) by
     /// default). A value written in another format is a miss.
     pub fn codec(mut self, codec: impl Codec) -> Self {
-        self.l2_settings.codec = CodecKind::of(codec.id()).unwrap_or(CodecKind::Bincode);
+        self.l2_settings.codec = codec.id();
         self
     }
 

@@ -316,7 +316,7 @@ impl Generations {
 impl Fence {
     /// The fence of an entry read from the shared tier: the generations its
     /// loader saw, checked from now on against this process's.
-    pub(crate) fn of_shared_entry(
+    pub(crate) fn of_l2_entry(
         (epoch, resets): (u64, u64),
         clear: u64,
         key_slot: usize,

@@ -212,6 +212,9 @@ impl L2 {
         generations: Arc<Generations>,
     ) -> Result<L2, Error> {
         let timeout = settings.timeout;
+        let codec = CodecKind::of(settings.codec).ok_or_else(|| {
+            Error::InvalidConfig(format!("no codec has the id {}", settings.codec))
+        })?;
         let bridge = Bridge::start()?;
         let keys = StoredKeys::new(prefix);
         let node = fastrand::u64(1..);
@@ -264,7 +267,7 @@ impl L2 {
             bridge,
             timeout,
             breaker: Breaker::new(),
-            codec: settings.codec,
+            codec,
             max_value_size: settings.max_value_size,
             lock_timeout: settings.lock_timeout,
             keys,

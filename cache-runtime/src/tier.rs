@@ -62,7 +62,7 @@ pub struct Load<'c> {
     refresh: bool,
     /// The shared-tier side of this load, when the function and the cache
     /// both use one.
-    shared: Option<Box<l2::L2Load>>,
+    l2: Option<Box<l2::L2Load>>,
 }
 
 thread_local! {
@@ -303,7 +303,7 @@ impl<'c> Load<'c> {
     ) -> Self {
         let inner = &*cache.inner;
         let tags = render_tags(tags);
-        let shared = match (value, &inner.l2) {
+        let l2 = match (value, &inner.l2) {
             (Some(codec), Some(tier)) => Some(Box::new(l2::L2Load {
                 l2: Arc::clone(tier),
                 generations: Arc::clone(&inner.generations),
@@ -328,7 +328,7 @@ impl<'c> Load<'c> {
             key,
             fence,
             refresh,
-            shared,
+            l2,
         }
     }
 
@@ -386,7 +386,7 @@ impl<'c> Load<'c> {
     /// in one wait (for a sync caller inside a runtime, one trip to the
     /// cache's runtime rather than two).
     async fn read_l2<W: Wait>(&mut self, wait: W) -> Option<l2::Found> {
-        let tier = self.shared.take()?;
+        let tier = self.l2.take()?;
         let l2 = Arc::clone(&tier.l2);
         if l2.breaker.refusing() {
             // The tier is down: this load goes on without it, as if every
@@ -413,7 +413,7 @@ impl<'c> Load<'c> {
     /// Serves a value found in the shared tier, handing it to this
     /// process's waiters when leading their flight. Gives the guard back
     /// when the value is of another type (another function's entry).
-    fn serve_shared<'g, Sh: Shape<R>, R>(
+    fn serve_l2<'g, Sh: Shape<R>, R>(
         &self,
         found: Option<l2::Found>,
         guard: Option<LeaderGuard<'g>>,
@@ -433,7 +433,7 @@ impl<'c> Load<'c> {
         if let Some(fence) = prepared.as_ref().and_then(|p| p.fence.clone()) {
             self.fence = fence;
         }
-        self.shared = prepared;
+        self.l2 = prepared;
     }
 
     /// What the cross-process lock said, for a caller leading this
@@ -458,7 +458,7 @@ impl<'c> Load<'c> {
 
     /// Whether this load takes the cross-process lock.
     fn locks_across_processes(&self) -> Option<l2::L2Load> {
-        self.shared
+        self.l2
             .as_deref()
             .filter(|_| self.site.spec.lock && !self.refresh)
             .cloned()
@@ -473,7 +473,9 @@ impl<'c> Load<'c> {
     /// blocking their thread and get its value. If it fails they run their
     /// own `body`; if it panics or is dropped, one of them takes over.
     pub async fn run_async<Sh: Shape<R>, R, F: Future<Output = R>>(self, body: F) -> R {
-        self.drive::<Sh, R, _>(Awaiting, body).await
+        // Boxed, so that the caller's future holds a pointer on its hit
+        // path, not the whole load (a miss allocates anyway).
+        Box::pin(self.drive::<Sh, R, _>(Awaiting, body)).await
     }
 
     /// [`run_async`](Self::run_async) for sync functions: waiters block
@@ -483,6 +485,7 @@ impl<'c> Load<'c> {
     /// outside a tokio runtime.
     ///
     /// [`L2::block_on`]: crate::l2::L2::block_on
+    #[inline(never)]
     pub fn run_blocking<Sh: Shape<R>, R, F: FnOnce() -> R>(self, body: F) -> R {
         block_now(self.drive::<Sh, R, _>(Blocking, async move { body() }))
     }
@@ -499,7 +502,7 @@ impl<'c> Load<'c> {
         // 1. Without `lock`, every caller reads the shared tier.
         if !self.joins_flights() {
             let found = self.read_l2(wait).await;
-            if let Ok(ret) = self.serve_shared::<Sh, R>(found, None) {
+            if let Ok(ret) = self.serve_l2::<Sh, R>(found, None) {
                 return ret;
             }
         }
@@ -524,7 +527,7 @@ impl<'c> Load<'c> {
         let guard = match leads && self.joins_flights() {
             true => {
                 let found = self.read_l2(wait).await;
-                match self.serve_shared::<Sh, R>(found, guard) {
+                match self.serve_l2::<Sh, R>(found, guard) {
                     Ok(ret) => return ret,
                     Err(guard) => guard,
                 }
@@ -552,7 +555,7 @@ impl<'c> Load<'c> {
         // 6. L1, and this process's waiters.
         let fill = self.finish::<Sh, R>(guard, &ret, started);
         // 7. The shared tier, the lock, and other processes' waiters.
-        if let Some(tier) = self.shared.as_deref().cloned() {
+        if let Some(tier) = self.l2.as_deref().cloned() {
             let l2 = Arc::clone(&tier.l2);
             wait.l2(&l2, l2.budget(3), tier.write(fill, lock)).await;
         }
@@ -561,7 +564,7 @@ impl<'c> Load<'c> {
 
     /// Stores a known value (`{fn}_put`) in L1, then in the shared tier.
     async fn put<W: Wait>(mut self, wait: W, value: Known) -> Result<(), Error> {
-        let Some(tier) = self.shared.take() else {
+        let Some(tier) = self.l2.take() else {
             self.put_local(value);
             return Ok(());
         };
@@ -574,7 +577,7 @@ impl<'c> Load<'c> {
             Ok(prepared) => {
                 self.adopt(Some(prepared));
                 let fill = self.put_local(value);
-                match self.shared {
+                match self.l2 {
                     Some(tier) => wait
                         .l2(&l2, l2.budget(2), (*tier).write_checked(fill))
                         .await
@@ -670,9 +673,7 @@ impl<'c> Load<'c> {
     /// Whether the invalidation channel connected or dropped since this
     /// load began (so it may have missed an invalidation message).
     fn missed_messages(&self) -> bool {
-        self.shared
-            .as_deref()
-            .is_some_and(l2::L2Load::missed_messages)
+        self.l2.as_deref().is_some_and(l2::L2Load::missed_messages)
     }
 
     /// Writes the value into L1 unless an invalidation already covers it,

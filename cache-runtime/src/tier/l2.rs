@@ -211,7 +211,7 @@ impl L2Load {
             .flatten()
             .map(|cap| now.saturating_add(cap.as_millis() as u64))
             .fold(header.fresh_until_ms, u64::min);
-        let entry_fence = Fence::of_shared_entry(
+        let entry_fence = Fence::of_l2_entry(
             epoch,
             header.clear_generation,
             slot,
