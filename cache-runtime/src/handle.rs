@@ -212,6 +212,16 @@ impl Cache {
         block_now(self.invalidate(Blocking, Change::Id(GenId::Clear)))
     }
 
+    /// [`invalidate_key`](Self::invalidate_key) with the caller's way of
+    /// waiting; write-throughs begin with it.
+    pub(crate) async fn invalidate_key_with<W: Wait>(
+        &self,
+        wait: W,
+        key: &str,
+    ) -> Result<(), Error> {
+        self.invalidate(wait, Change::Key(key)).await
+    }
+
     /// Applies an invalidation here, then tells the shared tier; `wait`
     /// says how the caller waits for it (a sync caller for at most two
     /// shared-tier operations).

@@ -368,6 +368,10 @@ impl<'c> Load<'c> {
         let entry = found
             .entry
             .filter(|_| !skips_l1(&self.cache.inner, &self.site.spec));
+        // An invalidation this process made or heard of after the entry's
+        // generations (say while the read was in flight) leaves L1 alone:
+        // the value is this caller's only (G7).
+        let entry = entry.filter(|e| self.cache.inner.generations.is_current(&e.fence));
         if let Some(entry) = entry.filter(|_| !self.missed_messages()) {
             self.cache.inner.l1.insert(&self.key, entry);
             // The channel's flush may have come between the check and the
@@ -499,6 +503,11 @@ impl<'c> Load<'c> {
         wait: W,
         body: impl Future<Output = R>,
     ) -> R {
+        // 0. A refresh is a write-through: the old entry goes first.
+        if self.refresh {
+            // A failure was counted; the refresh goes on like any load.
+            let _ = self.begin_write_through(wait).await;
+        }
         // 1. Without `lock`, every caller reads the shared tier.
         if !self.joins_flights() {
             let found = self.read_l2(wait).await;
@@ -562,11 +571,27 @@ impl<'c> Load<'c> {
         ret
     }
 
+    /// Begins a write-through (`{fn}_put`, `{fn}_refresh`): invalidates the
+    /// key here and in other processes, so that their L1 copies go and no
+    /// load begun before it can store an older value over this one, then
+    /// takes the new generations as this load's fence.
+    async fn begin_write_through<W: Wait>(&mut self, wait: W) -> Result<(), Error> {
+        let invalidated = self.cache.invalidate_key_with(wait, &self.key).await;
+        let tags = self.fence.tags().map(|(tag, _)| tag.to_owned()).collect();
+        self.fence = self
+            .cache
+            .inner
+            .generations
+            .fence(&self.key, self.site.spec.namespace, tags);
+        invalidated
+    }
+
     /// Stores a known value (`{fn}_put`) in L1, then in the shared tier.
     async fn put<W: Wait>(mut self, wait: W, value: Known) -> Result<(), Error> {
+        let announced = self.begin_write_through(wait).await;
         let Some(tier) = self.l2.take() else {
             self.put_local(value);
-            return Ok(());
+            return announced;
         };
         let l2 = Arc::clone(&tier.l2);
         let prepared = wait
@@ -577,13 +602,14 @@ impl<'c> Load<'c> {
             Ok(prepared) => {
                 self.adopt(Some(prepared));
                 let fill = self.put_local(value);
-                match self.l2 {
+                let written = match self.l2 {
                     Some(tier) => wait
                         .l2(&l2, l2.budget(2), (*tier).write_checked(fill))
                         .await
                         .unwrap_or(Err(Error::L2Timeout)),
                     None => Ok(()),
-                }
+                };
+                announced.and(written)
             }
             Err(e) => {
                 // L1 takes the value whatever the shared tier said.

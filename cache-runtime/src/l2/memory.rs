@@ -23,6 +23,9 @@ pub(crate) enum Mode {
     Slow(Duration),
     /// Never answers.
     Hanging,
+    /// Does the operation at once, and answers after this long (a slow
+    /// link: the store has moved on before the caller hears).
+    LateReply(Duration),
 }
 
 #[derive(Default)]
@@ -39,6 +42,8 @@ pub(crate) struct MemoryStore {
     lose_messages: Arc<AtomicBool>,
     /// Operations run, by every cache on this store.
     pub(crate) operations: Arc<AtomicU64>,
+    /// Reads of an entry done, by every cache on this store.
+    pub(crate) entry_reads: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for MemoryStore {
@@ -61,6 +66,7 @@ impl MemoryStore {
             mode: Arc::new(Mutex::new(Mode::Healthy)),
             lose_messages: Arc::default(),
             operations: Arc::default(),
+            entry_reads: Arc::default(),
         }
     }
 
@@ -123,17 +129,23 @@ impl MemoryStore {
         self.operations.fetch_add(1, SeqCst);
         Call::background(async move {
             match mode {
-                Mode::Healthy => {}
+                Mode::Healthy | Mode::LateReply(_) => {}
                 Mode::Failing => return Err(Fault::Down("connection refused".to_owned())),
                 Mode::Slow(by) => tokio::time::sleep(by).await,
                 Mode::Hanging => std::future::pending::<()>().await,
             }
-            let mut state = store.state();
-            let now = Instant::now();
-            state
-                .values
-                .retain(|_, (_, expires)| expires.is_none_or(|at| at > now));
-            op(&mut state)
+            let reply = {
+                let mut state = store.state();
+                let now = Instant::now();
+                state
+                    .values
+                    .retain(|_, (_, expires)| expires.is_none_or(|at| at > now));
+                op(&mut state)
+            };
+            if let Mode::LateReply(by) = mode {
+                tokio::time::sleep(by).await;
+            }
+            reply
         })
     }
 }
@@ -150,7 +162,11 @@ fn integer(value: Option<&(Vec<u8>, Option<Instant>)>) -> Result<u64, Fault> {
 
 impl Backend for MemoryStore {
     fn get_many(&self, keys: Vec<String>) -> Call<Vec<Option<Vec<u8>>>> {
+        let entry_reads = Arc::clone(&self.entry_reads);
         self.call(move |state| {
+            if keys.first().is_some_and(|k| !k.contains('#')) {
+                entry_reads.fetch_add(1, SeqCst);
+            }
             Ok(keys
                 .iter()
                 .map(|k| state.values.get(k).map(|(v, _)| v.clone()))

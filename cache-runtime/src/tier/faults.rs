@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use crate::__private::{lookup, shared, Escape, Lookup, Plain, Site, Spec, Tier};
+use crate::__private::{
+    lookup, put_blocking, refresh, shared, Escape, Lookup, Opt, Plain, Site, Spec, Tier,
+};
 use crate::clock::ManualClock;
 use crate::envelope;
 use crate::error::Error;
@@ -19,6 +21,20 @@ const L2_TIMEOUT: Duration = Duration::from_millis(50);
 /// `l2_timeout`s.
 const CALL_BOUND: Duration = Duration::from_secs(2);
 const NAME: &str = "faults.value";
+
+/// Absent values are cached too: `look_maybe` returns `None` for odd ids.
+static MAYBE: Site = Site::new(Spec {
+    name: "faults.maybe",
+    ttl: Duration::from_secs(300),
+    jitter: 0.0,
+    negative_ttl: Some(Duration::from_secs(60)),
+    lock: false,
+    namespace: None,
+    version: 1,
+    l1_ttl: None,
+    tier: Tier::Both,
+    key_escape: Escape::of("m:"),
+});
 
 static SITE: Site = Site::new(Spec {
     name: NAME,
@@ -383,4 +399,185 @@ fn a_load_that_began_before_this_process_invalidated_is_not_stored_anywhere() {
     assert_eq!(loader.join().expect("the loader returns"), 10);
     assert!(!a.l1_holds(2));
     assert!(store.entry_keys().is_empty(), "{:?}", store.entry_keys());
+}
+
+/// Waits (bounded) until `holds` is true.
+fn until(what: &str, mut holds: impl FnMut() -> bool) {
+    let deadline = Instant::now() + CALL_BOUND;
+    while !holds() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn an_l2_read_racing_this_process_invalidation_is_never_served_from_l1() {
+    let store = MemoryStore::new();
+    let clock = ManualClock::new();
+    let writer = Process::on(&store, &clock);
+    // Every round: a fresh process reads the key from the shared tier over
+    // a slow link, and invalidates it while the read's reply is on its way.
+    for round in 0..10 {
+        let id = 100 + round;
+        assert_eq!(writer.call(id, 10), 10);
+        let a = Arc::new(Process::on(&store, &clock));
+        store.set_mode(Mode::LateReply(Duration::from_millis(20)));
+        let reads = store.entry_reads.load(SeqCst);
+        let reader = {
+            let a = Arc::clone(&a);
+            std::thread::spawn(move || a.call(id, 99))
+        };
+        until("the read reached the store", || {
+            store.entry_reads.load(SeqCst) > reads
+        });
+        a.cache
+            .invalidate_key_blocking(&format!("v:{id}"))
+            .expect("the tier answers");
+        assert_eq!(reader.join().expect("the reader returns"), 10);
+        store.set_mode(Mode::Healthy);
+        assert!(
+            !a.l1_holds(id),
+            "round {round}: L1 serves a value this process invalidated"
+        );
+        assert_eq!(
+            a.call(id, 11),
+            11,
+            "round {round}: the next call loads anew"
+        );
+    }
+}
+
+impl Process {
+    fn put(&self, id: u64, value: u64) -> Result<(), Error> {
+        put_blocking::<Plain, u64>(
+            &SITE,
+            &self.cache,
+            shared::<Plain, u64>(),
+            |w| {
+                w.lit("v:");
+                w.part(&id);
+            },
+            &[],
+            value,
+        )
+    }
+
+    fn refresh(&self, id: u64, value: u64) -> u64 {
+        refresh(
+            &SITE,
+            &self.cache,
+            shared::<Plain, u64>(),
+            |w| {
+                w.lit("v:");
+                w.part(&id);
+            },
+            &[],
+        )
+        .run_blocking::<Plain, u64, _>(|| {
+            self.runs.fetch_add(1, SeqCst);
+            value
+        })
+    }
+
+    fn maybe(&self, id: u64, value: Option<u64>) -> Option<u64> {
+        let found = lookup::<Opt, Option<u64>>(
+            &MAYBE,
+            &self.cache,
+            shared::<Opt, Option<u64>>(),
+            |w| {
+                w.lit("m:");
+                w.part(&id);
+            },
+            &[],
+        );
+        match found {
+            Lookup::Hit(v) => v,
+            Lookup::Miss(load) => load.run_blocking::<Opt, Option<u64>, _>(|| {
+                self.runs.fetch_add(1, SeqCst);
+                value
+            }),
+        }
+    }
+
+    fn put_maybe(&self, id: u64, value: Option<u64>) -> Result<(), Error> {
+        put_blocking::<Opt, Option<u64>>(
+            &MAYBE,
+            &self.cache,
+            shared::<Opt, Option<u64>>(),
+            |w| {
+                w.lit("m:");
+                w.part(&id);
+            },
+            &[],
+            value,
+        )
+    }
+}
+
+#[test]
+fn a_put_reaches_the_l1_of_other_processes() {
+    let store = MemoryStore::new();
+    let clock = ManualClock::new();
+    let a = Process::on(&store, &clock);
+    let b = Process::on(&store, &clock);
+    assert_eq!(a.call(1, 10), 10);
+    assert_eq!(b.cached(1), 10);
+    assert!(b.l1_holds(1));
+
+    a.put(1, 20).expect("the tier answers");
+    assert_eq!(a.cached(1), 20);
+    until("B drops its copy", || !b.l1_holds(1));
+    assert_eq!(
+        b.cached(1),
+        20,
+        "B reads the put value from the shared tier"
+    );
+
+    // An absent value cached by B gives way to a value put by A.
+    assert_eq!(b.maybe(7, None), None);
+    assert_eq!(b.maybe(7, Some(1)), None, "the absent value is cached");
+    a.put_maybe(7, Some(70)).expect("the tier answers");
+    until("B drops its absent value", || b.maybe(7, Some(1)).is_some());
+    assert_eq!(
+        b.maybe(7, Some(1)),
+        Some(70),
+        "B reads A's value, not its body's"
+    );
+}
+
+#[test]
+fn a_refresh_reaches_the_l1_of_other_processes() {
+    let store = MemoryStore::new();
+    let clock = ManualClock::new();
+    let a = Process::on(&store, &clock);
+    let b = Process::on(&store, &clock);
+    assert_eq!(a.call(1, 10), 10);
+    assert_eq!(b.cached(1), 10);
+
+    assert_eq!(a.refresh(1, 30), 30);
+    assert_eq!(a.cached(1), 30);
+    until("B drops its copy", || !b.l1_holds(1));
+    assert_eq!(b.cached(1), 30);
+}
+
+#[test]
+fn a_load_older_than_a_put_never_overwrites_it() {
+    let store = MemoryStore::new();
+    let clock = ManualClock::new();
+    let a = Arc::new(Process::on(&store, &clock));
+    let b = Process::on(&store, &clock);
+
+    // A's load begins, then B puts a newer value, then A's load finishes
+    // with the old one (10).
+    let (loader, started, finish) = held_load(&a, 3);
+    started.wait();
+    b.put(3, 20).expect("the tier answers");
+    finish.wait();
+    assert_eq!(loader.join().expect("the loader returns"), 10);
+
+    until("A hears of the put", || !a.l1_holds(3) || a.cached(3) == 20);
+    assert_eq!(a.call(3, 20), 20, "A never serves its older load");
+    let c = Process::on(&store, &clock);
+    assert_eq!(c.call(3, 20), 20, "nor does the shared tier");
+    assert_eq!(b.cached(3), 20);
 }

@@ -138,6 +138,10 @@ impl L2Load {
     /// round trip as the entry, so an invalidation by any process is seen
     /// here at once, before its message arrives.
     pub(super) async fn read(&self) -> Option<Found> {
+        // Read before the round trip: an invalidation by this process while
+        // it is in flight moves the epoch past the entry's, so the entry
+        // gets a full check before it is served from L1 (G7).
+        let epoch = self.generations.epoch();
         let (bytes, current) = match self
             .l2
             .get_with_generations(&self.redis_key, &self.ids)
@@ -152,13 +156,13 @@ impl L2Load {
         for (id, generation) in self.ids.iter().zip(&current) {
             self.generations.learn_announced(id, *generation);
         }
-        self.check(&bytes?, &current)
+        self.check(&bytes?, &current, epoch)
     }
 
     /// Judges a stored entry against the generations Redis holds now.
-    /// `current` holds the values of `self.ids`, in order.
-    fn check(&self, bytes: &[u8], current: &[u64]) -> Option<Found> {
-        let epoch = self.generations.epoch();
+    /// `current` holds the values of `self.ids`, in order; `epoch` is the
+    /// generations' epoch from before they were read.
+    fn check(&self, bytes: &[u8], current: &[u64], epoch: (u64, u64)) -> Option<Found> {
         let (header, payload) = envelope::decode(bytes, self.l2.max_value_size).ok()?;
         if header.codec != self.l2.codec.id() {
             return None;
