@@ -23,6 +23,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use cachette::{cache, Cache};
 use support::cache::redis_cache;
 use support::redis::{redis_cmd, RedisConn, RedisServer, RespValue};
+use support::wait::eventually_blocking_every;
 
 /// What a child process does.
 const ROLE: &str = "CACHETTE_TEST_CHILD_ROLE";
@@ -74,12 +75,9 @@ fn now_ms() -> u64 {
 }
 
 /// Polls `check` every 5 ms until it holds; panics after `limit`.
-fn wait_until(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !check() {
-        assert!(Instant::now() < deadline, "waited {limit:?} for {what}");
-        thread::sleep(Duration::from_millis(5));
-    }
+fn wait_until(limit: Duration, what: &str, check: impl FnMut() -> bool) {
+    let held = eventually_blocking_every(Duration::from_millis(5), limit, check);
+    assert!(held, "waited {limit:?} for {what}");
 }
 
 /// A value standing for the database: what a body reads.
