@@ -3,10 +3,15 @@
 //! no test sleeps to wait for an expiry.
 
 mod common;
+mod support;
 
 use std::time::Duration;
 
 use common::Runs;
+use support::wait::eventually;
+
+/// How long a test waits for other tasks to reach a state it observes.
+const WAIT: Duration = Duration::from_secs(10);
 
 mod g1 {
     use super::*;
@@ -350,13 +355,25 @@ mod g5 {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn g5_a_cancelled_leader_does_not_strand_its_waiters() {
+        const WAITERS: u64 = 20;
+        let lock_waits = || {
+            CACHE
+                .stats()
+                .function("guarantees::g5::cancelled")
+                .map_or(0, |s| s.lock_waits)
+        };
         let leader = tokio::spawn(cancelled(3));
-        while CANCEL_RUNS.get() == 0 {
-            tokio::task::yield_now().await;
-        }
-        let waiters: Vec<_> = (0..20).map(|_| tokio::spawn(cancelled(3))).collect();
-        // Let the waiters join the flight, then drop the leader's future.
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            eventually(WAIT, async || CANCEL_RUNS.get() == 1).await,
+            "the leader enters the body within {WAIT:?}"
+        );
+        let waiters: Vec<_> = (0..WAITERS).map(|_| tokio::spawn(cancelled(3))).collect();
+        // Once every waiter has joined the flight, drop the leader's future.
+        assert!(
+            eventually(WAIT, async || lock_waits() >= WAITERS).await,
+            "{WAITERS} waiters join the leader's flight within {WAIT:?}; {} did",
+            lock_waits()
+        );
         leader.abort();
         let all = tokio::time::timeout(Duration::from_secs(10), async {
             for w in waiters {

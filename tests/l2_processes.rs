@@ -23,6 +23,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use cachette::{cache, Cache};
 use support::cache::redis_cache;
 use support::redis::{redis_cmd, RedisConn, RedisServer, RespValue};
+use support::wait::eventually_blocking_every;
 
 /// What a child process does.
 const ROLE: &str = "CACHETTE_TEST_CHILD_ROLE";
@@ -74,12 +75,9 @@ fn now_ms() -> u64 {
 }
 
 /// Polls `check` every 5 ms until it holds; panics after `limit`.
-fn wait_until(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !check() {
-        assert!(Instant::now() < deadline, "waited {limit:?} for {what}");
-        thread::sleep(Duration::from_millis(5));
-    }
+fn wait_until(limit: Duration, what: &str, check: impl FnMut() -> bool) {
+    let held = eventually_blocking_every(Duration::from_millis(5), limit, check);
+    assert!(held, "waited {limit:?} for {what}");
 }
 
 /// A value standing for the database: what a body reads.
@@ -314,7 +312,9 @@ fn g5_processes_sharing_redis_run_a_cold_keys_body_once() {
 }
 
 /// The holder calls the key as soon as the parent says `go` and hangs in
-/// the body; waiters call it once the holder is inside.
+/// the body; waiters call it once the holder is inside, and count
+/// themselves in `waiters_at_lock` once their call has missed both tiers
+/// (their stats say so) and so goes on to the cross-process lock.
 async fn g5_lock_timeout_child(port: u16, role: &str) {
     let cache = process_cache(port, Duration::from_millis(500)).await;
     let mut conn = RedisConn::connect(port).expect("connects");
@@ -330,7 +330,23 @@ async fn g5_lock_timeout_child(port: u16, role: &str) {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     let started = Instant::now();
-    let value = report(&cache, port, role, 9).await;
+    let call = {
+        let (cache, role) = (cache.clone(), role.to_owned());
+        tokio::spawn(async move { report(&cache, port, &role, 9).await })
+    };
+    if role == "g5_waiter" {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while cache
+            .stats()
+            .function("l2_processes::report")
+            .is_none_or(|s| s.misses == 0)
+        {
+            assert!(Instant::now() < deadline, "the call never missed");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        conn.cmd(&["INCR", "waiters_at_lock"]).expect("INCR");
+    }
+    let value = call.await.expect("the call");
     let elapsed = started.elapsed().as_millis().to_string();
     conn.cmd(&["RPUSH", "waiter_values", &value])
         .expect("RPUSH");
@@ -357,9 +373,13 @@ fn g5_a_waiter_runs_the_body_itself_after_the_lock_timeout_when_the_holder_is_ki
         || get_string(port, "holder_in_body").is_some(),
     );
     let holder_started: u64 = get_int(port, "holder_in_body") as u64;
-    // The waiters are queued on the lock by now; the holder dies mid-body,
-    // still holding it.
-    thread::sleep(Duration::from_millis(100));
+    // Once every waiter's call has gone on to the lock, the holder dies
+    // mid-body, still holding it.
+    wait_until(
+        Duration::from_secs(10),
+        "every waiter to reach the lock",
+        || get_int(port, "waiters_at_lock") == WAITERS as i64,
+    );
     holder.kill();
     let killed = Instant::now();
 
@@ -436,7 +456,8 @@ async fn g6_read(cache: &Cache, port: u16, name: &str) -> String {
 
 /// Reads every G6 function every few milliseconds until told to stop, and
 /// appends each value it sees change to `trace:<function>`; reports its L1
-/// hits in `l1_hits:<function>`.
+/// hits in `l1_hits:<function>`, and in `reader_round` each round whose
+/// reads it has finished.
 async fn g6_reader(port: u16) {
     let cache = process_cache(port, Duration::from_secs(3)).await;
     let mut conn = RedisConn::connect(port).expect("connects");
@@ -452,6 +473,8 @@ async fn g6_reader(port: u16) {
                 last.insert(name, value);
             }
         }
+        conn.cmd(&["SET", "reader_round", &round.to_string()])
+            .expect("SET");
         if round % 10 == 0 {
             let stats = cache.stats();
             for name in G6_FUNCTIONS {
@@ -481,6 +504,19 @@ fn last_seen(port: u16, name: &str) -> Option<String> {
     list(port, &format!("trace:{name}")).pop()
 }
 
+/// Waits until the reader child has finished `rounds` rounds of reads that
+/// all began after this call: whatever it would see by then is in its
+/// traces. The round it reports after this call's first look may have
+/// begun before it, so it does not count.
+fn reader_rounds(port: u16, rounds: i64) {
+    let seen = get_int(port, "reader_round");
+    wait_until(
+        Duration::from_secs(10),
+        &format!("the reader to read {rounds} more rounds"),
+        || get_int(port, "reader_round") > seen + rounds,
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn g6_an_invalidation_by_one_process_reaches_another_processes_l1() {
     let server = RedisServer::start();
@@ -506,8 +542,8 @@ async fn g6_an_invalidation_by_one_process_reaches_another_processes_l1() {
         let new = format!("v2-{step}");
         cmd(port, &["SET", &format!("db:{name}:1"), &new]);
         // The write alone changes nothing: both processes serve the cached
-        // value.
-        thread::sleep(Duration::from_millis(50));
+        // value, the reader in reads made after the write.
+        reader_rounds(port, 3);
         assert_eq!(last_seen(port, name).as_deref(), Some("v1"), "{name}");
         assert_eq!(g6_read(&a, port, name).await, "v1", "{name}");
 
@@ -593,7 +629,8 @@ async fn g6_l1_is_flushed_when_the_subscription_reconnects_after_a_lost_message(
         "the reader to drop the stale value",
         || last_seen(port, "profile").as_deref() == Some(new.as_str()),
     );
-    thread::sleep(Duration::from_millis(200));
+    // It stays gone over the reader's next reads.
+    reader_rounds(port, 50);
     let trace = list(port, "trace:profile");
     let first_new = trace.iter().position(|v| *v == new).expect("seen");
     assert!(

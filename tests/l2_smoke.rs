@@ -121,9 +121,13 @@ async fn g7_a_fill_racing_an_unannounced_invalidation_is_not_served_from_l1() {
         let (b, gate) = (b.clone(), gate.clone());
         tokio::spawn(async move { held_doc(&b, 1, gate).await })
     };
-    while HELD_RUNS.load(Ordering::SeqCst) == 0 {
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    assert!(
+        eventually(Duration::from_secs(10), async || {
+            HELD_RUNS.load(Ordering::SeqCst) == 1
+        })
+        .await,
+        "the load enters its body"
+    );
     // The invalidation, minus its message.
     let bumped = server.cmd(&["INCR", "smoke:#gen:tag:docs"]).unwrap();
     assert!(bumped.as_int().is_some());
