@@ -120,6 +120,8 @@ pub(crate) trait Backend: Send + Sync + 'static {
     fn set_if_absent(&self, key: String, value: String, ttl: Duration) -> Call<bool>;
     /// Deletes `key` if it still holds `value`.
     fn delete_if_equal(&self, key: String, value: String) -> Call<()>;
+    /// Makes `key` expire `ttl` from now if it still holds `value`.
+    fn expire_if_equal(&self, key: String, value: String, ttl: Duration) -> Call<()>;
     /// Subscribes to `channel`; called on the cache's runtime, again after
     /// every drop.
     fn subscribe(
@@ -180,6 +182,8 @@ pub(crate) struct L2 {
     pub(crate) codec: CodecKind,
     pub(crate) max_value_size: usize,
     pub(crate) lock_timeout: Duration,
+    /// How long a cross-process lock lives unless its holder renews it.
+    lease: Duration,
     keys: StoredKeys,
     /// This process's id on the channel, so it ignores its own messages.
     node: u64,
@@ -270,6 +274,7 @@ impl L2 {
             codec,
             max_value_size: settings.max_value_size,
             lock_timeout: settings.lock_timeout,
+            lease: lock_lease(settings.lock_timeout, timeout),
             keys,
             node,
             fills,
@@ -433,10 +438,10 @@ impl L2 {
         self.keys.lock(entry_key)
     }
 
-    /// Takes the lock `lock_key` with `token` for `lock_timeout`: whether
-    /// this caller now holds it.
+    /// Takes the lock `lock_key` with `token` for one lease: whether this
+    /// caller now holds it.
     pub(crate) async fn try_lock(&self, lock_key: String, token: String) -> Result<bool, L2Error> {
-        let ttl = self.lock_timeout;
+        let ttl = self.lease;
         self.run(|| self.backend.set_if_absent(lock_key, token, ttl))
             .await
     }
@@ -446,6 +451,50 @@ impl L2 {
         self.run(|| self.backend.delete_if_equal(lock_key, token))
             .await
     }
+
+    /// Keeps the lock `lock_key` alive (if it holds `token`) until the
+    /// returned guard is dropped: a holder that stops, dies or is cancelled
+    /// leaves a lock that ends within one lease, not `lock_timeout`.
+    pub(crate) fn hold(self: &Arc<Self>, lock_key: String, token: String) -> Held {
+        let l2 = Arc::clone(self);
+        let (key, value) = (lock_key.clone(), token.clone());
+        let renewal = self.bridge.handle().spawn(async move {
+            loop {
+                tokio::time::sleep(l2.lease / 3).await;
+                let ttl = l2.lease;
+                let renew = l2.run(|| l2.backend.expire_if_equal(key.clone(), value.clone(), ttl));
+                // A failed renewal is retried at the next tick; the lease
+                // covers a few of them.
+                let _ = renew.await;
+            }
+        });
+        Held {
+            lock_key,
+            token,
+            renewal: renewal.abort_handle(),
+        }
+    }
+}
+
+/// A cross-process lock this load holds, or may hold (its `SET` got no
+/// answer), renewed while the guard lives and released by its token.
+#[derive(Debug)]
+pub(crate) struct Held {
+    pub(crate) lock_key: String,
+    pub(crate) token: String,
+    renewal: tokio::task::AbortHandle,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.renewal.abort();
+    }
+}
+
+/// A lock's lease: short, so a holder that stopped frees the key soon, and
+/// long enough for a few renewals, each bounded by `l2_timeout`.
+fn lock_lease(lock_timeout: Duration, l2_timeout: Duration) -> Duration {
+    lock_timeout.min(Duration::from_secs(1)).max(l2_timeout * 4)
 }
 
 /// A generation as the store returns it: absent or unreadable counts as 0.

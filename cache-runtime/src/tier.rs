@@ -449,13 +449,13 @@ impl<'c> Load<'c> {
         &self,
         led: Option<l2::Led>,
         guard: Option<LeaderGuard<'g>>,
-    ) -> Result<R, (Option<LeaderGuard<'g>>, Option<(String, String)>)> {
+    ) -> Result<R, (Option<LeaderGuard<'g>>, Option<crate::l2::Held>)> {
         match led {
             Some(l2::Led::Found(found)) => {
                 Counters::bump(&self.site.counters(self.cache).lock_waits);
                 self.found::<Sh, R>(found, guard).ok_or((None, None))
             }
-            Some(l2::Led::Locked { lock_key, token }) => Err((guard, Some((lock_key, token)))),
+            Some(l2::Led::Locked(held)) => Err((guard, Some(held))),
             Some(l2::Led::Unlocked) | None => Err((guard, None)),
         }
     }

@@ -40,6 +40,10 @@ pub(crate) struct MemoryStore {
     state: Arc<Mutex<State>>,
     mode: Arc<Mutex<Mode>>,
     lose_messages: Arc<AtomicBool>,
+    /// While on, a lock is taken but its answer comes after this long.
+    late_locks: Arc<Mutex<Option<Duration>>>,
+    /// While on, releasing a lock fails without releasing it.
+    failing_unlocks: Arc<AtomicBool>,
     /// Operations run, by every cache on this store.
     pub(crate) operations: Arc<AtomicU64>,
     /// Reads of an entry done, by every cache on this store.
@@ -65,6 +69,8 @@ impl MemoryStore {
             state: Arc::default(),
             mode: Arc::new(Mutex::new(Mode::Healthy)),
             lose_messages: Arc::default(),
+            late_locks: Arc::default(),
+            failing_unlocks: Arc::default(),
             operations: Arc::default(),
             entry_reads: Arc::default(),
         }
@@ -81,6 +87,30 @@ impl MemoryStore {
     /// While on, published messages reach no subscriber.
     pub(crate) fn lose_messages(&self, on: bool) {
         self.lose_messages.store(on, SeqCst);
+    }
+
+    /// While `Some`, taking a lock succeeds in the store but its answer
+    /// arrives this much later.
+    pub(crate) fn late_locks(&self, late: Option<Duration>) {
+        *self
+            .late_locks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = late;
+    }
+
+    /// While on, releasing a lock fails (as with a reset connection) and
+    /// leaves it in place.
+    pub(crate) fn failing_unlocks(&self, on: bool) {
+        self.failing_unlocks.store(on, SeqCst);
+    }
+
+    /// Whether some lock is held.
+    pub(crate) fn locked(&self) -> bool {
+        let now = Instant::now();
+        self.state()
+            .values
+            .iter()
+            .any(|(k, (_, expires))| k.contains("#lock:") && expires.is_none_or(|at| at > now))
     }
 
     /// Ends every subscription, as a dropped connection does.
@@ -206,7 +236,11 @@ impl Backend for MemoryStore {
     }
 
     fn set_if_absent(&self, key: String, value: String, ttl: Duration) -> Call<bool> {
-        self.call(move |state| {
+        let late = *self
+            .late_locks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let Call { place, op } = self.call(move |state| {
             if state.values.contains_key(&key) {
                 return Ok(false);
             }
@@ -214,10 +248,33 @@ impl Backend for MemoryStore {
                 .values
                 .insert(key, (value.into_bytes(), Some(Instant::now() + ttl)));
             Ok(true)
+        });
+        let op: BoxFuture<'static, Result<bool, Fault>> = match late {
+            Some(by) => Box::pin(async move {
+                let reply = op.await;
+                tokio::time::sleep(by).await;
+                reply
+            }),
+            None => op,
+        };
+        Call { place, op }
+    }
+
+    fn expire_if_equal(&self, key: String, value: String, ttl: Duration) -> Call<()> {
+        self.call(move |state| {
+            if let Some((v, expires)) = state.values.get_mut(&key) {
+                if *v == value.as_bytes() {
+                    *expires = Some(Instant::now() + ttl);
+                }
+            }
+            Ok(())
         })
     }
 
     fn delete_if_equal(&self, key: String, value: String) -> Call<()> {
+        if self.failing_unlocks.load(SeqCst) {
+            return Call::background(async { Err(Fault::Down("connection reset".to_owned())) });
+        }
         self.call(move |state| {
             if state
                 .values

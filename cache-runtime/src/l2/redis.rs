@@ -43,6 +43,7 @@ impl Connect for RedisConfig {
             Ok(Arc::new(RedisBackend {
                 routes,
                 unlock: redis::Script::new(UNLOCK),
+                renew: redis::Script::new(RENEW),
                 urls: config.urls,
                 next_url: AtomicUsize::new(0),
             }) as Arc<dyn Backend>)
@@ -52,11 +53,14 @@ impl Connect for RedisConfig {
 
 /// Compare-and-delete: releases a lock only if it still holds our token.
 const UNLOCK: &str = r"if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
+/// Compare-and-expire: renews a lock only if it still holds our token.
+const RENEW: &str = r"if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end";
 
 struct RedisBackend {
     /// The connections: the cache's own, and one per calling runtime.
     routes: Routes,
     unlock: redis::Script,
+    renew: redis::Script,
     /// Where the subscriber listens: each attempt goes to the next URL, so
     /// in a cluster (where a message published on any node reaches every
     /// node) it moves on when the node it listened to dies.
@@ -133,7 +137,21 @@ impl Backend for RedisBackend {
 
     fn delete_if_equal(&self, key: String, value: String) -> Call<()> {
         let script = self.unlock.clone();
-        self.call(|conn| async move { conn.script::<i64>(&script, key, value).await.map(drop) })
+        self.call(|conn| async move {
+            conn.script::<i64>(&script, key, std::slice::from_ref(&value))
+                .await
+                .map(drop)
+        })
+    }
+
+    fn expire_if_equal(&self, key: String, value: String, ttl: Duration) -> Call<()> {
+        let script = self.renew.clone();
+        let millis = ttl.as_millis().max(1).to_string();
+        self.call(|conn| async move {
+            conn.script::<i64>(&script, key, &[value, millis])
+                .await
+                .map(drop)
+        })
     }
 
     fn subscribe(
@@ -242,10 +260,12 @@ impl Conn {
         mut self,
         script: &redis::Script,
         key: String,
-        arg: String,
+        args: &[String],
     ) -> RedisResult<T> {
         let mut invocation = script.key(key);
-        invocation.arg(arg);
+        for arg in args {
+            invocation.arg(arg.as_str());
+        }
         match &mut self {
             Conn::Single(c) => invocation.invoke_async(c).await,
             #[cfg(feature = "cluster")]

@@ -36,6 +36,20 @@ static MAYBE: Site = Site::new(Spec {
     key_escape: Escape::of("m:"),
 });
 
+/// With `lock`: one load per key at a time, across processes too.
+static LOCKED: Site = Site::new(Spec {
+    name: "faults.locked",
+    ttl: Duration::from_secs(300),
+    jitter: 0.0,
+    negative_ttl: None,
+    lock: true,
+    namespace: None,
+    version: 1,
+    l1_ttl: None,
+    tier: Tier::Both,
+    key_escape: Escape::of("l:"),
+});
+
 static SITE: Site = Site::new(Spec {
     name: NAME,
     ttl: Duration::from_secs(300),
@@ -580,4 +594,94 @@ fn a_load_older_than_a_put_never_overwrites_it() {
     let c = Process::on(&store, &clock);
     assert_eq!(c.call(3, 20), 20, "nor does the shared tier");
     assert_eq!(b.cached(3), 20);
+}
+
+impl Process {
+    /// A call of the `lock` function whose body takes `takes`.
+    fn locked_call(&self, id: u64, value: u64, takes: Duration) -> u64 {
+        let found = lookup::<Plain, u64>(
+            &LOCKED,
+            &self.cache,
+            shared::<Plain, u64>(),
+            |w| {
+                w.lit("l:");
+                w.part(&id);
+            },
+            &[],
+        );
+        match found {
+            Lookup::Hit(v) => v,
+            Lookup::Miss(load) => load.run_blocking::<Plain, u64, _>(|| {
+                self.runs.fetch_add(1, SeqCst);
+                std::thread::sleep(takes);
+                value
+            }),
+        }
+    }
+}
+
+#[test]
+fn a_lock_whose_answer_was_lost_is_still_released_after_the_body() {
+    let store = MemoryStore::new();
+    let clock = ManualClock::new();
+    let a = Process::on(&store, &clock);
+    let b = Process::on(&store, &clock);
+    // The lock is taken in the store, but A hears nothing in time.
+    store.late_locks(Some(L2_TIMEOUT * 3));
+    assert_eq!(a.locked_call(1, 10, Duration::ZERO), 10);
+    store.late_locks(None);
+    assert!(!store.locked(), "A released the lock it could not confirm");
+
+    a.cache
+        .invalidate_key_blocking("l:1")
+        .expect("the tier answers");
+    let started = Instant::now();
+    assert_eq!(b.locked_call(1, 11, Duration::ZERO), 11);
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "B waited {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn a_lock_whose_release_was_lost_ends_within_its_lease() {
+    let store = MemoryStore::new();
+    let clock = ManualClock::new();
+    let a = Process::on(&store, &clock);
+    let b = Process::on(&store, &clock);
+    store.failing_unlocks(true);
+    assert_eq!(a.locked_call(2, 10, Duration::ZERO), 10);
+    store.failing_unlocks(false);
+    assert!(store.locked(), "the release was lost");
+
+    a.cache
+        .invalidate_key_blocking("l:2")
+        .expect("the tier answers");
+    let started = Instant::now();
+    assert_eq!(b.locked_call(2, 11, Duration::ZERO), 11);
+    // One lease (1 s) and a poll, not `lock_timeout` (5 s).
+    assert!(
+        started.elapsed() < Duration::from_millis(1_600),
+        "B waited {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn a_held_lock_is_renewed_while_a_long_body_runs() {
+    let store = MemoryStore::new();
+    let clock = ManualClock::new();
+    let a = Arc::new(Process::on(&store, &clock));
+    let b = Process::on(&store, &clock);
+    let holder = {
+        let a = Arc::clone(&a);
+        // Longer than a lease (1 s): without renewal, B would take over.
+        std::thread::spawn(move || a.locked_call(3, 30, Duration::from_millis(1_600)))
+    };
+    until("A holds the lock", || store.locked());
+    assert_eq!(b.locked_call(3, 31, Duration::ZERO), 30, "B gets A's value");
+    assert_eq!(b.runs(), 0, "B never ran the body");
+    assert_eq!(holder.join().expect("A returns"), 30);
+    assert!(!store.locked());
 }

@@ -16,7 +16,7 @@ use crate::error::Error;
 use crate::invalidate::{Fence, GenId, Generations};
 use crate::l1::Entry;
 use crate::l2::channel::Event;
-use crate::l2::{L2Error, L2};
+use crate::l2::{Held, L2Error, L2};
 use crate::spec::Spec;
 use crate::stats::Counters;
 use crate::value::ValueCodec;
@@ -65,8 +65,9 @@ pub(super) struct Found {
 pub(super) enum Led {
     /// Another process stored the value meanwhile.
     Found(Found),
-    /// This process holds the lock: run the body, then release it.
-    Locked { lock_key: String, token: String },
+    /// This process holds the lock (or may: its answer was lost): run the
+    /// body, then release it.
+    Locked(Held),
     /// No lock (the tier is down, or the wait timed out): run the body.
     Unlocked,
 }
@@ -250,16 +251,28 @@ impl L2Load {
             notified.as_mut().enable();
             match self.l2.try_lock(lock_key.clone(), token.clone()).await {
                 Ok(true) => {
+                    let held = self.l2.hold(lock_key, token);
                     // Someone may have filled between our read and the lock.
                     return match self.read().await {
                         Some(found) => {
-                            let _ = self.l2.unlock(lock_key, token).await;
+                            let _ = self
+                                .l2
+                                .unlock(held.lock_key.clone(), held.token.clone())
+                                .await;
                             Led::Found(found)
                         }
-                        None => Led::Locked { lock_key, token },
+                        None => Led::Locked(held),
                     };
                 }
                 Ok(false) => {}
+                Err(e @ (L2Error::Timeout | L2Error::Down(_))) => {
+                    // The `SET` may have been done without its answer
+                    // reaching us: hold the lock as ours, so that it is
+                    // renewed while the body runs and released by its
+                    // token after, instead of stalling every process.
+                    self.error(&e);
+                    return Led::Locked(self.l2.hold(lock_key, token));
+                }
                 Err(e) => {
                     self.error(&e);
                     return Led::Unlocked;
@@ -280,11 +293,14 @@ impl L2Load {
 
     /// Stores the body's result in the shared tier unless an invalidation
     /// already covers it, tells waiting processes, and releases the lock.
-    pub(super) async fn write(self, fill: Option<Fill>, lock: Option<(String, String)>) {
-        let lock = lock.map(|(key, token)| (self.clone(), key, token));
+    pub(super) async fn write(self, fill: Option<Fill>, lock: Option<Held>) {
+        let this = lock.as_ref().map(|_| self.clone());
         let _ = self.write_checked(fill).await;
-        if let Some((this, lock_key, token)) = lock {
-            if let Err(e) = this.l2.unlock(lock_key, token).await {
+        if let (Some(this), Some(held)) = (this, lock) {
+            let unlocked = this.l2.unlock(held.lock_key.clone(), held.token.clone());
+            if let Err(e) = unlocked.await {
+                // Not renewed any more once `held` is dropped: the lock
+                // ends within its lease.
                 this.error(&e);
             }
         }
