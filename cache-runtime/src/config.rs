@@ -224,7 +224,9 @@ impl Builder {
             Arc::clone(&inner.generations),
         )
         .await?;
-        inner.l2 = Some(Arc::new(l2));
+        let l2 = Arc::new(l2);
+        L2::start_replay(&l2, Arc::clone(&inner.generations));
+        inner.l2 = Some(l2);
         Ok(cache)
     }
 

@@ -11,7 +11,7 @@ use crate::error::Error;
 use crate::flight::Flights;
 use crate::invalidate::{GenId, Generations};
 use crate::l1::L1Store;
-use crate::l2::channel::Event;
+use crate::l2::invalidations::{propagate, Change as Pending};
 use crate::l2::L2;
 use crate::stats::{Counters, Registry, Stats};
 use crate::wait::{block_now, Awaiting, Blocking, Wait};
@@ -268,57 +268,4 @@ impl Cache {
 enum Change<'a> {
     Key(&'a str),
     Id(GenId),
-}
-
-/// An invalidation applied locally, still to reach the shared tier.
-struct Pending {
-    id: GenId,
-    /// The `{fn}_key` of a key invalidation, for other processes' L1.
-    key: Option<String>,
-}
-
-/// Moves the generation on in the shared tier, learns its new value, and
-/// announces it on the invalidation channel.
-async fn propagate(
-    l2: Arc<L2>,
-    generations: Arc<Generations>,
-    change: Pending,
-) -> Result<(), Error> {
-    let bumped = async {
-        let generation = l2.bump_generation(&change.id).await?;
-        // The store is behind this process (it lost generations): move it
-        // past ours, or other processes would take this invalidation for an
-        // old one.
-        let local = generations.get(&change.id);
-        if generation < local {
-            return l2.advance_generation(&change.id, local - generation).await;
-        }
-        Ok(generation)
-    };
-    let generation = match bumped.await {
-        Ok(generation) => generation,
-        Err(e) => {
-            // This process's generation moved on and the store's did not:
-            // the next loads read every generation again, raising the
-            // store's to ours, before they fill with them.
-            generations.forget_all();
-            return Err(e.into());
-        }
-    };
-    generations.learn(&change.id, generation);
-    let event = match change.id {
-        GenId::KeySlot(slot) => Event::Key {
-            slot,
-            generation,
-            key: change.key.unwrap_or_default(),
-        },
-        GenId::Tag(tag) => Event::Tag { generation, tag },
-        GenId::Namespace(namespace) => Event::Namespace {
-            generation,
-            namespace,
-        },
-        GenId::Clear => Event::Clear { generation },
-    };
-    l2.publish(&event).await?;
-    Ok(())
 }

@@ -176,6 +176,22 @@ impl Generations {
         }
     }
 
+    /// Raises a generation to one an entry was filled under, without
+    /// taking it as confirmed: after a failed invalidation this process is
+    /// ahead of the shared tier, and only a read of the tier itself (which
+    /// raises the tier to this process's value) may confirm it.
+    pub(crate) fn raise_to(&self, id: &GenId, value: u64) {
+        let moved = match id {
+            GenId::Clear => Self::raise(&self.clear, Some(value)),
+            GenId::KeySlot(slot) => Self::raise(&self.key_slots[*slot], Some(value)),
+            GenId::Namespace(ns) => self.raise_named(&self.namespaces, ns, Some(value), false),
+            GenId::Tag(tag) => self.raise_named(&self.tags, tag, Some(value), false),
+        };
+        if moved {
+            self.epoch.fetch_add(1, SeqCst);
+        }
+    }
+
     /// Learns a generation another process announced (or the shared tier
     /// reported), except one below this process's own value while that is
     /// not yet confirmed by the shared tier (after a reconnection): the

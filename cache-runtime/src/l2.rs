@@ -41,6 +41,7 @@ use crate::l1::L1Store;
 
 pub(crate) mod bridge;
 pub(crate) mod channel;
+pub(crate) mod invalidations;
 mod keys;
 #[cfg(test)]
 pub(crate) mod memory;
@@ -189,6 +190,8 @@ pub(crate) struct L2 {
     node: u64,
     /// Woken whenever any process stores an entry.
     pub(crate) fills: Arc<Notify>,
+    /// Invalidations that could not reach the store yet.
+    queue: invalidations::Queue,
     /// Moves on whenever the invalidation channel connects or drops. A load
     /// that began in an earlier era may have missed messages (the L1 flush
     /// on reconnecting came before its fill), so it must not fill.
@@ -278,8 +281,17 @@ impl L2 {
             keys,
             node,
             fills,
+            queue: invalidations::Queue::default(),
             era,
         })
+    }
+
+    /// Starts replaying invalidations that could not reach the store, for
+    /// as long as `l2` lives.
+    pub(crate) fn start_replay(l2: &Arc<L2>, generations: Arc<Generations>) {
+        l2.bridge
+            .handle()
+            .spawn(invalidations::replay(Arc::downgrade(l2), generations));
     }
 
     /// The invalidation channel's current era: it moves on whenever the

@@ -685,3 +685,66 @@ fn a_held_lock_is_renewed_while_a_long_body_runs() {
     assert_eq!(holder.join().expect("A returns"), 30);
     assert!(!store.locked());
 }
+
+#[test]
+fn an_invalidation_that_could_not_reach_the_tier_reaches_other_processes_once_it_answers() {
+    let store = MemoryStore::new();
+    let clock = ManualClock::new();
+    let a = Process::on(&store, &clock);
+    let b = Process::on(&store, &clock);
+    assert_eq!(a.call(1, 10), 10);
+    assert_eq!(b.cached(1), 10);
+
+    store.set_mode(Mode::Failing);
+    let e = a
+        .cache
+        .invalidate_key_blocking("v:1")
+        .expect_err("the tier is down");
+    assert!(e.is_l2(), "{e:?}");
+    assert!(!a.l1_holds(1), "this process misses at once");
+    assert!(b.l1_holds(1), "the other cannot know yet");
+
+    store.set_mode(Mode::Healthy);
+    let back = Instant::now();
+    until("B drops its copy", || !b.l1_holds(1));
+    assert!(
+        back.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        back.elapsed()
+    );
+    assert_eq!(
+        b.call(1, 12),
+        12,
+        "the old entry is not read back from the tier"
+    );
+    assert_eq!(a.call(1, 13), 12, "A reads B's new fill");
+}
+
+#[test]
+fn a_failed_invalidation_is_never_undone_by_what_a_read_learns() {
+    let store = MemoryStore::new();
+    let clock = ManualClock::new();
+    let a = Process::on(&store, &clock);
+    let b = Process::on(&store, &clock);
+    assert_eq!(a.call(1, 10), 10);
+
+    // The tier refuses the invalidation, then answers reads again; A's
+    // next reads must never take the old entry's generations as current.
+    store.set_mode(Mode::Failing);
+    assert!(a.cache.invalidate_key_blocking("v:1").is_err());
+    store.set_mode(Mode::Healthy);
+    for round in 0..5 {
+        assert_ne!(
+            a.call(1, 20 + round),
+            10,
+            "round {round}: the old value came back"
+        );
+    }
+    let c = Process::on(&store, &clock);
+    assert_ne!(
+        c.call(1, 30),
+        10,
+        "another process never reads the old value"
+    );
+    assert_ne!(b.call(1, 31), 10);
+}

@@ -205,7 +205,7 @@ impl L2Load {
                 return None;
             }
             // Filled after an invalidation this process has not heard of.
-            self.generations.learn(&id, generation);
+            self.generations.raise_to(&id, generation);
         }
         let value = (self.codec.decode)(payload, self.l2.codec).ok()?;
         if self.spec.tier == crate::spec::Tier::L2 {
