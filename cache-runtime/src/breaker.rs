@@ -41,25 +41,49 @@ impl Breaker {
         self.started.elapsed().as_micros() as u64
     }
 
-    /// Whether a call may go to the shared tier now.
+    /// Whether a call may go to the shared tier now; the permit says how it
+    /// went ([`Permit::success`], [`Permit::failure`]). A probe's permit
+    /// dropped before either (its caller was cancelled, or gave up waiting)
+    /// hands the probe to the next caller, so the breaker never stays open
+    /// because a probe was lost.
     #[inline]
-    pub(crate) fn allow(&self) -> bool {
+    pub(crate) fn permit(&self) -> Option<Permit<'_>> {
         // Closed: no clock read.
-        self.open_until.load(SeqCst) == 0 || self.allow_at(self.now())
+        if self.open_until.load(SeqCst) == 0 {
+            return Some(Permit {
+                breaker: self,
+                probe: false,
+            });
+        }
+        self.permit_at(self.now())
     }
 
-    fn allow_at(&self, now: u64) -> bool {
+    fn permit_at(&self, now: u64) -> Option<Permit<'_>> {
         let open_until = self.open_until.load(SeqCst);
-        if open_until == 0 {
-            return true;
-        }
-        if now < open_until {
-            return false;
+        if open_until != 0 && now < open_until {
+            return None;
         }
         // Cool-down over: one caller probes, the others keep skipping.
-        self.probing
-            .compare_exchange(false, true, SeqCst, SeqCst)
-            .is_ok()
+        let probe = open_until != 0;
+        if probe
+            && self
+                .probing
+                .compare_exchange(false, true, SeqCst, SeqCst)
+                .is_err()
+        {
+            return None;
+        }
+        Some(Permit {
+            breaker: self,
+            probe,
+        })
+    }
+
+    /// [`permit`](Self::permit) without the guard: a probe taken here is
+    /// held until `success` or `failure`.
+    #[cfg(test)]
+    fn allow_at(&self, now: u64) -> bool {
+        self.permit_at(now).map(Permit::keep).is_some()
     }
 
     /// Whether calls are refused right now (open, cool-down not over).
@@ -76,7 +100,7 @@ impl Breaker {
         self.open_until.load(SeqCst) != 0
     }
 
-    pub(crate) fn success(&self) {
+    fn success(&self) {
         // Reads first: while all is well (every call), nothing is written,
         // so callers on many threads do not contend for the cache line.
         if self.failures.load(SeqCst) != 0 {
@@ -91,7 +115,7 @@ impl Breaker {
         }
     }
 
-    pub(crate) fn failure(&self) {
+    fn failure(&self) {
         self.failure_at(self.now());
     }
 
@@ -105,6 +129,43 @@ impl Breaker {
                 let doubled = (cool_down * 2).min(MAX_COOL_DOWN.as_micros() as u64);
                 self.cool_down_micros.store(doubled, SeqCst);
             }
+        }
+    }
+}
+
+/// Leave to make one call to the shared tier (see [`Breaker::permit`]).
+#[derive(Debug)]
+pub(crate) struct Permit<'a> {
+    breaker: &'a Breaker,
+    /// Whether this call is the probe after a cool-down.
+    probe: bool,
+}
+
+impl<'a> Permit<'a> {
+    /// The call got an answer: the tier is up.
+    pub(crate) fn success(self) {
+        self.keep().success();
+    }
+
+    /// The call got no answer.
+    pub(crate) fn failure(self) {
+        self.keep().failure();
+    }
+
+    /// The breaker, with this permit's probe (if any) left to `success` or
+    /// `failure` instead of being handed on when the permit drops.
+    fn keep(self) -> &'a Breaker {
+        let breaker = self.breaker;
+        std::mem::forget(self);
+        breaker
+    }
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        if self.probe {
+            // The probe was abandoned: the next caller probes instead.
+            self.breaker.probing.store(false, SeqCst);
         }
     }
 }
@@ -148,6 +209,21 @@ mod tests {
             now += cool_down;
         }
         assert_eq!(cool_down, MAX_COOL_DOWN.as_micros() as u64);
+    }
+
+    #[test]
+    fn an_abandoned_probe_lets_the_next_caller_probe() {
+        let b = Breaker::new();
+        for _ in 0..FAILURES_TO_OPEN {
+            b.failure_at(0);
+        }
+        let probe = b.permit_at(MIN).expect("the probe");
+        assert!(b.permit_at(MIN).is_none(), "one probe at a time");
+        drop(probe);
+        let next = b.permit_at(MIN).expect("the probe is handed on");
+        next.success();
+        assert!(!b.is_open());
+        assert!(b.permit().is_some());
     }
 
     #[test]

@@ -313,9 +313,9 @@ impl L2 {
     /// Runs one backend operation where the backend says; bounded by the
     /// timeout and guarded by the breaker.
     async fn run<T: Send + 'static>(&self, call: impl FnOnce() -> Call<T>) -> Result<T, L2Error> {
-        if !self.breaker.allow() {
+        let Some(permit) = self.breaker.permit() else {
             return Err(L2Error::Open);
-        }
+        };
         let timeout = self.timeout;
         let Call { place, op } = call();
         let done = match place {
@@ -332,15 +332,15 @@ impl L2 {
             Ok(Ok(Err(Fault::Down(why)))) => Err(L2Error::Down(why)),
             Ok(Ok(Err(Fault::Refused(why)))) => {
                 // The store answered: it is up, whatever it said.
-                self.breaker.success();
+                permit.success();
                 return Err(L2Error::Refused(why));
             }
             Ok(Err(_elapsed)) => Err(L2Error::Timeout),
             Err(join) => Err(L2Error::Down(format!("the operation was lost: {join}"))),
         };
         match outcome {
-            Ok(_) => self.breaker.success(),
-            Err(_) => self.breaker.failure(),
+            Ok(_) => permit.success(),
+            Err(_) => permit.failure(),
         }
         outcome
     }

@@ -748,3 +748,34 @@ fn a_failed_invalidation_is_never_undone_by_what_a_read_learns() {
     );
     assert_ne!(b.call(1, 31), 10);
 }
+
+#[test]
+fn a_probe_whose_caller_gave_up_never_keeps_the_breaker_open() {
+    let store = MemoryStore::new();
+    let clock = ManualClock::new();
+    let a = Process::on(&store, &clock);
+    let l2 = Arc::clone(a.cache.inner.l2.as_ref().expect("a shared tier"));
+    store.set_mode(Mode::Failing);
+    for _ in 0..3 {
+        assert!(a.cache.invalidate_tag_blocking("t").is_err());
+    }
+    assert!(l2.breaker.refusing(), "the breaker is open");
+    until("the cool-down ends", || !l2.breaker.refusing());
+
+    // The probe hangs, and its caller stops waiting before `l2_timeout`.
+    store.set_mode(Mode::Hanging);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let gave_up = runtime.block_on(async {
+        tokio::time::timeout(L2_TIMEOUT / 5, a.cache.invalidate_tag("t")).await
+    });
+    assert!(gave_up.is_err(), "the caller gave up");
+
+    store.set_mode(Mode::Healthy);
+    until("the breaker closes", || {
+        a.cache.invalidate_tag_blocking("t").is_ok()
+    });
+    assert!(!l2.breaker.is_open());
+}
