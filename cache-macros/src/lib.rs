@@ -3,14 +3,20 @@
 //!
 //! The macro holds no caching logic. It reads the attribute (`args`) and the
 //! function (`signature`), splits the templates (`template`), checks them
-//! against each other (`validate`) and writes one call into the runtime
-//! (`expand`). Any problem makes it emit the function unchanged next to the
-//! errors instead (`fallback`).
+//! against each other (`validate`) into a `plan`, and writes calls into the
+//! runtime (`expand`). Any problem makes it emit the function unchanged, with
+//! stubs of its companions, next to the errors instead (`fallback`). What
+//! both write alike lives in `companions`.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 
 mod args;
+mod companions;
 mod ctxt;
 mod expand;
 mod fallback;
+mod plan;
 mod signature;
 mod template;
 mod validate;
@@ -62,7 +68,10 @@ use crate::signature::Function;
 /// skipped; otherwise calls that differ in it would share one entry. Two
 /// placeholders need literal text between them for the same reason. A
 /// generic function whose return type mentions `T` must have `<T>` in the
-/// key. All of this is checked at compile time.
+/// key. All of this is checked at compile time, and each mistake is
+/// reported once, where it is. A function with a mistake still compiles
+/// next to the error, and so do its companions, so the rest of the crate
+/// reports nothing more.
 ///
 /// # Return types
 ///
@@ -97,9 +106,14 @@ use crate::signature::Function;
 /// - In an `impl Trait for Type` block the companions would be items the
 ///   trait does not have. Cache an inherent method and call it from the
 ///   trait method instead.
-/// - The attribute sees the function, not the `impl` around it: when the
-///   return type depends on the `impl`'s generic parameters, put `<Self>`
-///   into the key.
+/// - The attribute sees the function, not the `impl` around it. It takes a
+///   function for an associated one (whose companions call each other
+///   through `Self::`) when it has a receiver or names `Self` in its
+///   signature, body or key; a function in an `impl` that does neither is
+///   taken for a free function and does not compile. Name the type as
+///   `Self` in it, for example in the return type (`-> Option<Self>`).
+/// - When the return type depends on the `impl`'s generic parameters, put
+///   `<Self>` into the key.
 /// - The default key starts with the function's name alone, so two
 ///   functions of the same name (in different modules or `impl`s) with
 ///   default keys share entries; give one of them a `key`.
@@ -115,16 +129,19 @@ fn expand_attribute(
 ) -> proc_macro2::TokenStream {
     let cx = Ctxt::new();
     let args = args::parse(&cx, args);
-    let plan = signature::parse_item(&cx, item.clone())
-        .map(Function::new)
-        .and_then(|function| validate::check(&cx, args, function));
-    let checked = cx.check().and_then(|()| {
-        plan.ok_or_else(|| {
-            syn::Error::new(Span::call_site(), "`#[cache]` could not read this function")
-        })
-    });
-    match checked {
-        Ok(plan) => expand::expand(&plan),
-        Err(errors) => fallback::expand(item, errors),
+    let checked = signature::parse_item(&cx, item.clone())
+        .map(|function| validate::check(&cx, args, Function::new(function)));
+    match (cx.check(), checked) {
+        (Ok(()), Some(Ok(plan))) => expand::expand(&plan),
+        (Err(errors), checked) => {
+            let outline = checked.and_then(Result::err);
+            fallback::expand(item, outline.as_deref(), errors)
+        }
+        (Ok(()), checked) => {
+            let error =
+                syn::Error::new(Span::call_site(), "`#[cache]` could not read this function");
+            let outline = checked.and_then(Result::err);
+            fallback::expand(item, outline.as_deref(), error)
+        }
     }
 }
