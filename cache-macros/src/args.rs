@@ -95,7 +95,7 @@ pub(crate) const ARGS: &[ArgDef] = &[
         name: "lock",
         written: "`lock`",
         example: "lock",
-        doc: "single-flight: one body run per key at a time",
+        doc: "single-flight: one body run per key at a time (see Concurrency)",
         default: "off",
         kind: Kind::Flag(|args| args.lock = true),
     },

@@ -30,16 +30,40 @@ use crate::signature::Function;
 /// Caches a function's results: a repeated call with the same key arguments
 /// inside the TTL returns the stored value without running the body.
 ///
-/// ```rust,ignore
+/// ```rust
 /// use cachette::cache;
+/// # #[derive(Clone, serde::Serialize, serde::Deserialize)]
+/// # struct User { name: String }
+/// # #[derive(Debug)]
+/// # struct DbError;
+/// # impl std::fmt::Display for DbError {
+/// #     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { f.write_str("db") }
+/// # }
+/// # impl std::error::Error for DbError {}
+/// # struct Db;
+/// # impl Db {
+/// #     async fn fetch_user(&self, id: u64) -> Result<Option<User>, DbError> {
+/// #         Ok(Some(User { name: format!("user {id}") }))
+/// #     }
+/// # }
 ///
 /// #[cache(key = "user:<id>", ttl = 300, jitter = 0.1, negative_ttl = 60, lock, skip(db))]
 /// async fn get_user(db: &Db, id: u64) -> Result<Option<User>, DbError> {
 ///     db.fetch_user(id).await
 /// }
 ///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let db = Db;
+/// let user = get_user(&db, 42).await?; // runs the body and stores the result
+/// let again = get_user(&db, 42).await?; // served from the cache
+/// # assert_eq!(user.unwrap().name, again.unwrap().name);
+/// assert_eq!(get_user_key(42), "user:42");
+///
 /// // after a write:
 /// get_user_invalidate(42).await?;
+/// # Ok(())
+/// # }
 /// ```
 ///
 /// # Arguments
@@ -50,7 +74,7 @@ use crate::signature::Function;
 /// | `ttl = 300` / `ttl = "5m"` | time to live: integer seconds or a duration string with units `ms`, `s`, `m`, `h`, `d` (`"1h30m"`) | required |
 /// | `jitter = 0.1` | the TTL is drawn from `[ttl*(1-j), ttl*(1+j)]`; `0 <= j < 1` | 0 |
 /// | `negative_ttl = 60` | cache an absent result (`None`, `Ok(None)`) for this long | absent results are not cached |
-/// | `lock` | single-flight: one body run per key at a time | off |
+/// | `lock` | single-flight: one body run per key at a time (see Concurrency) | off |
 /// | `tags = ["org:<org_id>"]` | templates, checked like `key`, for `invalidate_tag` | none |
 /// | `namespace = "users"` | versioned namespace (letters, digits, `_`, `.`, `-`) for `invalidate_namespace` | none |
 /// | `version = 2` | schema version baked into the key | 1 |
@@ -85,6 +109,25 @@ use crate::signature::Function;
 /// The shape is read from the last path segment, so aliases such as
 /// `anyhow::Result<T>` and `io::Result<T>` count.
 ///
+/// # Concurrency
+///
+/// Without `lock`, concurrent misses of one key each run the body. With
+/// `lock`, one body run per key is in flight at a time in a process, and,
+/// when the cache has a shared tier, across the processes that share it
+/// (through a lock in that tier). Callers that find a run in flight wait for
+/// it (an async caller without blocking its thread) and get the leader's
+/// value, without running the body. If the leader's body fails (returns
+/// `Err`), its error goes to the leader alone: each waiter runs its own
+/// body. The shared-tier lock is for efficiency: after its timeout a waiter
+/// in another process runs the body itself.
+///
+/// # Panics
+///
+/// A body that panics propagates the panic to its caller, as an uncached
+/// call would; nothing is stored. Its waiters are never stranded: one of them
+/// takes over and runs the body, and the rest wait for that run. The same
+/// holds when the caller's future is dropped mid-run.
+///
 /// # Companions
 ///
 /// Beside `get_user` the attribute generates, with the same visibility and
@@ -99,7 +142,10 @@ use crate::signature::Function;
 ///
 /// `_invalidate`, `_put`, `_refresh` and `_uncached` are `async` when the
 /// function is. Each keeps only the generic parameters its own signature
-/// needs.
+/// needs. The body lives in `get_user_uncached`, so warnings about it (an
+/// unused variable, a needless `mut`) are reported there, once; `get_user`
+/// and `get_user_refresh` call it. Hidden helpers beside them hold the
+/// function's one site, spec and key templates.
 ///
 /// # Limitations
 ///
