@@ -32,7 +32,7 @@
 //! README for every argument of [`cache`].
 
 #![forbid(unsafe_code)]
-#![warn(missing_docs)]
+#![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 
 pub use cache_macros::cache;
 pub use cache_runtime::{

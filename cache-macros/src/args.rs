@@ -14,39 +14,222 @@ use syn::{Expr, ExprLit, ExprUnary, Ident, Lit, LitStr, Path, UnOp};
 
 use crate::ctxt::{backticked, closest, Ctxt};
 
-/// Every argument the attribute accepts, in the order the docs list them.
-const KNOWN: &[&str] = &[
-    "key",
-    "ttl",
-    "jitter",
-    "negative_ttl",
-    "lock",
-    "tags",
-    "namespace",
-    "version",
-    "l1_ttl",
-    "tier",
-    "skip",
-    "cache",
-    "name",
-    "crate",
+/// One argument of the attribute: the single place that lists its name, how
+/// it is written, what it means and how its value is read. The `#[cache]`
+/// rustdoc's table shows the same rows (a test keeps the two in step).
+pub(crate) struct ArgDef {
+    pub(crate) name: &'static str,
+    /// The docs table's first column, as Markdown.
+    #[cfg_attr(not(test), allow(dead_code, reason = "the docs table test reads it"))]
+    pub(crate) written: &'static str,
+    /// What to write, for error messages: `ttl = 300`.
+    pub(crate) example: &'static str,
+    /// The docs table's "meaning" column.
+    #[cfg_attr(not(test), allow(dead_code, reason = "the docs table test reads it"))]
+    pub(crate) doc: &'static str,
+    /// The docs table's "default" column.
+    #[cfg_attr(not(test), allow(dead_code, reason = "the docs table test reads it"))]
+    pub(crate) default: &'static str,
+    pub(crate) kind: Kind,
+}
+
+/// How an argument is written, and what reading it stores.
+pub(crate) enum Kind {
+    /// A word alone: `lock`.
+    Flag(fn(&mut Args)),
+    /// Names in parentheses: `skip(db, self)`.
+    Names(fn(&mut Args, Vec<Ident>)),
+    /// `name = value`: checks the value (reporting problems) and stores it.
+    /// The `Ident` is the argument's name, for errors that point at it.
+    Value(fn(&Ctxt, &mut Args, &Ident, &Expr)),
+    /// Part of the design but not built yet; rejected, with what the cache
+    /// does instead.
+    NotYet(&'static str),
+}
+
+/// Every argument, in the order the docs list them.
+pub(crate) const ARGS: &[ArgDef] = &[
+    ArgDef {
+        name: "key",
+        written: "`key = \"user:<id>\"`",
+        example: "key = \"user:<id>\"",
+        doc: "key template: literal text and `<param>` or `<param.field.path>` placeholders (`<self.tenant>` too); `<T>` (a type parameter) and `<Self>` render the type's name; `<<` is a literal `<`",
+        default: "`\"<fn_name>:<p1>:<p2>...\"` over all parameters that are not skipped, then `<T>` for each type parameter the return type mentions",
+        kind: Kind::Value(|cx, args, _, value| args.key = string(cx, "key", value)),
+    },
+    ArgDef {
+        name: "ttl",
+        written: "`ttl = 300` / `ttl = \"5m\"`",
+        example: "ttl = 300",
+        doc: "time to live: integer seconds or a duration string with units `ms`, `s`, `m`, `h`, `d` (`\"1h30m\"`)",
+        default: "required",
+        kind: Kind::Value(|cx, args, _, value| {
+            args.ttl = duration(cx, "ttl", value).map(|ms| Arg::at_value(ms, value));
+        }),
+    },
+    ArgDef {
+        name: "jitter",
+        written: "`jitter = 0.1`",
+        example: "jitter = 0.1",
+        doc: "the TTL is drawn from `[ttl*(1-j), ttl*(1+j)]`; `0 <= j < 1`",
+        default: "0",
+        kind: Kind::Value(|cx, args, _, value| {
+            args.jitter = jitter(cx, value).map(|j| Arg::at_value(j, value));
+        }),
+    },
+    ArgDef {
+        name: "negative_ttl",
+        written: "`negative_ttl = 60`",
+        example: "negative_ttl = 60",
+        doc: "cache an absent result (`None`, `Ok(None)`) for this long",
+        default: "absent results are not cached",
+        kind: Kind::Value(|cx, args, ident, value| {
+            // Errors about an absent value point at the argument's name.
+            args.negative_ttl = duration(cx, "negative_ttl", value).map(|ms| Arg {
+                value: ms,
+                span: ident.span(),
+            });
+        }),
+    },
+    ArgDef {
+        name: "lock",
+        written: "`lock`",
+        example: "lock",
+        doc: "single-flight: one body run per key at a time (see Concurrency)",
+        default: "off",
+        kind: Kind::Flag(|args| args.lock = true),
+    },
+    ArgDef {
+        name: "tags",
+        written: "`tags = [\"org:<org_id>\"]`",
+        example: "tags = [\"users\"]",
+        doc: "templates, checked like `key`, for `invalidate_tag`",
+        default: "none",
+        kind: Kind::Value(|cx, args, _, value| args.tags = tags(cx, value)),
+    },
+    ArgDef {
+        name: "namespace",
+        written: "`namespace = \"users\"`",
+        example: "namespace = \"users\"",
+        doc: "versioned namespace (letters, digits, `_`, `.`, `-`) for `invalidate_namespace`",
+        default: "none",
+        kind: Kind::Value(|cx, args, _, value| {
+            args.namespace = namespace(cx, value).map(|n| Arg::at_value(n, value));
+        }),
+    },
+    ArgDef {
+        name: "version",
+        written: "`version = 2`",
+        example: "version = 2",
+        doc: "schema version baked into the key",
+        default: "1",
+        kind: Kind::Value(|cx, args, _, value| {
+            args.version = version(cx, value).map(|v| Arg::at_value(v, value));
+        }),
+    },
+    ArgDef {
+        name: "l1_ttl",
+        written: "`l1_ttl = 30`",
+        example: "l1_ttl = 30",
+        doc: "cap on how long entries live in L1",
+        default: "the cache's `l1_max_ttl`",
+        kind: Kind::Value(|cx, args, _, value| {
+            args.l1_ttl = duration(cx, "l1_ttl", value).map(|ms| Arg::at_value(ms, value));
+        }),
+    },
+    ArgDef {
+        name: "tier",
+        written: "`tier = \"both\"`",
+        example: "tier = \"l1\"",
+        doc: "`\"l1\"`, `\"l2\"` or `\"both\"`",
+        default: "`\"both\"`",
+        kind: Kind::Value(|cx, args, _, value| {
+            args.tier = tier(cx, value).map(|t| Arg::at_value(t, value));
+        }),
+    },
+    ArgDef {
+        name: "skip",
+        written: "`skip(db, self)`",
+        example: "skip(db, self)",
+        doc: "parameters that do not shape the result",
+        default: "none",
+        kind: Kind::Names(|args, names| args.skip = names),
+    },
+    ArgDef {
+        name: "cache",
+        written: "`cache = EXPR`",
+        example: "cache = &CACHE",
+        doc: "the `&Cache` to use; may use parameters, which then pick the cache instead of going into the key",
+        default: "the global cache",
+        kind: Kind::Value(|_, args, _, value| args.cache = Some(value.clone())),
+    },
+    ArgDef {
+        name: "name",
+        written: "`name = \"users.get\"`",
+        example: "name = \"users.get\"",
+        doc: "name in stats, traces and metrics",
+        default: "`module_path::fn_name`",
+        kind: Kind::Value(|cx, args, _, value| {
+            args.name = function_name(cx, value).map(|n| Arg::at_value(n, value));
+        }),
+    },
+    ArgDef {
+        name: "crate",
+        written: "`crate = \"path\"`",
+        example: "crate = \"::my_app::cachette\"",
+        doc: "path of the `cachette` crate in generated code",
+        default: "`::cachette`",
+        kind: Kind::Value(|cx, args, _, value| {
+            args.krate = crate_path(cx, value).map(|p| Arg::at_value(p, value));
+        }),
+    },
+    ArgDef {
+        name: "stale",
+        written: "`stale = 60`",
+        example: "stale = 60",
+        doc: "serve an expired entry for this long while one refresh runs",
+        default: "0",
+        kind: Kind::NotYet("expired entries are never served"),
+    },
+    ArgDef {
+        name: "stale_if_error",
+        written: "`stale_if_error = 600`",
+        example: "stale_if_error = 600",
+        doc: "return an expired entry when the body fails",
+        default: "0",
+        kind: Kind::NotYet("an error from the body is returned to the caller"),
+    },
+    ArgDef {
+        name: "early",
+        written: "`early = 1.0`",
+        example: "early = 1.0",
+        doc: "probabilistic early refresh before the TTL ends",
+        default: "off",
+        kind: Kind::NotYet("entries are refreshed only after they expire"),
+    },
 ];
 
-/// Arguments that are part of the design but not built yet, each with what
-/// the cache does instead.
-const NOT_YET: &[(&str, &str)] = &[
-    ("stale", "expired entries are never served"),
-    (
-        "stale_if_error",
-        "an error from the body is returned to the caller",
-    ),
-    ("early", "entries are refreshed only after they expire"),
-];
+/// The arguments that are accepted, for "known arguments are ..." messages.
+fn known() -> impl Iterator<Item = &'static str> + Clone {
+    ARGS.iter()
+        .filter(|def| !matches!(def.kind, Kind::NotYet(_)))
+        .map(|def| def.name)
+}
 
 /// An argument's value and the span that errors about it point at.
 pub(crate) struct Arg<T> {
     pub(crate) value: T,
     pub(crate) span: Span,
+}
+
+impl<T> Arg<T> {
+    /// A value whose errors point at the value as written.
+    fn at_value(value: T, written: &Expr) -> Arg<T> {
+        Arg {
+            value,
+            span: written.span(),
+        }
+    }
 }
 
 /// Which stores a function's entries live in.
@@ -97,21 +280,14 @@ pub(crate) fn parse(cx: &Ctxt, tokens: TokenStream) -> Args {
                 format!(
                     "unknown argument `{}`; known arguments are {}",
                     path_text(&meta.path),
-                    backticked(KNOWN),
+                    backticked(known()),
                 ),
             );
             return discard_value(&meta);
         };
         let name = ident.to_string();
-        if let Some((_, instead)) = NOT_YET.iter().find(|(n, _)| *n == name) {
-            cx.error_at(
-                ident.span(),
-                format!("`{name}` is not supported yet; remove it ({instead})"),
-            );
-            return discard_value(&meta);
-        }
-        if !KNOWN.contains(&name.as_str()) {
-            let near = closest(&name, KNOWN.iter().copied());
+        let Some(def) = ARGS.iter().find(|def| def.name == name) else {
+            let near = closest(&name, known());
             if let Some(near) = near {
                 args.misspelled.insert(near.to_owned());
             }
@@ -123,8 +299,15 @@ pub(crate) fn parse(cx: &Ctxt, tokens: TokenStream) -> Args {
                 ident.span(),
                 format!(
                     "unknown argument `{name}`; {hint}known arguments are {}",
-                    backticked(KNOWN)
+                    backticked(known())
                 ),
+            );
+            return discard_value(&meta);
+        };
+        if let Kind::NotYet(instead) = def.kind {
+            cx.error_at(
+                ident.span(),
+                format!("`{name}` is not supported yet; remove it ({instead})"),
             );
             return discard_value(&meta);
         }
@@ -132,21 +315,27 @@ pub(crate) fn parse(cx: &Ctxt, tokens: TokenStream) -> Args {
             cx.error_at(ident.span(), format!("`{name}` is given twice; keep one"));
             return discard_value(&meta);
         }
-        match name.as_str() {
-            "lock" => {
+        match def.kind {
+            Kind::Flag(store) => {
                 if meta.input.peek(syn::Token![=]) || meta.input.peek(syn::token::Paren) {
-                    cx.error_at(ident.span(), "`lock` takes no value; write `lock` alone");
+                    cx.error_at(
+                        ident.span(),
+                        format!("`{name}` takes no value; write `{name}` alone"),
+                    );
                     return discard_value(&meta);
                 }
-                args.lock = true;
+                store(&mut args);
             }
-            "skip" => args.skip = parse_skip(cx, &meta)?,
-            _ => {
-                let Some(value) = value_of(cx, &meta, &name)? else {
-                    return Ok(());
-                };
-                read_value(cx, &mut args, &ident, &name, value);
+            Kind::Names(store) => {
+                let names = parse_names(cx, &meta, def)?;
+                store(&mut args, names);
             }
+            Kind::Value(store) => {
+                if let Some(value) = value_of(cx, &meta, def)? {
+                    store(cx, &mut args, &ident, &value);
+                }
+            }
+            Kind::NotYet(_) => unreachable!("rejected above"),
         }
         Ok(())
     });
@@ -156,54 +345,15 @@ pub(crate) fn parse(cx: &Ctxt, tokens: TokenStream) -> Args {
     args
 }
 
-/// Stores one `name = value` argument after checking the value.
-fn read_value(cx: &Ctxt, args: &mut Args, ident: &Ident, name: &str, value: Expr) {
-    let span = value.span();
-    match name {
-        "key" => args.key = string(cx, name, &value, "key = \"user:<id>\""),
-        "ttl" => args.ttl = duration(cx, name, &value).map(|ms| Arg { value: ms, span }),
-        "negative_ttl" => {
-            args.negative_ttl = duration(cx, name, &value).map(|ms| Arg {
-                value: ms,
-                span: ident.span(),
-            });
-        }
-        "l1_ttl" => args.l1_ttl = duration(cx, name, &value).map(|ms| Arg { value: ms, span }),
-        "jitter" => args.jitter = jitter(cx, &value).map(|j| Arg { value: j, span }),
-        "version" => args.version = version(cx, &value).map(|v| Arg { value: v, span }),
-        "tier" => args.tier = tier(cx, &value).map(|t| Arg { value: t, span }),
-        "namespace" => args.namespace = namespace(cx, &value).map(|n| Arg { value: n, span }),
-        "name" => args.name = function_name(cx, &value).map(|n| Arg { value: n, span }),
-        "crate" => args.krate = crate_path(cx, &value).map(|p| Arg { value: p, span }),
-        "tags" => args.tags = tags(cx, &value),
-        "cache" => args.cache = Some(value),
-        _ => unreachable!("every known argument is handled"),
-    }
-}
-
 /// The expression after `=`, or `None` (with an error) when the argument
 /// was written without one.
-fn value_of(cx: &Ctxt, meta: &ParseNestedMeta, name: &str) -> syn::Result<Option<Expr>> {
+fn value_of(cx: &Ctxt, meta: &ParseNestedMeta, def: &ArgDef) -> syn::Result<Option<Expr>> {
     if meta.input.peek(syn::Token![=]) {
         return meta.value()?.parse().map(Some);
     }
-    let example = match name {
-        "key" => "key = \"user:<id>\"",
-        "ttl" => "ttl = 300",
-        "negative_ttl" => "negative_ttl = 60",
-        "l1_ttl" => "l1_ttl = 30",
-        "jitter" => "jitter = 0.1",
-        "tags" => "tags = [\"users\"]",
-        "namespace" => "namespace = \"users\"",
-        "version" => "version = 2",
-        "tier" => "tier = \"l1\"",
-        "cache" => "cache = &CACHE",
-        "name" => "name = \"users.get\"",
-        _ => "crate = \"::my_app::cachette\"",
-    };
     cx.error_spanned_by(
         &meta.path,
-        format!("`{name}` needs a value, like `{example}`"),
+        format!("`{}` needs a value, like `{}`", def.name, def.example),
     );
     discard_value(meta)?;
     Ok(None)
@@ -223,12 +373,15 @@ fn discard_value(meta: &ParseNestedMeta) -> syn::Result<()> {
 }
 
 /// `skip(db, self)`.
-fn parse_skip(cx: &Ctxt, meta: &ParseNestedMeta) -> syn::Result<Vec<Ident>> {
+fn parse_names(cx: &Ctxt, meta: &ParseNestedMeta, def: &ArgDef) -> syn::Result<Vec<Ident>> {
     let mut names = Vec::new();
     if !meta.input.peek(syn::token::Paren) {
         cx.error_spanned_by(
             &meta.path,
-            "`skip` lists parameters in parentheses, like `skip(db, self)`",
+            format!(
+                "`{}` lists parameters in parentheses, like `{}`",
+                def.name, def.example
+            ),
         );
         discard_value(meta)?;
         return Ok(names);
@@ -243,7 +396,10 @@ fn parse_skip(cx: &Ctxt, meta: &ParseNestedMeta) -> syn::Result<Vec<Ident>> {
             _ => {
                 cx.error_spanned_by(
                     &inner.path,
-                    "`skip(...)` takes parameter names, like `skip(db, self)`",
+                    format!(
+                        "`{}(...)` takes parameter names, like `{}`",
+                        def.name, def.example
+                    ),
                 );
                 discard_value(&inner)?;
             }
@@ -253,13 +409,21 @@ fn parse_skip(cx: &Ctxt, meta: &ParseNestedMeta) -> syn::Result<Vec<Ident>> {
     Ok(names)
 }
 
-fn string(cx: &Ctxt, name: &str, value: &Expr, example: &str) -> Option<LitStr> {
+/// The row of the argument called `name`.
+fn def(name: &str) -> &'static ArgDef {
+    ARGS.iter()
+        .find(|def| def.name == name)
+        .expect("every argument has a row")
+}
+
+fn string(cx: &Ctxt, name: &str, value: &Expr) -> Option<LitStr> {
     if let Expr::Lit(ExprLit {
         lit: Lit::Str(lit), ..
     }) = value
     {
         return Some(lit.clone());
     }
+    let example = def(name).example;
     cx.error_spanned_by(value, format!("`{name}` takes a string, like `{example}`"));
     None
 }
@@ -488,7 +652,7 @@ fn version(cx: &Ctxt, value: &Expr) -> Option<u32> {
 }
 
 fn tier(cx: &Ctxt, value: &Expr) -> Option<Tier> {
-    let lit = string(cx, "tier", value, "tier = \"l1\"")?;
+    let lit = string(cx, "tier", value)?;
     match lit.value().as_str() {
         "l1" => Some(Tier::L1),
         "l2" => Some(Tier::L2),
@@ -504,7 +668,7 @@ fn tier(cx: &Ctxt, value: &Expr) -> Option<Tier> {
 }
 
 fn namespace(cx: &Ctxt, value: &Expr) -> Option<String> {
-    let lit = string(cx, "namespace", value, "namespace = \"users\"")?;
+    let lit = string(cx, "namespace", value)?;
     let namespace = lit.value();
     if namespace.is_empty() {
         cx.error_spanned_by(
@@ -527,7 +691,7 @@ fn namespace(cx: &Ctxt, value: &Expr) -> Option<String> {
 }
 
 fn function_name(cx: &Ctxt, value: &Expr) -> Option<String> {
-    let lit = string(cx, "name", value, "name = \"users.get\"")?;
+    let lit = string(cx, "name", value)?;
     if lit.value().is_empty() {
         cx.error_spanned_by(
             &lit,
@@ -539,14 +703,16 @@ fn function_name(cx: &Ctxt, value: &Expr) -> Option<String> {
 }
 
 fn crate_path(cx: &Ctxt, value: &Expr) -> Option<Path> {
-    const EXAMPLE: &str = "crate = \"::my_app::cachette\"";
-    let lit = string(cx, "crate", value, EXAMPLE)?;
+    let lit = string(cx, "crate", value)?;
     match lit.parse::<Path>() {
         Ok(path) => Some(path),
         Err(_) => {
             cx.error_spanned_by(
                 &lit,
-                format!("`crate` must be a path to the `cachette` crate, like `{EXAMPLE}`"),
+                format!(
+                    "`crate` must be a path to the `cachette` crate, like `{}`",
+                    def("crate").example
+                ),
             );
             None
         }
@@ -688,6 +854,35 @@ mod tests {
         assert!(errors[2].starts_with("`stale` is not supported yet; remove it"));
         assert!(errors[3].starts_with("`stale_if_error` is not supported yet"));
         assert!(errors[4].starts_with("`early` is not supported yet"));
+    }
+
+    #[test]
+    fn the_docs_table_shows_the_rows_of_the_argument_table() {
+        let docs = include_str!("lib.rs");
+        let section = docs
+            .split("/// # Arguments")
+            .nth(1)
+            .and_then(|rest| rest.split("/// # ").next())
+            .expect("the `#[cache]` docs have an Arguments section");
+        let shown: Vec<&str> = section
+            .lines()
+            .map(|line| line.trim_start_matches("///").trim())
+            .filter(|line| line.starts_with("| `"))
+            .collect();
+        let rows: Vec<String> = ARGS
+            .iter()
+            .filter(|def| !matches!(def.kind, Kind::NotYet(_)))
+            .map(|def| format!("| {} | {} | {} |", def.written, def.doc, def.default))
+            .collect();
+        assert_eq!(shown, rows);
+        let not_yet: Vec<String> = ARGS
+            .iter()
+            .filter(|def| matches!(def.kind, Kind::NotYet(_)))
+            .map(|def| format!("`{}`", def.name))
+            .collect();
+        let (last, rest) = not_yet.split_last().expect("some arguments are not built");
+        let sentence = format!("{} and {last} are not supported yet", rest.join(", "));
+        assert!(section.contains(&sentence), "missing: {sentence}");
     }
 
     #[test]

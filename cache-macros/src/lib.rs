@@ -3,14 +3,20 @@
 //!
 //! The macro holds no caching logic. It reads the attribute (`args`) and the
 //! function (`signature`), splits the templates (`template`), checks them
-//! against each other (`validate`) and writes one call into the runtime
-//! (`expand`). Any problem makes it emit the function unchanged next to the
-//! errors instead (`fallback`).
+//! against each other (`validate`) into a `plan`, and writes calls into the
+//! runtime (`expand`). Any problem makes it emit the function unchanged, with
+//! stubs of its companions, next to the errors instead (`fallback`). What
+//! both write alike lives in `companions`.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 
 mod args;
+mod companions;
 mod ctxt;
 mod expand;
 mod fallback;
+mod plan;
 mod signature;
 mod template;
 mod validate;
@@ -24,16 +30,40 @@ use crate::signature::Function;
 /// Caches a function's results: a repeated call with the same key arguments
 /// inside the TTL returns the stored value without running the body.
 ///
-/// ```rust,ignore
+/// ```rust
 /// use cachette::cache;
+/// # #[derive(Clone, serde::Serialize, serde::Deserialize)]
+/// # struct User { name: String }
+/// # #[derive(Debug)]
+/// # struct DbError;
+/// # impl std::fmt::Display for DbError {
+/// #     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { f.write_str("db") }
+/// # }
+/// # impl std::error::Error for DbError {}
+/// # struct Db;
+/// # impl Db {
+/// #     async fn fetch_user(&self, id: u64) -> Result<Option<User>, DbError> {
+/// #         Ok(Some(User { name: format!("user {id}") }))
+/// #     }
+/// # }
 ///
 /// #[cache(key = "user:<id>", ttl = 300, jitter = 0.1, negative_ttl = 60, lock, skip(db))]
 /// async fn get_user(db: &Db, id: u64) -> Result<Option<User>, DbError> {
 ///     db.fetch_user(id).await
 /// }
 ///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let db = Db;
+/// let user = get_user(&db, 42).await?; // runs the body and stores the result
+/// let again = get_user(&db, 42).await?; // served from the cache
+/// # assert_eq!(user.unwrap().name, again.unwrap().name);
+/// assert_eq!(get_user_key(42), "user:42");
+///
 /// // after a write:
 /// get_user_invalidate(42).await?;
+/// # Ok(())
+/// # }
 /// ```
 ///
 /// # Arguments
@@ -44,7 +74,7 @@ use crate::signature::Function;
 /// | `ttl = 300` / `ttl = "5m"` | time to live: integer seconds or a duration string with units `ms`, `s`, `m`, `h`, `d` (`"1h30m"`) | required |
 /// | `jitter = 0.1` | the TTL is drawn from `[ttl*(1-j), ttl*(1+j)]`; `0 <= j < 1` | 0 |
 /// | `negative_ttl = 60` | cache an absent result (`None`, `Ok(None)`) for this long | absent results are not cached |
-/// | `lock` | single-flight: one body run per key at a time | off |
+/// | `lock` | single-flight: one body run per key at a time (see Concurrency) | off |
 /// | `tags = ["org:<org_id>"]` | templates, checked like `key`, for `invalidate_tag` | none |
 /// | `namespace = "users"` | versioned namespace (letters, digits, `_`, `.`, `-`) for `invalidate_namespace` | none |
 /// | `version = 2` | schema version baked into the key | 1 |
@@ -62,7 +92,10 @@ use crate::signature::Function;
 /// skipped; otherwise calls that differ in it would share one entry. Two
 /// placeholders need literal text between them for the same reason. A
 /// generic function whose return type mentions `T` must have `<T>` in the
-/// key. All of this is checked at compile time.
+/// key. All of this is checked at compile time, and each mistake is
+/// reported once, where it is. A function with a mistake still compiles
+/// next to the error, and so do its companions, so the rest of the crate
+/// reports nothing more.
 ///
 /// # Return types
 ///
@@ -75,6 +108,25 @@ use crate::signature::Function;
 ///
 /// The shape is read from the last path segment, so aliases such as
 /// `anyhow::Result<T>` and `io::Result<T>` count.
+///
+/// # Concurrency
+///
+/// Without `lock`, concurrent misses of one key each run the body. With
+/// `lock`, one body run per key is in flight at a time in a process, and,
+/// when the cache has a shared tier, across the processes that share it
+/// (through a lock in that tier). Callers that find a run in flight wait for
+/// it (an async caller without blocking its thread) and get the leader's
+/// value, without running the body. If the leader's body fails (returns
+/// `Err`), its error goes to the leader alone: each waiter runs its own
+/// body. The shared-tier lock is for efficiency: after its timeout a waiter
+/// in another process runs the body itself.
+///
+/// # Panics
+///
+/// A body that panics propagates the panic to its caller, as an uncached
+/// call would; nothing is stored. Its waiters are never stranded: one of them
+/// takes over and runs the body, and the rest wait for that run. The same
+/// holds when the caller's future is dropped mid-run.
 ///
 /// # Companions
 ///
@@ -90,16 +142,24 @@ use crate::signature::Function;
 ///
 /// `_invalidate`, `_put`, `_refresh` and `_uncached` are `async` when the
 /// function is. Each keeps only the generic parameters its own signature
-/// needs.
+/// needs. The body lives in `get_user_uncached`, so warnings about it (an
+/// unused variable, a needless `mut`) are reported there, once; `get_user`
+/// and `get_user_refresh` call it. Hidden helpers beside them hold the
+/// function's one site, spec and key templates.
 ///
 /// # Limitations
 ///
 /// - In an `impl Trait for Type` block the companions would be items the
 ///   trait does not have. Cache an inherent method and call it from the
 ///   trait method instead.
-/// - The attribute sees the function, not the `impl` around it: when the
-///   return type depends on the `impl`'s generic parameters, put `<Self>`
-///   into the key.
+/// - The attribute sees the function, not the `impl` around it. It takes a
+///   function for an associated one (whose companions call each other
+///   through `Self::`) when it has a receiver or names `Self` in its
+///   signature, body or key; a function in an `impl` that does neither is
+///   taken for a free function and does not compile. Name the type as
+///   `Self` in it, for example in the return type (`-> Option<Self>`).
+/// - When the return type depends on the `impl`'s generic parameters, put
+///   `<Self>` into the key.
 /// - The default key starts with the function's name alone, so two
 ///   functions of the same name (in different modules or `impl`s) with
 ///   default keys share entries; give one of them a `key`.
@@ -115,16 +175,19 @@ fn expand_attribute(
 ) -> proc_macro2::TokenStream {
     let cx = Ctxt::new();
     let args = args::parse(&cx, args);
-    let plan = signature::parse_item(&cx, item.clone())
-        .map(Function::new)
-        .and_then(|function| validate::check(&cx, args, function));
-    let checked = cx.check().and_then(|()| {
-        plan.ok_or_else(|| {
-            syn::Error::new(Span::call_site(), "`#[cache]` could not read this function")
-        })
-    });
-    match checked {
-        Ok(plan) => expand::expand(&plan),
-        Err(errors) => fallback::expand(item, errors),
+    let checked = signature::parse_item(&cx, item.clone())
+        .map(|function| validate::check(&cx, args, Function::new(function)));
+    match (cx.check(), checked) {
+        (Ok(()), Some(Ok(plan))) => expand::expand(&plan),
+        (Err(errors), checked) => {
+            let outline = checked.and_then(Result::err);
+            fallback::expand(item, outline.as_deref(), errors)
+        }
+        (Ok(()), checked) => {
+            let error =
+                syn::Error::new(Span::call_site(), "`#[cache]` could not read this function");
+            let outline = checked.and_then(Result::err);
+            fallback::expand(item, outline.as_deref(), error)
+        }
     }
 }

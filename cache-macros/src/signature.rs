@@ -197,6 +197,30 @@ impl Function {
         find.0
     }
 
+    /// Whether the function has a receiver or names `Self` in its signature
+    /// or body (nested items aside), which only a function in an `impl` or
+    /// trait can do.
+    pub(crate) fn is_associated(&self) -> bool {
+        struct FindSelf(bool);
+        impl Visit<'_> for FindSelf {
+            fn visit_ident(&mut self, ident: &Ident) {
+                self.0 |= ident == "Self";
+            }
+            fn visit_receiver(&mut self, _: &syn::Receiver) {
+                self.0 = true;
+            }
+            fn visit_macro(&mut self, mac: &syn::Macro) {
+                self.0 |= mentioned_names(mac.tokens.clone()).contains("Self");
+            }
+            // An item inside the body has a `Self` of its own.
+            fn visit_item(&mut self, _: &syn::Item) {}
+        }
+        let mut find = FindSelf(false);
+        find.visit_signature(&self.item.sig);
+        find.visit_block(&self.item.block);
+        find.0
+    }
+
     /// Names of the function's type and const parameters.
     pub(crate) fn type_and_const_params(&self) -> Vec<&Ident> {
         self.generics()

@@ -2,7 +2,8 @@
 //! placeholder, producing the [`Plan`] that `expand` turns into code.
 //!
 //! Every problem is recorded in the [`Ctxt`]; a plan is returned only when
-//! there were none.
+//! there were none, and otherwise the [`Outline`] that the fallback's
+//! companions need.
 
 use std::collections::HashSet;
 
@@ -10,77 +11,17 @@ use proc_macro2::Span;
 use quote::ToTokens;
 use syn::ext::IdentExt;
 use syn::visit::Visit;
-use syn::{Expr, Ident, Index, LitStr, Member, Path};
+use syn::{Expr, Ident, Index, LitStr, Member};
 
 use crate::args::{Args, Tier};
 use crate::ctxt::{backticked, closest, type_text, Ctxt};
-use crate::signature::{mentioned_names, Function, Output, Param, ParamKind};
+use crate::plan::{CacheSource, Outline, Piece, Plan, Rendering, Scope, Spec};
+use crate::signature::{mentioned_names, Function, Param, ParamKind};
 use crate::template::{Placeholder, Role, Segment, Template};
 
-/// Everything `expand` needs, all of it checked.
-pub(crate) struct Plan {
-    pub(crate) function: Function,
-    pub(crate) output: Output,
-    /// `::cachette` or the `crate = "..."` path.
-    pub(crate) root: Path,
-    pub(crate) spec: Spec,
-    pub(crate) key: Rendering,
-    pub(crate) tags: Vec<Rendering>,
-    /// Indices into `function.params` of the key args: the parameters that
-    /// are not skipped, in order. The receiver is among them only when the
-    /// key, a tag or `cache = ...` uses it.
-    pub(crate) key_params: Vec<usize>,
-    pub(crate) cache: CacheSource,
-}
-
-/// The values of the runtime's `Spec`.
-pub(crate) struct Spec {
-    /// `None`: `module_path!()::fn_name`.
-    pub(crate) name: Option<String>,
-    pub(crate) ttl_ms: u64,
-    pub(crate) jitter: f64,
-    pub(crate) negative_ttl_ms: Option<u64>,
-    pub(crate) lock: bool,
-    pub(crate) namespace: Option<String>,
-    pub(crate) version: u32,
-    pub(crate) l1_ttl_ms: Option<u64>,
-    pub(crate) tier: Tier,
-}
-
-/// A template with every placeholder resolved.
-pub(crate) struct Rendering {
-    pub(crate) pieces: Vec<Piece>,
-    /// All literal text of the template, for `Escape::of`.
-    pub(crate) escape: String,
-}
-
-pub(crate) enum Piece {
-    Text(String),
-    /// A parameter (or const generic) and a field path into it.
-    Value {
-        root: Ident,
-        fields: Vec<Member>,
-        span: Span,
-    },
-    /// A type parameter, rendered as the type's name.
-    TypeName {
-        ident: Ident,
-        span: Span,
-    },
-}
-
-/// Which cache instance the generated code uses.
-pub(crate) enum CacheSource {
-    Global,
-    /// `&(EXPR)`.
-    Borrowed(Expr),
-    /// `EXPR` borrows from a parameter the body takes by value, so the
-    /// wrapper works on its own handle instead (a cheap clone).
-    Cloned(Expr),
-}
-
-/// Checks everything; returns a plan only when nothing is wrong.
-pub(crate) fn check(cx: &Ctxt, args: Args, function: Function) -> Option<Plan> {
+/// Checks everything. Returns the plan when nothing is wrong, and the
+/// outline of the companions otherwise.
+pub(crate) fn check(cx: &Ctxt, args: Args, function: Function) -> Result<Plan, Box<Outline>> {
     check_item(cx, &function);
     let (skipped, meant_to_skip) = resolve_skip(cx, &args, &function);
     check_patterns(cx, &function, &skipped);
@@ -92,10 +33,11 @@ pub(crate) fn check(cx: &Ctxt, args: Args, function: Function) -> Option<Plan> {
 
     let mut key_uses = HashSet::new();
     let key = resolve_key(cx, &args, &function, &skipped, &cache_uses, &mut key_uses);
+    let mut tag_uses = HashSet::new();
     let tags: Vec<_> = args
         .tags
         .iter()
-        .map(|lit| resolve_tag(cx, lit, &function, &skipped))
+        .map(|lit| resolve_tag(cx, lit, &function, &skipped, &mut tag_uses))
         .collect();
     if let (Some(lit), Some(_)) = (&args.key, &key) {
         // A misspelled `skip(...)` entry has its own error; the parameter it
@@ -114,20 +56,22 @@ pub(crate) fn check(cx: &Ctxt, args: Args, function: Function) -> Option<Plan> {
         );
     }
 
+    let outline = outline(&args, function, &skipped, key_uses, tag_uses);
     if cx.has_errors() {
-        return None;
+        return Err(Box::new(outline));
     }
-    let key_params = function
-        .params
-        .iter()
-        .enumerate()
-        .filter(|(_, param)| param.name().is_some_and(|name| !skipped.contains(&name)))
-        .map(|(index, _)| index)
-        .collect();
+    let (Some(output), Some(key), Some(tags), Some(ttl)) = (
+        outline.function.output.clone(),
+        key,
+        tags.into_iter().collect::<Option<Vec<_>>>(),
+        &args.ttl,
+    ) else {
+        return Err(Box::new(outline));
+    };
     let cache = match args.cache {
         None => CacheSource::Global,
         Some(expr) => {
-            let borrows_a_moved_param = function.params.iter().any(|param| {
+            let borrows_a_moved_param = outline.function.params.iter().any(|param| {
                 !param.is_shared_reference()
                     && param_names(param)
                         .iter()
@@ -140,13 +84,10 @@ pub(crate) fn check(cx: &Ctxt, args: Args, function: Function) -> Option<Plan> {
             }
         }
     };
-    Some(Plan {
-        root: args
-            .krate
-            .map_or_else(|| syn::parse_quote!(::cachette), |arg| arg.value),
+    Ok(Plan {
         spec: Spec {
             name: args.name.map(|arg| arg.value),
-            ttl_ms: args.ttl?.value,
+            ttl_ms: ttl.value,
             jitter: args.jitter.map_or(0.0, |arg| arg.value),
             negative_ttl_ms: args.negative_ttl.map(|arg| arg.value),
             lock: args.lock,
@@ -155,13 +96,55 @@ pub(crate) fn check(cx: &Ctxt, args: Args, function: Function) -> Option<Plan> {
             l1_ttl_ms: args.l1_ttl.map(|arg| arg.value),
             tier: args.tier.map_or(Tier::Both, |arg| arg.value),
         },
-        output: function.output.clone()?,
-        key: key?,
-        tags: tags.into_iter().collect::<Option<_>>()?,
-        key_params,
+        output,
+        key,
+        tags,
         cache,
-        function,
+        outline,
     })
+}
+
+/// What the companions' signatures need, from whatever the checks could
+/// read. `skipped` holds only names that exist.
+fn outline(
+    args: &Args,
+    function: Function,
+    skipped: &HashSet<String>,
+    key_uses: HashSet<String>,
+    tag_uses: HashSet<String>,
+) -> Outline {
+    let key_params = function
+        .params
+        .iter()
+        .enumerate()
+        .filter(|(_, param)| param.name().is_some_and(|name| !skipped.contains(&name)))
+        .map(|(index, _)| index)
+        .collect();
+    let mut mentioned: HashSet<String> = key_uses.into_iter().chain(tag_uses).collect();
+    if let Some(expr) = &args.cache {
+        mentioned.extend(mentioned_names(expr.to_token_stream()));
+    }
+    let names_self_type = args
+        .key
+        .iter()
+        .chain(&args.tags)
+        .any(|lit| lit.value().contains("<Self>"))
+        || mentioned.contains("Self");
+    let scope = if function.is_associated() || names_self_type {
+        Scope::Associated
+    } else {
+        Scope::Free
+    };
+    Outline {
+        root: args
+            .krate
+            .as_ref()
+            .map_or_else(|| syn::parse_quote!(::cachette), |arg| arg.value.clone()),
+        key_params,
+        mentioned,
+        scope,
+        function,
+    }
 }
 
 /// The key template (written or default) with its placeholders resolved.
@@ -206,6 +189,7 @@ fn resolve_tag(
     lit: &LitStr,
     function: &Function,
     skipped: &HashSet<String>,
+    uses: &mut HashSet<String>,
 ) -> Option<Rendering> {
     let template = Template::parse(cx, lit, Role::Tag)?;
     let on_skipped = |name: &str, hole: &Placeholder, template: &Template| {
@@ -219,14 +203,7 @@ fn resolve_tag(
             ),
         );
     };
-    resolve(
-        cx,
-        &template,
-        function,
-        skipped,
-        &mut HashSet::new(),
-        on_skipped,
-    )
+    resolve(cx, &template, function, skipped, uses, on_skipped)
 }
 
 /// `negative_ttl` needs a return type with an absent value.
@@ -438,8 +415,8 @@ fn resolve(
                 ok = false;
                 continue;
             }
-            pieces.push(Piece::Value {
-                root: param.ident_at(hole.span),
+            pieces.push(Piece::Param {
+                ident: param.ident_at(hole.span),
                 fields: hole
                     .fields
                     .iter()
@@ -482,9 +459,8 @@ fn resolve(
                     span: hole.span,
                 });
             } else {
-                pieces.push(Piece::Value {
-                    root: generic_ident(function, root, hole.span),
-                    fields: Vec::new(),
+                pieces.push(Piece::Const {
+                    ident: generic_ident(function, root, hole.span),
                     span: hole.span,
                 });
             }
@@ -651,7 +627,7 @@ mod tests {
         let function = Function::new(syn::parse2(item).expect("a function"));
         let plan = check(&cx, args, function);
         match cx.check() {
-            Ok(()) => Ok(plan.expect("no error means a plan")),
+            Ok(()) => Ok(plan.unwrap_or_else(|_| panic!("no error means a plan"))),
             Err(errors) => Err(errors.into_iter().map(|e| e.to_string()).collect()),
         }
     }
@@ -671,7 +647,7 @@ mod tests {
             ),
         )
         .unwrap_or_else(|e| panic!("{e:?}"));
-        assert_eq!(plan.key_params, [0, 1], "companions still take it");
+        assert_eq!(plan.outline.key_params, [0, 1], "companions still take it");
         assert!(matches!(plan.cache, CacheSource::Borrowed(_)));
     }
 
@@ -691,7 +667,7 @@ mod tests {
             .pieces
             .iter()
             .filter_map(|piece| match piece {
-                Piece::Value { root, .. } => Some(root.to_string()),
+                Piece::Param { ident, .. } => Some(ident.to_string()),
                 _ => None,
             })
             .collect();

@@ -88,6 +88,7 @@ async fn main() {
     assert_eq!(handle.await.unwrap().unwrap().id, 42);
     fn assert_send<F: std::future::Future + Send>(_: &F) {}
     assert_send(&get_user_invalidate(1));
+    assert_send(&get_user_put(1, None));
     assert_send(&get_user_refresh(&db, 1));
     assert_send(&get_user_uncached(&db, 1));
 }

@@ -2,7 +2,7 @@
 //! carry docs of their own (checked by `deny(missing_docs)`), the `#[cfg]`s
 //! and the lint attributes their copied body needs.
 
-#![deny(missing_docs, unused_must_use)]
+#![deny(missing_docs, unused_must_use, unfulfilled_lint_expectations)]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -21,6 +21,14 @@ pub fn documented(n: u32) -> u32 {
     let unused = 1;
     RUNS.fetch_add(1, Ordering::SeqCst);
     return n + 1;
+}
+
+/// An expectation about the body is met once, where the body is.
+#[cache(key = "expected:<n>", ttl = 60)]
+#[expect(unused_variables)]
+pub fn expected(n: u32) -> u32 {
+    let unused = n;
+    n
 }
 
 /// Excluded by `#[cfg]`: neither it nor its companions exist.
@@ -56,6 +64,7 @@ fn main() {
     assert_eq!(documented_uncached(1), 2);
     assert_eq!(gone_key(), "not a companion");
 
+    assert_eq!(expected(4), 4);
     assert_eq!(private(3), 3);
     assert_eq!(private_key(3), "private:3");
 }

@@ -1,3 +1,6 @@
+//! A placeholder whose type does not implement `KeyPart` is one mistake and
+//! one error, at the placeholder, however many companions render the key.
+
 use cachette::cache;
 
 #[derive(Clone)]
@@ -23,6 +26,19 @@ impl Repo {
     #[cache(ttl = 60)]
     fn count(&self, id: u32) -> u32 {
         id
+    }
+
+    /// The receiver in the key, taken as `&mut self` by the function and as
+    /// `&self` by the companions: still one error.
+    #[cache(key = "bump:<self>:<id>", ttl = 60)]
+    fn bump(&mut self, id: u32) -> u32 {
+        id
+    }
+
+    /// And taken by value.
+    #[cache(key = "into:<self>", ttl = 60)]
+    fn into_count(self) -> u32 {
+        0
     }
 }
 
