@@ -253,6 +253,82 @@ mod g4 {
         all.await.expect("every caller returns");
         assert!(LOCKED_RUNS.get() >= 1);
     }
+
+    static SHARED_RUNS: Runs = Runs::new();
+
+    #[cache(key = "fails_for_all:<id>", ttl = 300, lock, cache = CACHE, tier = "l1")]
+    async fn fails_for_all(id: u32) -> Result<u32, String> {
+        SHARED_RUNS.bump();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        Err(format!("no {id}"))
+    }
+
+    static SYNC_SHARED_RUNS: Runs = Runs::new();
+
+    #[cache(key = "fails_for_all_sync:<id>", ttl = 300, lock, cache = CACHE, tier = "l1")]
+    fn fails_for_all_sync(id: u32) -> Result<u32, String> {
+        SYNC_SHARED_RUNS.bump();
+        std::thread::sleep(Duration::from_millis(200));
+        Err(format!("no {id}"))
+    }
+
+    fn lock_waits(function: &str) -> u64 {
+        CACHE.stats().function(function).map_or(0, |f| f.lock_waits)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn g4_waiters_of_a_failing_leader_share_one_retry_and_its_error() {
+        const WAITERS: u64 = 49;
+        let leader = tokio::spawn(fails_for_all(8));
+        assert!(eventually(WAIT, async || SHARED_RUNS.get() == 1).await);
+        let waiters: Vec<_> = (0..WAITERS)
+            .map(|_| tokio::spawn(fails_for_all(8)))
+            .collect();
+        assert!(
+            eventually(WAIT, async || lock_waits("guarantees::g4::fails_for_all")
+                >= WAITERS)
+            .await,
+            "every waiter joins the leader's flight"
+        );
+        assert_eq!(leader.await.expect("no panic"), Err("no 8".to_owned()));
+        for w in waiters {
+            assert_eq!(w.await.expect("no panic"), Err("no 8".to_owned()));
+        }
+        assert_eq!(
+            SHARED_RUNS.get(),
+            2,
+            "the leader's run and one shared retry"
+        );
+    }
+
+    #[test]
+    fn g4_sync_waiters_of_a_failing_leader_share_one_retry_and_its_error() {
+        const WAITERS: u64 = 19;
+        let leader = std::thread::spawn(|| fails_for_all_sync(9));
+        let polled = |f: &dyn Fn() -> bool| {
+            support::wait::eventually_blocking_every(Duration::from_millis(1), WAIT, f)
+        };
+        assert!(
+            polled(&|| SYNC_SHARED_RUNS.get() == 1),
+            "the leader runs its body"
+        );
+        let waiters: Vec<_> = (0..WAITERS)
+            .map(|_| std::thread::spawn(|| fails_for_all_sync(9)))
+            .collect();
+        assert!(
+            polled(&|| lock_waits("guarantees::g4::fails_for_all_sync") >= WAITERS),
+            "every waiter joins the leader's flight"
+        );
+        assert_eq!(leader.join().expect("no panic"), Err("no 9".to_owned()));
+        for w in waiters {
+            assert_eq!(w.join().expect("no panic"), Err("no 9".to_owned()));
+        }
+        assert_eq!(
+            SYNC_SHARED_RUNS.get(),
+            2,
+            "the leader's run and one shared retry"
+        );
+    }
 }
 
 mod g5 {

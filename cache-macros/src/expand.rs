@@ -625,10 +625,20 @@ impl<'a> Generator<'a> {
         let body = self
             .companions
             .call_sibling(&self.companions.name("uncached"), args);
+        let private = &self.private;
+        // Autoref specialization: a result that is `Clone + Send + Sync`
+        // reaches the waiters of a failed leader; others stay put.
+        let sharing = quote! {{
+            #[allow(unused_imports)]
+            use #private::{KeepResults as _, ShareResults as _};
+            #[allow(clippy::needless_borrow)]
+            let __cachette_sharing = (&#private::Probe::<#ret>::new()).sharing();
+            __cachette_sharing
+        }};
         if self.is_async() {
-            quote!(#load.run_async::<#shape, #ret, _>(#body).await)
+            quote!(#load.run_async::<#shape, #ret, _>(#body, #sharing).await)
         } else {
-            quote!(#load.run_blocking::<#shape, #ret, _>(move || #body))
+            quote!(#load.run_blocking::<#shape, #ret, _>(move || #body, #sharing))
         }
     }
 }
@@ -719,7 +729,8 @@ mod tests {
                 "__cachette_w.part(id);",
                 "ttl: ::core::time::Duration::from_millis(300000u64)",
                 r#"key_escape: ::cachette::__private::Escape::of("user:")"#,
-                "run_async::<::cachette::__private::ResOpt, Result<Option<User>, DbError>, _>(get_user_uncached(db, id)).await",
+                "run_async::<::cachette::__private::ResOpt, Result<Option<User>, DbError>, _>(get_user_uncached(db, id),",
+                "(&::cachette::__private::Probe::<Result<Option<User>, DbError> >::new()).sharing()",
             ],
         );
     }
@@ -744,7 +755,7 @@ mod tests {
                 "pub(crate) fn get_user_uncached(db: &Db, #[allow(unused_variables)] id: u64) -> Option<User> { db.get(id) }",
                 "::cachette::__private::invalidate_blocking",
                 "::cachette::__private::put_blocking::<::cachette::__private::Opt, Option<User> >",
-                "run_blocking::<::cachette::__private::Opt, Option<User>, _>(move || get_user_uncached(db, id))",
+                "run_blocking::<::cachette::__private::Opt, Option<User>, _>(move || get_user_uncached(db, id),",
             ],
         );
     }
@@ -955,7 +966,7 @@ mod tests {
                 "self.__cachette_get_render(__cachette_w, 0, &id)",
                 "fn __cachette_get_render(&self, __cachette_w: &mut ::cachette::__private::KeyWriter<'_>, __cachette_template: usize, id: &u32)",
                 "__cachette_w.part(&self.tenant);",
-                "(Self::get_uncached(self, id)).await",
+                "(Self::get_uncached(self, id),",
                 "async fn get_uncached(&mut self, #[allow(unused_variables)] mut id: u32) -> u32 { id += 1; id }",
             ],
         );

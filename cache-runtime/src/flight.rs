@@ -3,9 +3,9 @@
 //! The first caller of a cold key leads: it runs the body and publishes the
 //! value. Callers arriving meanwhile wait on the flight, from threads
 //! (condition variable) or tasks (`Notify`) alike. A leader that returns an
-//! error releases its waiters to run the body themselves (errors are not
-//! `Clone`, so they cannot be shared); a leader that panics or is dropped
-//! abandons the flight and one of the waiters takes over.
+//! error hands it to its waiters when it can be shared (see `share`), and
+//! they elect one of them to try once more; a leader that panics or is
+//! dropped abandons the flight and one of the waiters takes over.
 
 use std::any::Any;
 use std::collections::HashMap;
@@ -18,8 +18,9 @@ pub(crate) enum Outcome {
     Running,
     /// The leader's value, stored or not.
     Done(Arc<dyn Any + Send + Sync>),
-    /// The leader's body returned an error.
-    Failed,
+    /// The leader's body returned an error: the whole return value, when
+    /// it can be shared.
+    Failed(Option<Arc<dyn Any + Send + Sync>>),
     /// The leader panicked or was cancelled before finishing.
     Abandoned,
 }

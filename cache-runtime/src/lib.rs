@@ -36,6 +36,7 @@ mod l1;
 )]
 mod l2;
 mod shape;
+mod share;
 mod spec;
 mod stats;
 mod tier;
@@ -67,6 +68,7 @@ pub mod __private {
     pub use crate::global::global;
     pub use crate::key::{Escape, KeyPart, KeyWriter};
     pub use crate::shape::{Opt, Plain, Res, ResOpt, Shape};
+    pub use crate::share::{KeepResults, Probe, ShareResults, Sharing};
     pub use crate::spec::{Site, Spec, Tier};
     pub use crate::tier::{
         invalidate_async, invalidate_blocking, key_string, lookup, put_async, put_blocking,

@@ -16,6 +16,7 @@ use crate::key::{Escape, KeyPart, KeyWriter};
 use crate::l1::Entry;
 use crate::l2::L2Error;
 use crate::shape::Shape;
+use crate::share::Sharing;
 use crate::spec::{Site, Spec};
 use crate::stats::Counters;
 use crate::value::ValueCodec;
@@ -476,10 +477,14 @@ impl<'c> Load<'c> {
     /// With `lock`, one caller per key runs `body`; the others wait without
     /// blocking their thread and get its value. If it fails they run their
     /// own `body`; if it panics or is dropped, one of them takes over.
-    pub async fn run_async<Sh: Shape<R>, R, F: Future<Output = R>>(self, body: F) -> R {
+    pub async fn run_async<Sh: Shape<R>, R, F: Future<Output = R>>(
+        self,
+        body: F,
+        sharing: Option<Sharing<R>>,
+    ) -> R {
         // Boxed, so that the caller's future holds a pointer on its hit
         // path, not the whole load (a miss allocates anyway).
-        Box::pin(self.drive::<Sh, R, _>(Awaiting, body)).await
+        Box::pin(self.drive::<Sh, R, _>(Awaiting, body, sharing)).await
     }
 
     /// [`run_async`](Self::run_async) for sync functions: waiters block
@@ -490,8 +495,12 @@ impl<'c> Load<'c> {
     ///
     /// [`L2::block_on`]: crate::l2::L2::block_on
     #[inline(never)]
-    pub fn run_blocking<Sh: Shape<R>, R, F: FnOnce() -> R>(self, body: F) -> R {
-        block_now(self.drive::<Sh, R, _>(Blocking, async move { body() }))
+    pub fn run_blocking<Sh: Shape<R>, R, F: FnOnce() -> R>(
+        self,
+        body: F,
+        sharing: Option<Sharing<R>>,
+    ) -> R {
+        block_now(self.drive::<Sh, R, _>(Blocking, async move { body() }, sharing))
     }
 
     /// One call's load, in order: the shared tier, the election of this
@@ -502,6 +511,7 @@ impl<'c> Load<'c> {
         mut self,
         wait: W,
         body: impl Future<Output = R>,
+        sharing: Option<Sharing<R>>,
     ) -> R {
         // 0. A refresh is a write-through: the old entry goes first.
         if self.refresh {
@@ -517,15 +527,23 @@ impl<'c> Load<'c> {
         }
         // 2. With `lock`, one caller per key leads; the others wait for it.
         let mut counted = false;
+        // Whether this call waited for a leader, and retried after one failed.
+        let (mut waited, mut retried) = (false, false);
         let (guard, leads) = loop {
             match self.plan::<Sh, R>() {
                 Plan::Value(ret) => return ret,
                 Plan::Run(guard) => break (guard, true),
                 Plan::Wait(flight) => {
                     self.count_miss(&mut counted);
-                    match self.after_wait::<Sh, R>(wait.flight(&flight).await) {
+                    if !waited {
+                        waited = true;
+                        Counters::bump(&self.site.counters(self.cache).lock_waits);
+                    }
+                    let outcome = wait.flight(&flight).await;
+                    match self.after_wait::<Sh, R>(outcome, &mut retried, sharing) {
                         AfterWait::Value(ret) => return ret,
-                        // The leader failed: run this caller's own body.
+                        // The retry failed too, and its result cannot be
+                        // shared: run this caller's own body.
                         AfterWait::RunOwn => break (None, false),
                         AfterWait::Retry => continue,
                     }
@@ -562,7 +580,7 @@ impl<'c> Load<'c> {
         let started = Instant::now();
         let ret = body.await;
         // 6. L1, and this process's waiters.
-        let fill = self.finish::<Sh, R>(guard, &ret, started);
+        let fill = self.finish::<Sh, R>(guard, &ret, started, sharing);
         // 7. The shared tier, the lock, and other processes' waiters.
         if let Some(tier) = self.l2.as_deref().cloned() {
             let l2 = Arc::clone(&tier.l2);
@@ -640,20 +658,36 @@ impl<'c> Load<'c> {
                 }
                 Plan::Run(Some(guard))
             }
-            Role::Waiter(flight) => {
-                Counters::bump(&self.site.counters(self.cache).lock_waits);
-                Plan::Wait(flight)
-            }
+            Role::Waiter(flight) => Plan::Wait(flight),
         }
     }
 
-    fn after_wait<Sh: Shape<R>, R>(&self, outcome: Outcome) -> AfterWait<R> {
+    /// What a waiter does with its leader's outcome. After a failure the
+    /// waiters elect one of them to try again, once; if that fails too, the
+    /// others get its result when it can be shared, and run their own body
+    /// when it cannot.
+    fn after_wait<Sh: Shape<R>, R>(
+        &self,
+        outcome: Outcome,
+        retried: &mut bool,
+        sharing: Option<Sharing<R>>,
+    ) -> AfterWait<R> {
         match outcome {
             Outcome::Done(value) => match value.downcast_ref::<Sh::Value>() {
                 Some(v) => AfterWait::Value(Sh::join(v.clone())),
                 None => AfterWait::RunOwn,
             },
-            Outcome::Failed => AfterWait::RunOwn,
+            Outcome::Failed(_) if !*retried => {
+                *retried = true;
+                AfterWait::Retry
+            }
+            Outcome::Failed(failed) => {
+                let shared = failed.zip(sharing).and_then(|(r, s)| (s.take)(&*r));
+                match shared {
+                    Some(ret) => AfterWait::Value(ret),
+                    None => AfterWait::RunOwn,
+                }
+            }
             Outcome::Abandoned | Outcome::Running => {
                 match read_l1::<Sh, R>(&self.cache.inner, &self.key) {
                     Some(ret) => AfterWait::Value(ret),
@@ -670,6 +704,7 @@ impl<'c> Load<'c> {
         guard: Option<LeaderGuard<'_>>,
         ret: &R,
         started: Instant,
+        sharing: Option<Sharing<R>>,
     ) -> Option<Fill> {
         let counters = self.site.counters(self.cache);
         Counters::bump(&counters.body_runs);
@@ -687,7 +722,9 @@ impl<'c> Load<'c> {
             }
             None => {
                 Counters::bump(&counters.errors);
-                (Outcome::Failed, None)
+                // Shared only with waiters, and only when there are some.
+                let failed = guard.as_ref().and(sharing).map(|s| (s.share)(ret));
+                (Outcome::Failed(failed), None)
             }
         };
         if let Some(guard) = guard {

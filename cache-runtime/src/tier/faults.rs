@@ -89,11 +89,14 @@ fn held_load(
     let (p, body_started, body_finish) = (Arc::clone(p), Arc::clone(&started), Arc::clone(&finish));
     let loader = std::thread::spawn(move || match look(&p.cache, id) {
         Lookup::Hit(_) => panic!("nothing was stored yet"),
-        Lookup::Miss(load) => load.run_blocking::<Plain, u64, _>(|| {
-            body_started.wait();
-            body_finish.wait();
-            10
-        }),
+        Lookup::Miss(load) => load.run_blocking::<Plain, u64, _>(
+            || {
+                body_started.wait();
+                body_finish.wait();
+                10
+            },
+            None,
+        ),
     });
     (loader, started, finish)
 }
@@ -129,10 +132,13 @@ impl Process {
     fn call(&self, id: u64, value: u64) -> u64 {
         match look(&self.cache, id) {
             Lookup::Hit(v) => v,
-            Lookup::Miss(load) => load.run_blocking::<Plain, u64, _>(|| {
-                self.runs.fetch_add(1, SeqCst);
-                value
-            }),
+            Lookup::Miss(load) => load.run_blocking::<Plain, u64, _>(
+                || {
+                    self.runs.fetch_add(1, SeqCst);
+                    value
+                },
+                None,
+            ),
         }
     }
 
@@ -487,10 +493,13 @@ impl Process {
             },
             &[],
         )
-        .run_blocking::<Plain, u64, _>(|| {
-            self.runs.fetch_add(1, SeqCst);
-            value
-        })
+        .run_blocking::<Plain, u64, _>(
+            || {
+                self.runs.fetch_add(1, SeqCst);
+                value
+            },
+            None,
+        )
     }
 
     fn maybe(&self, id: u64, value: Option<u64>) -> Option<u64> {
@@ -506,10 +515,13 @@ impl Process {
         );
         match found {
             Lookup::Hit(v) => v,
-            Lookup::Miss(load) => load.run_blocking::<Opt, Option<u64>, _>(|| {
-                self.runs.fetch_add(1, SeqCst);
-                value
-            }),
+            Lookup::Miss(load) => load.run_blocking::<Opt, Option<u64>, _>(
+                || {
+                    self.runs.fetch_add(1, SeqCst);
+                    value
+                },
+                None,
+            ),
         }
     }
 
@@ -611,11 +623,14 @@ impl Process {
         );
         match found {
             Lookup::Hit(v) => v,
-            Lookup::Miss(load) => load.run_blocking::<Plain, u64, _>(|| {
-                self.runs.fetch_add(1, SeqCst);
-                std::thread::sleep(takes);
-                value
-            }),
+            Lookup::Miss(load) => load.run_blocking::<Plain, u64, _>(
+                || {
+                    self.runs.fetch_add(1, SeqCst);
+                    std::thread::sleep(takes);
+                    value
+                },
+                None,
+            ),
         }
     }
 }
