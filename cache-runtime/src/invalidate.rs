@@ -273,7 +273,10 @@ impl Generations {
         self.matches(fence)
     }
 
-    fn matches(&self, fence: &Fence) -> bool {
+    /// Whether every generation the fence holds is this process's current
+    /// one, whatever the epoch says: for a fence built from generations read
+    /// elsewhere (a shared-tier entry's), which the epoch never vouched for.
+    pub(crate) fn matches(&self, fence: &Fence) -> bool {
         self.resets.load(SeqCst) == fence.resets
             && self.clear.load(SeqCst) == fence.clear
             && self.key_slots[fence.key_slot].load(SeqCst) == fence.key_generation

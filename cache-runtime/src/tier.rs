@@ -372,7 +372,7 @@ impl<'c> Load<'c> {
         // An invalidation this process made or heard of after the entry's
         // generations (say while the read was in flight) leaves L1 alone:
         // the value is this caller's only (G7).
-        let entry = entry.filter(|e| self.cache.inner.generations.is_current(&e.fence));
+        let entry = entry.filter(|e| self.cache.inner.generations.matches(&e.fence));
         if let Some(entry) = entry.filter(|_| !self.missed_messages()) {
             self.cache.inner.l1.insert(&self.key, entry);
             // The channel's flush may have come between the check and the

@@ -9,5 +9,6 @@
 
 #[cfg(feature = "redis")]
 pub mod cache;
+pub mod proxy;
 pub mod redis;
 pub mod wait;
