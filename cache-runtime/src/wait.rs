@@ -85,8 +85,12 @@ pub(crate) fn block_now<F: Future>(future: F) -> F::Output {
             self.0.unpark();
         }
     }
+    thread_local! {
+        /// One waker per thread, made on its first blocking miss.
+        static WAKER: Waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    }
     let mut future = std::pin::pin!(future);
-    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let waker = WAKER.with(Waker::clone);
     let mut cx = Context::from_waker(&waker);
     loop {
         if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
