@@ -116,6 +116,17 @@ pub(crate) trait Backend: Send + Sync + 'static {
     fn increment(&self, key: String, by: u64) -> Call<u64>;
     /// Sends `message` to every subscriber of `channel`.
     fn publish(&self, channel: String, message: String) -> Call<()>;
+    /// In one step: adds 1 to the integer at `key` (0 when absent), raises
+    /// it to `floor` if it is still lower, sends `before` + the new value +
+    /// `after` to `channel`'s subscribers, and returns the value.
+    fn bump_and_announce(
+        &self,
+        key: String,
+        floor: u64,
+        channel: String,
+        before: String,
+        after: String,
+    ) -> Call<u64>;
     /// Stores `value` under `key` for `ttl` unless the key exists; whether
     /// it was stored.
     fn set_if_absent(&self, key: String, value: String, ttl: Duration) -> Call<bool>;
@@ -429,9 +440,22 @@ impl L2 {
         self.advance_generation(id, floor - value).await
     }
 
-    /// Moves one generation on and returns its new value.
-    pub(crate) async fn bump_generation(&self, id: &GenId) -> Result<u64, L2Error> {
-        self.advance_generation(id, 1).await
+    /// Moves one generation on, to at least `floor` (this process's value),
+    /// and announces `event` with the new value, in one round trip; returns
+    /// the new value.
+    pub(crate) async fn bump_and_announce(
+        &self,
+        id: &GenId,
+        floor: u64,
+        event: &Event,
+    ) -> Result<u64, L2Error> {
+        let key = self.keys.generation(id);
+        let (before, after) = event.around_generation(self.node);
+        self.run(|| {
+            self.backend
+                .bump_and_announce(key, floor, self.keys.channel(), before, after)
+        })
+        .await
     }
 
     /// Moves one generation on by `by` and returns its new value.

@@ -53,6 +53,19 @@ impl Event {
         }
     }
 
+    /// The encoding's text before and after the generation, which the
+    /// shared store fills in when it moves the generation and announces it
+    /// in one step (`encode` is `before + generation + after`).
+    pub(crate) fn around_generation(&self, node: u64) -> (String, String) {
+        match self {
+            Event::Key { slot, key, .. } => (format!("{node}|k|{slot}|"), format!("|{key}")),
+            Event::Tag { tag, .. } => (format!("{node}|t|"), format!("|{tag}")),
+            Event::Namespace { namespace, .. } => (format!("{node}|n|"), format!("|{namespace}")),
+            Event::Clear { .. } => (format!("{node}|c|"), String::new()),
+            Event::Filled => (format!("{node}|f"), String::new()),
+        }
+    }
+
     /// The sender and the event; `None` for anything malformed.
     pub(crate) fn decode(text: &str) -> Option<(u64, Event)> {
         let (node, rest) = text.split_once('|')?;
@@ -195,6 +208,25 @@ mod tests {
         ];
         for event in events {
             assert_eq!(Event::decode(&event.encode(42)), Some((42, event)));
+        }
+        for event in [
+            Event::Key {
+                slot: 7,
+                generation: 31,
+                key: "k|1".into(),
+            },
+            Event::Tag {
+                generation: 31,
+                tag: "org:1".into(),
+            },
+            Event::Namespace {
+                generation: 31,
+                namespace: "users".into(),
+            },
+            Event::Clear { generation: 31 },
+        ] {
+            let (before, after) = event.around_generation(42);
+            assert_eq!(format!("{before}31{after}"), event.encode(42));
         }
         for garbage in ["", "x", "1|z|3", "1|k|99999|1|k", "a|t|1|x", "1|c|x"] {
             assert_eq!(Event::decode(garbage), None, "{garbage:?}");

@@ -94,45 +94,39 @@ pub(crate) async fn propagate(
 }
 
 async fn send(l2: &L2, generations: &Generations, change: &Change) -> Result<(), L2Error> {
-    let bumped = async {
-        let generation = l2.bump_generation(&change.id).await?;
-        // The store is behind this process (it lost generations): move it
-        // past ours, or other processes would take this invalidation for an
-        // old one.
-        let local = generations.get(&change.id);
-        if generation < local {
-            return l2.advance_generation(&change.id, local - generation).await;
-        }
-        Ok(generation)
-    };
-    let generation = match bumped.await {
-        Ok(generation) => generation,
-        Err(e) => {
-            // This process's generation moved on and the store's did not:
-            // the next loads read every generation again, raising the
-            // store's to ours, before they fill with them.
-            generations.forget_all();
-            return Err(e);
-        }
-    };
-    generations.learn(&change.id, generation);
+    // The store may be behind this process (it lost generations): it moves
+    // past ours, or other processes would take this invalidation for an old
+    // one. The generation in the event is the store's to fill in.
+    let floor = generations.get(&change.id);
     let event = match &change.id {
         GenId::KeySlot(slot) => Event::Key {
             slot: *slot,
-            generation,
+            generation: 0,
             key: change.key.clone().unwrap_or_default(),
         },
         GenId::Tag(tag) => Event::Tag {
-            generation,
+            generation: 0,
             tag: tag.clone(),
         },
         GenId::Namespace(namespace) => Event::Namespace {
-            generation,
+            generation: 0,
             namespace: namespace.clone(),
         },
-        GenId::Clear => Event::Clear { generation },
+        GenId::Clear => Event::Clear { generation: 0 },
     };
-    l2.publish(&event).await
+    match l2.bump_and_announce(&change.id, floor, &event).await {
+        Ok(generation) => {
+            generations.learn(&change.id, generation);
+            Ok(())
+        }
+        Err(e) => {
+            // This process's generation moved on and the store's may not
+            // have: the next loads read every generation again, raising the
+            // store's to ours, before they fill with them.
+            generations.forget_all();
+            Err(e)
+        }
+    }
 }
 
 /// Replays queued invalidations, in order, whenever the shared tier

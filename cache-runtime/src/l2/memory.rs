@@ -235,6 +235,30 @@ impl Backend for MemoryStore {
         })
     }
 
+    fn bump_and_announce(
+        &self,
+        key: String,
+        floor: u64,
+        channel: String,
+        before: String,
+        after: String,
+    ) -> Call<u64> {
+        let lose = Arc::clone(&self.lose_messages);
+        self.call(move |state| {
+            let next = (integer(state.values.get(&key))? + 1).max(floor);
+            state
+                .values
+                .insert(key, (next.to_string().into_bytes(), None));
+            if !lose.load(SeqCst) {
+                let message = format!("{before}{next}{after}").into_bytes();
+                state
+                    .subscribers
+                    .retain(|(c, tx)| *c != channel || tx.send(message.clone()).is_ok());
+            }
+            Ok(next)
+        })
+    }
+
     fn set_if_absent(&self, key: String, value: String, ttl: Duration) -> Call<bool> {
         let late = *self
             .late_locks

@@ -44,6 +44,7 @@ impl Connect for RedisConfig {
                 routes,
                 unlock: redis::Script::new(UNLOCK),
                 renew: redis::Script::new(RENEW),
+                bump: redis::Script::new(BUMP_AND_ANNOUNCE),
                 urls: config.urls,
                 next_url: AtomicUsize::new(0),
             }) as Arc<dyn Backend>)
@@ -53,6 +54,13 @@ impl Connect for RedisConfig {
 
 /// Compare-and-delete: releases a lock only if it still holds our token.
 const UNLOCK: &str = r"if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
+/// Moves a generation on (to at least ARGV[1]) and announces it, in one
+/// round trip.
+const BUMP_AND_ANNOUNCE: &str = r"local g = redis.call('INCR', KEYS[1])
+local floor = tonumber(ARGV[1])
+if g < floor then g = redis.call('INCRBY', KEYS[1], floor - g) end
+redis.call('PUBLISH', ARGV[2], ARGV[3] .. g .. ARGV[4])
+return g";
 /// Compare-and-expire: renews a lock only if it still holds our token.
 const RENEW: &str = r"if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end";
 
@@ -61,6 +69,7 @@ struct RedisBackend {
     routes: Routes,
     unlock: redis::Script,
     renew: redis::Script,
+    bump: redis::Script,
     /// Where the subscriber listens: each attempt goes to the next URL, so
     /// in a cluster (where a message published on any node reaches every
     /// node) it moves on when the node it listened to dies.
@@ -141,6 +150,21 @@ impl Backend for RedisBackend {
             conn.script::<i64>(&script, key, std::slice::from_ref(&value))
                 .await
                 .map(drop)
+        })
+    }
+
+    fn bump_and_announce(
+        &self,
+        key: String,
+        floor: u64,
+        channel: String,
+        before: String,
+        after: String,
+    ) -> Call<u64> {
+        let script = self.bump.clone();
+        self.call(|conn| async move {
+            conn.script::<u64>(&script, key, &[floor.to_string(), channel, before, after])
+                .await
         })
     }
 
