@@ -73,6 +73,9 @@ const P4_TARGET_NANOS: f64 = 2_000.0;
 static L2_CACHE: OnceLock<Cache> = OnceLock::new();
 /// The cache of the P4 functions: its Redis is killed.
 static DOWN_CACHE: OnceLock<Cache> = OnceLock::new();
+/// The cache whose keys are invalidated: apart, so its generations never
+/// touch the P2 entries.
+static INV_CACHE: OnceLock<Cache> = OnceLock::new();
 /// A cache without a shared tier: what a miss costs with no Redis at all.
 static LOCAL_CACHE: LazyLock<Cache> = LazyLock::new(Cache::local);
 
@@ -184,6 +187,25 @@ async fn peer_get(mut conn: ConnectionManager, id: u64) -> User {
         .await
         .expect("Redis answers GET");
     decode_entry(&bytes.expect("the entry is stored")).expect("the entry is fresh and decodes")
+}
+
+/// An invalidation through cachette: the key's generation moves on in Redis
+/// and other processes are told.
+async fn cachette_invalidate(id: u64) {
+    let cache = INV_CACHE.get().expect("built before any call");
+    cache
+        .invalidate_key(&format!("inv:{id}"))
+        .await
+        .expect("Redis answers the invalidation");
+}
+
+/// Its peer: a `DEL` of the key over the same kind of connection.
+async fn peer_del(mut conn: ConnectionManager, id: u64) {
+    let _: i64 = redis::cmd("DEL")
+        .arg(format!("inv:{id}"))
+        .query_async(&mut conn)
+        .await
+        .expect("Redis answers DEL");
 }
 
 /// The blocking peer, for reference: a sync redis-rs connection.
@@ -438,6 +460,10 @@ fn main() {
     };
     L2_CACHE.set(build()).expect("set once");
     DOWN_CACHE.set(build()).expect("set once");
+    let inv = rt
+        .block_on(Cache::builder().prefix("inv").redis(&url).build())
+        .expect("the cache connects to Redis");
+    INV_CACHE.set(inv).expect("set once");
 
     // Warm: the sync function fills every entry, the async one reads them.
     for id in 0..KEYS {
@@ -463,6 +489,8 @@ fn main() {
         assert_eq!(rt.block_on(peer_get(peer.clone(), id)), load_user(id));
         assert_eq!(blocking_get(&blocking, id), load_user(id));
     }
+    rt.block_on(cachette_invalidate(0));
+    rt.block_on(peer_del(peer.clone(), 0));
     if !benchmarking() {
         // `cargo test --benches`: the set-up above checked that every
         // contender works; measuring is for `cargo bench`.
@@ -500,6 +528,20 @@ fn main() {
                 (
                     "cachette_sync",
                     Box::new(|n| on_one_thread(n, cachette_get_user)),
+                ),
+            ],
+        },
+        Setting {
+            group: "invalidate_async",
+            title: "invalidate_key with Redis, current-thread runtime: us per call, ratio to a DEL",
+            contenders: vec![
+                (
+                    "redis_rs_del",
+                    Box::new(|n| round_robin_async(&rt, n, |id| peer_del(peer.clone(), id))),
+                ),
+                (
+                    "cachette_invalidate_key",
+                    Box::new(|n| round_robin_async(&rt, n, cachette_invalidate)),
                 ),
             ],
         },
@@ -648,7 +690,16 @@ fn main() {
     println!("Summary (paired figures; from criterion's samples in brackets)");
     for row in up_rows
         .iter()
-        .filter(|row| row.name.starts_with("cachette"))
+        .filter(|row| row.name.starts_with("cachette") && row.group == "invalidate_async")
+    {
+        println!(
+            "{}/{}: {:.2}x a DEL [{:.2}x] (one round trip each)",
+            row.group, row.name, row.paired.ratio, row.sampled.ratio,
+        );
+    }
+    for row in up_rows
+        .iter()
+        .filter(|row| row.name.starts_with("cachette") && row.group.starts_with("l2_hit"))
     {
         println!(
             "P2 {}/{}: {:.2}x the peer [{:.2}x], target <= {P2_TARGET:.1}x: {}",
