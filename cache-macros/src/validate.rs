@@ -7,11 +7,11 @@
 
 use std::collections::HashSet;
 
-use proc_macro2::Span;
+use proc_macro2::{Span, TokenStream};
 use quote::ToTokens;
 use syn::ext::IdentExt;
 use syn::visit::Visit;
-use syn::{Expr, Ident, Index, LitStr, Member};
+use syn::{Expr, FnArg, Ident, Index, LitStr, Member};
 
 use crate::args::{Args, Tier};
 use crate::ctxt::{backticked, closest, type_text, Ctxt};
@@ -46,6 +46,8 @@ pub(crate) fn check(cx: &Ctxt, args: Args, function: Function) -> Result<Plan, B
         check_every_param_is_keyed(cx, &function, &excused, &key_uses, &cache_uses);
         check_generic_output_is_keyed(cx, lit, &function, &key_uses);
     }
+    let keyed: HashSet<String> = key_uses.union(&tag_uses).cloned().collect();
+    check_no_mut_ref_in_key(cx, &function, &keyed);
     check_negative_ttl(cx, &args, &function);
     // A `ttl` that was written but rejected, or misspelled, already has its
     // own error.
@@ -242,10 +244,62 @@ fn check_item(cx: &Ctxt, function: &Function) {
             syn::ReturnType::Default => cx.error_at(sig.ident.span(), message),
         }
     }
+    if let Some(syn::ReturnType::Type(_, ty)) = Some(&sig.output) {
+        if let Some(borrowed) = borrowed_part(ty) {
+            cx.error_spanned_by(
+                borrowed,
+                "`#[cache]` stores the returned value and hands out clones of it, so the value must own its data; return an owned type instead, like `String` for `&str`, `T` for `&T`, or `Cow<'static, str>` for `Cow<'a, str>`",
+            );
+        }
+    }
     if let Some(impl_trait) = function.impl_trait_output() {
         cx.error_spanned_by(
             impl_trait,
             "`#[cache]` cannot store an `impl Trait` value, whose type is hidden; return a concrete type, like `Vec<User>`",
+        );
+    }
+}
+
+/// The first reference, or lifetime other than `'static`, in a return type.
+fn borrowed_part(ty: &syn::Type) -> Option<TokenStream> {
+    struct Find(Option<TokenStream>);
+    impl<'ast> syn::visit::Visit<'ast> for Find {
+        fn visit_type_reference(&mut self, reference: &'ast syn::TypeReference) {
+            if self.0.is_none() {
+                self.0 = Some(reference.to_token_stream());
+            }
+        }
+        fn visit_lifetime(&mut self, lifetime: &'ast syn::Lifetime) {
+            if self.0.is_none() && lifetime.ident != "static" {
+                self.0 = Some(lifetime.to_token_stream());
+            }
+        }
+    }
+    let mut find = Find(None);
+    find.visit_type(ty);
+    find.0
+}
+
+/// A `&mut` parameter in the key or a tag: the body may change it after the
+/// key was rendered, and the entry would be stored under a key that no
+/// longer describes the value.
+fn check_no_mut_ref_in_key(cx: &Ctxt, function: &Function, uses: &HashSet<String>) {
+    for param in &function.params {
+        let (ParamKind::Named { ident }, FnArg::Typed(typed)) = (&param.kind, &param.arg) else {
+            continue;
+        };
+        let name = ident.unraw().to_string();
+        let syn::Type::Reference(reference) = &*typed.ty else {
+            continue;
+        };
+        if reference.mutability.is_none() || !uses.contains(&name) {
+            continue;
+        }
+        cx.error_spanned_by(
+            &typed.ty,
+            format!(
+                "`{name}` is a `&mut` reference in the key: the body may change it after the key was rendered, and the result would be stored under a key that no longer describes it; take `{name}` by value or by `&`, or leave it out of the key with `skip({name})`"
+            ),
         );
     }
 }
