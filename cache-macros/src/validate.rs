@@ -28,7 +28,7 @@ pub(crate) fn check(cx: &Ctxt, args: Args, function: Function) -> Result<Plan, B
     let cache_uses = args
         .cache
         .as_ref()
-        .map(|expr| cache_uses(cx, expr, &function, &skipped))
+        .map(|expr| cache_uses(expr, &function))
         .unwrap_or_default();
 
     let mut key_uses = HashSet::new();
@@ -58,7 +58,7 @@ pub(crate) fn check(cx: &Ctxt, args: Args, function: Function) -> Result<Plan, B
         );
     }
 
-    let outline = outline(&args, function, &skipped, key_uses, tag_uses);
+    let outline = outline(&args, function, &skipped, &cache_uses, key_uses, tag_uses);
     if cx.has_errors() {
         return Err(Box::new(outline));
     }
@@ -112,6 +112,7 @@ fn outline(
     args: &Args,
     function: Function,
     skipped: &HashSet<String>,
+    cache_uses: &HashSet<String>,
     key_uses: HashSet<String>,
     tag_uses: HashSet<String>,
 ) -> Outline {
@@ -119,7 +120,11 @@ fn outline(
         .params
         .iter()
         .enumerate()
-        .filter(|(_, param)| param.name().is_some_and(|name| !skipped.contains(&name)))
+        .filter(|(_, param)| {
+            param
+                .name()
+                .is_some_and(|name| !skipped.contains(&name) || cache_uses.contains(&name))
+        })
         .map(|(index, _)| index)
         .collect();
     let mut mentioned: HashSet<String> = key_uses.into_iter().chain(tag_uses).collect();
@@ -357,12 +362,7 @@ fn check_patterns(cx: &Ctxt, function: &Function, skipped: &HashSet<String>) {
 
 /// Names `cache = EXPR` uses: parameters named as plain paths (`db`,
 /// `self.cache`) or inside macro calls.
-fn cache_uses(
-    cx: &Ctxt,
-    expr: &Expr,
-    function: &Function,
-    skipped: &HashSet<String>,
-) -> HashSet<String> {
+fn cache_uses(expr: &Expr, function: &Function) -> HashSet<String> {
     struct Paths(HashSet<String>);
     impl Visit<'_> for Paths {
         fn visit_expr_path(&mut self, path: &syn::ExprPath) {
@@ -380,20 +380,10 @@ fn cache_uses(
     let mut paths = Paths(HashSet::new());
     paths.visit_expr(expr);
     let params: HashSet<String> = function.params.iter().flat_map(param_names).collect();
-    let mut uses: Vec<String> = paths.0.intersection(&params).cloned().collect();
-    uses.sort();
-    for name in &uses {
-        if skipped.contains(name) {
-            cx.error_spanned_by(
-                expr,
-                format!(
-                    "`cache = ...` uses `{name}`, which is skipped; companions such as `{}_invalidate` do not take skipped parameters, so remove `{name}` from `skip(...)`",
-                    function.name().unraw()
-                ),
-            );
-        }
-    }
-    uses.into_iter().collect()
+    // A parameter that picks the cache may also be skipped (it is not in
+    // the key either way); the companions take it, since they need the
+    // cache.
+    paths.0.intersection(&params).cloned().collect()
 }
 
 /// `"<fn_name>:<p1>:<p2>..."` over the parameters that are neither skipped
