@@ -9,7 +9,6 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use cachette::{cache, Cache};
@@ -19,29 +18,29 @@ use support::wait::{eventually, eventually_blocking_every, POLL};
 
 const LIMIT: Duration = Duration::from_secs(10);
 
-static PROFILE_RUNS: AtomicUsize = AtomicUsize::new(0);
-
 /// Every call reads Redis: no L1.
 #[cache(key = "profile:<id>", ttl = 300, tier = "l2", cache = cache)]
 async fn profile(cache: &Cache, id: u64) -> String {
-    PROFILE_RUNS.fetch_add(1, Ordering::SeqCst);
     format!("profile {id}")
 }
 
-static ACCOUNT_RUNS: AtomicUsize = AtomicUsize::new(0);
-
 #[cache(key = "account:<id>", ttl = 300, tier = "l2", cache = cache)]
 fn account(cache: &Cache, id: u64) -> String {
-    ACCOUNT_RUNS.fetch_add(1, Ordering::SeqCst);
     format!("account {id}")
 }
 
-static LOCKED_RUNS: AtomicUsize = AtomicUsize::new(0);
-
 #[cache(key = "report:<id>", ttl = 300, lock, cache = cache)]
 async fn report(cache: &Cache, id: u64) -> String {
-    LOCKED_RUNS.fetch_add(1, Ordering::SeqCst);
     format!("report {id}")
+}
+
+/// How often `function`'s body ran on `cache`: counted per cache, so tests
+/// sharing one process (plain `cargo test`) do not see each other's runs.
+fn body_runs(cache: &Cache, function: &str) -> u64 {
+    cache
+        .stats()
+        .function(&format!("l2_runtimes::{function}"))
+        .map_or(0, |f| f.body_runs)
 }
 
 /// The server's client connections but the one asking: id to last command.
@@ -146,11 +145,7 @@ fn each_runtime_that_calls_reads_over_its_own_connection_closed_when_it_shuts_do
         before.keys().collect::<Vec<_>>(),
         "no connection is left behind"
     );
-    assert_eq!(
-        PROFILE_RUNS.load(Ordering::SeqCst),
-        1,
-        "every later call hit L2"
-    );
+    assert_eq!(body_runs(&cache, "profile"), 1, "every later call hit L2");
 
     // The runtime that built the cache, still running, earns one too;
     // dropping the cache closes all its connections, that one included.
@@ -233,11 +228,7 @@ fn threads_outside_any_runtime_read_over_their_own_connections_closed_when_they_
     let closed =
         eventually_blocking_every(POLL, LIMIT, || clients(&server).keys().eq(before.keys()));
     assert!(closed, "the threads' connections close with them");
-    assert_eq!(
-        ACCOUNT_RUNS.load(Ordering::SeqCst),
-        1,
-        "every later call hit L2"
-    );
+    assert_eq!(body_runs(&cache, "account"), 1, "every later call hit L2");
 }
 
 /// Runtimes built without I/O or without timers cannot drive a connection:
@@ -249,7 +240,7 @@ fn runtimes_without_io_or_timers_are_served_over_the_caches_own_runtime() {
     let lock_timeout = Duration::from_millis(300);
     let (server, home, cache) = start("bare", Some(lock_timeout));
     assert_eq!(home.block_on(profile(&cache, 9)), "profile 9");
-    let runs = PROFILE_RUNS.load(Ordering::SeqCst);
+    let runs = body_runs(&cache, "profile");
 
     let bare = [
         (
@@ -279,16 +270,16 @@ fn runtimes_without_io_or_timers_are_served_over_the_caches_own_runtime() {
         let lock = format!("bare:#lock:bare:v1:report:{id}");
         let held = server.cmd(&["SET", &lock, "elsewhere", "PX", "60000"]);
         assert!(held.expect("SET").is_ok());
-        let before = LOCKED_RUNS.load(Ordering::SeqCst);
+        let before = body_runs(&cache, "report");
         assert_eq!(
             runtime.block_on(report(&cache, id)),
             format!("report {id}"),
             "{what}"
         );
-        assert_eq!(LOCKED_RUNS.load(Ordering::SeqCst), before + 1, "{what}");
+        assert_eq!(body_runs(&cache, "report"), before + 1, "{what}");
     }
     assert_eq!(
-        PROFILE_RUNS.load(Ordering::SeqCst),
+        body_runs(&cache, "profile"),
         runs,
         "every call was an L2 hit"
     );
