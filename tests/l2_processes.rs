@@ -573,6 +573,44 @@ async fn g6_an_invalidation_by_one_process_reaches_another_processes_l1() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn g6_a_put_or_refresh_by_one_process_reaches_another_processes_l1() {
+    let server = RedisServer::start();
+    let port = server.port();
+    g6_settle(port, "v1");
+    let reader = ChildProcess::spawn("g6_reader", port);
+    let a = process_cache(port, Duration::from_secs(3)).await;
+    wait_until(
+        Duration::from_secs(15),
+        "the reader to hold v1 in L1",
+        || {
+            last_seen(port, "profile").as_deref() == Some("v1")
+                && get_int(port, "l1_hits:profile") > 0
+        },
+    );
+
+    // A writes the row, then stores the new value itself.
+    cmd(port, &["SET", "db:profile:1", "v2"]);
+    profile_put(&a, 1, "v2".to_owned()).await.expect("stored");
+    wait_until(
+        Duration::from_secs(3),
+        "the reader to drop v1 after the put",
+        || last_seen(port, "profile").as_deref() == Some("v2"),
+    );
+
+    // A writes the row, then re-reads and stores it.
+    cmd(port, &["SET", "db:profile:1", "v3"]);
+    assert_eq!(profile_refresh(&a, port, 1).await, "v3");
+    wait_until(
+        Duration::from_secs(3),
+        "the reader to drop v2 after the refresh",
+        || last_seen(port, "profile").as_deref() == Some("v3"),
+    );
+    assert_eq!(list(port, "trace:profile"), ["v1", "v2", "v3"]);
+    cmd(port, &["SET", "stop", "1"]);
+    reader.succeeds(Duration::from_secs(5));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn g6_l1_is_flushed_when_the_subscription_reconnects_after_a_lost_message() {
     let server = RedisServer::start();
     let port = server.port();
