@@ -572,21 +572,29 @@ async fn g6_an_invalidation_by_one_process_reaches_another_processes_l1() {
     reader.succeeds(Duration::from_secs(5));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn g6_a_put_or_refresh_by_one_process_reaches_another_processes_l1() {
-    let server = RedisServer::start();
-    let port = server.port();
-    g6_settle(port, "v1");
+/// Sets every source to `value`, starts the reader child and waits until it
+/// serves `profile`'s `value` from its L1; returns it and this process's
+/// cache.
+async fn reader_holding_profile(port: u16, value: &str) -> (ChildProcess, Cache) {
+    g6_settle(port, value);
     let reader = ChildProcess::spawn("g6_reader", port);
     let a = process_cache(port, Duration::from_secs(3)).await;
     wait_until(
         Duration::from_secs(15),
-        "the reader to hold v1 in L1",
+        &format!("the reader to hold {value} in L1"),
         || {
-            last_seen(port, "profile").as_deref() == Some("v1")
+            last_seen(port, "profile").as_deref() == Some(value)
                 && get_int(port, "l1_hits:profile") > 0
         },
     );
+    (reader, a)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn g6_a_put_or_refresh_by_one_process_reaches_another_processes_l1() {
+    let server = RedisServer::start();
+    let port = server.port();
+    let (reader, a) = reader_holding_profile(port, "v1").await;
 
     // A writes the row, then stores the new value itself.
     cmd(port, &["SET", "db:profile:1", "v2"]);
@@ -614,17 +622,7 @@ async fn g6_a_put_or_refresh_by_one_process_reaches_another_processes_l1() {
 async fn g6_l1_is_flushed_when_the_subscription_reconnects_after_a_lost_message() {
     let server = RedisServer::start();
     let port = server.port();
-    g6_settle(port, "v0");
-    let reader = ChildProcess::spawn("g6_reader", port);
-    let a = process_cache(port, Duration::from_secs(3)).await;
-    wait_until(
-        Duration::from_secs(15),
-        "the reader to hold v0 in L1",
-        || {
-            last_seen(port, "profile").as_deref() == Some("v0")
-                && get_int(port, "l1_hits:profile") > 0
-        },
-    );
+    let (reader, a) = reader_holding_profile(port, "v0").await;
     wait_until(Duration::from_secs(5), "both subscriptions", || {
         subscribers(port) >= 2
     });

@@ -44,8 +44,6 @@ pub(crate) struct MemoryStore {
     late_locks: Arc<Mutex<Option<Duration>>>,
     /// While on, releasing a lock fails without releasing it.
     failing_unlocks: Arc<AtomicBool>,
-    /// Operations run, by every cache on this store.
-    pub(crate) operations: Arc<AtomicU64>,
     /// Reads of an entry done, by every cache on this store.
     pub(crate) entry_reads: Arc<AtomicU64>,
 }
@@ -71,7 +69,6 @@ impl MemoryStore {
             lose_messages: Arc::default(),
             late_locks: Arc::default(),
             failing_unlocks: Arc::default(),
-            operations: Arc::default(),
             entry_reads: Arc::default(),
         }
     }
@@ -156,7 +153,6 @@ impl MemoryStore {
     ) -> Call<T> {
         let store = self.clone();
         let mode = *self.mode.lock().unwrap_or_else(PoisonError::into_inner);
-        self.operations.fetch_add(1, SeqCst);
         Call::background(async move {
             match mode {
                 Mode::Healthy | Mode::LateReply(_) => {}

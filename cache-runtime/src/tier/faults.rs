@@ -8,7 +8,7 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use crate::__private::{
-    lookup, put_blocking, refresh, shared, Escape, Lookup, Opt, Plain, Site, Spec, Tier,
+    lookup, put_blocking, refresh, shared, Escape, KeyWriter, Lookup, Opt, Plain, Site, Spec, Tier,
 };
 use crate::clock::ManualClock;
 use crate::envelope;
@@ -63,18 +63,17 @@ static SITE: Site = Site::new(Spec {
     key_escape: Escape::of("v:"),
 });
 
+/// Writes the key `<prefix><id>`.
+fn keyed(prefix: &'static str, id: u64) -> impl FnOnce(&mut KeyWriter<'_>) {
+    move |w| {
+        w.lit(prefix);
+        w.part(&id);
+    }
+}
+
 /// Looks up `v:<id>` for the function of [`SITE`].
 fn look(cache: &Cache, id: u64) -> Lookup<'_, u64> {
-    lookup::<Plain, u64>(
-        &SITE,
-        cache,
-        shared::<Plain, u64>(),
-        |w| {
-            w.lit("v:");
-            w.part(&id);
-        },
-        &[],
-    )
+    lookup::<Plain, u64>(&SITE, cache, shared::<Plain, u64>(), keyed("v:", id), &[])
 }
 
 /// Starts a load of `id` on `p` in a thread whose body waits: the returned
@@ -473,10 +472,7 @@ impl Process {
             &SITE,
             &self.cache,
             shared::<Plain, u64>(),
-            |w| {
-                w.lit("v:");
-                w.part(&id);
-            },
+            keyed("v:", id),
             &[],
             value,
         )
@@ -487,10 +483,7 @@ impl Process {
             &SITE,
             &self.cache,
             shared::<Plain, u64>(),
-            |w| {
-                w.lit("v:");
-                w.part(&id);
-            },
+            keyed("v:", id),
             &[],
         )
         .run_blocking::<Plain, u64, _>(
@@ -507,10 +500,7 @@ impl Process {
             &MAYBE,
             &self.cache,
             shared::<Opt, Option<u64>>(),
-            |w| {
-                w.lit("m:");
-                w.part(&id);
-            },
+            keyed("m:", id),
             &[],
         );
         match found {
@@ -530,10 +520,7 @@ impl Process {
             &MAYBE,
             &self.cache,
             shared::<Opt, Option<u64>>(),
-            |w| {
-                w.lit("m:");
-                w.part(&id);
-            },
+            keyed("m:", id),
             &[],
             value,
         )
@@ -615,10 +602,7 @@ impl Process {
             &LOCKED,
             &self.cache,
             shared::<Plain, u64>(),
-            |w| {
-                w.lit("l:");
-                w.part(&id);
-            },
+            keyed("l:", id),
             &[],
         );
         match found {
@@ -635,6 +619,18 @@ impl Process {
     }
 }
 
+/// A invalidates the `lock` function's `id`; B's next load of it must not
+/// wait on a lock left behind for longer than `bound`.
+fn b_loads_anew_within(a: &Process, b: &Process, id: u64, bound: Duration) {
+    a.cache
+        .invalidate_key_blocking(&format!("l:{id}"))
+        .expect("the tier answers");
+    let started = Instant::now();
+    assert_eq!(b.locked_call(id, 11, Duration::ZERO), 11);
+    let waited = started.elapsed();
+    assert!(waited < bound, "B waited {waited:?}");
+}
+
 #[test]
 fn a_lock_whose_answer_was_lost_is_still_released_after_the_body() {
     let store = MemoryStore::new();
@@ -647,16 +643,7 @@ fn a_lock_whose_answer_was_lost_is_still_released_after_the_body() {
     store.late_locks(None);
     assert!(!store.locked(), "A released the lock it could not confirm");
 
-    a.cache
-        .invalidate_key_blocking("l:1")
-        .expect("the tier answers");
-    let started = Instant::now();
-    assert_eq!(b.locked_call(1, 11, Duration::ZERO), 11);
-    assert!(
-        started.elapsed() < Duration::from_millis(500),
-        "B waited {:?}",
-        started.elapsed()
-    );
+    b_loads_anew_within(&a, &b, 1, Duration::from_millis(500));
 }
 
 #[test]
@@ -670,17 +657,8 @@ fn a_lock_whose_release_was_lost_ends_within_its_lease() {
     store.failing_unlocks(false);
     assert!(store.locked(), "the release was lost");
 
-    a.cache
-        .invalidate_key_blocking("l:2")
-        .expect("the tier answers");
-    let started = Instant::now();
-    assert_eq!(b.locked_call(2, 11, Duration::ZERO), 11);
     // One lease (1 s) and a poll, not `lock_timeout` (5 s).
-    assert!(
-        started.elapsed() < Duration::from_millis(1_600),
-        "B waited {:?}",
-        started.elapsed()
-    );
+    b_loads_anew_within(&a, &b, 2, Duration::from_millis(1_600));
 }
 
 #[test]
