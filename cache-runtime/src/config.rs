@@ -9,7 +9,7 @@ use crate::error::Error;
 use crate::flight::Flights;
 use crate::handle::{next_id, Cache, Inner};
 use crate::invalidate::Generations;
-use crate::l1::MokaStore;
+use crate::l1::{L1Store, Store};
 use crate::l2::{Connect, L2};
 use crate::stats::Registry;
 
@@ -21,6 +21,7 @@ pub const DEFAULT_L1_CAPACITY: u64 = 10_000;
 pub struct Builder {
     prefix: String,
     l1_capacity: u64,
+    l1_store: L1Store,
     l1_max_ttl: Option<Duration>,
     clock: Option<Arc<dyn Clock>>,
     /// How to reach the shared tier, when one is configured.
@@ -54,6 +55,7 @@ impl Default for Builder {
         Self {
             prefix: String::new(),
             l1_capacity: DEFAULT_L1_CAPACITY,
+            l1_store: L1Store::default(),
             l1_max_ttl: None,
             clock: None,
             l2: None,
@@ -80,6 +82,13 @@ impl Builder {
     /// ([`DEFAULT_L1_CAPACITY`] by default).
     pub fn l1_capacity(mut self, entries: u64) -> Self {
         self.l1_capacity = entries;
+        self
+    }
+
+    /// Which store holds L1's entries: [`L1Store::QuickCache`] by default,
+    /// or [`L1Store::Moka`](L1Store) with the `moka` feature.
+    pub fn l1_store(mut self, store: L1Store) -> Self {
+        self.l1_store = store;
         self
     }
 
@@ -251,7 +260,7 @@ impl Builder {
             inner: Arc::new(Inner {
                 id: next_id(),
                 prefix: self.prefix,
-                l1: Arc::new(MokaStore::new(self.l1_capacity)),
+                l1: Arc::new(Store::new(self.l1_store, self.l1_capacity)),
                 l1_max_ttl: self.l1_max_ttl,
                 clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
                 generations: Arc::new(Generations::new()),

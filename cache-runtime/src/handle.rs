@@ -10,7 +10,7 @@ use crate::config::Builder;
 use crate::error::Error;
 use crate::flight::Flights;
 use crate::invalidate::{GenId, Generations};
-use crate::l1::L1Store;
+use crate::l1::Store;
 use crate::l2::invalidations::{propagate, Change as Pending};
 use crate::l2::L2;
 use crate::stats::{Counters, Registry, Stats};
@@ -47,7 +47,7 @@ pub struct Cache {
 pub(crate) struct Inner {
     pub(crate) id: u64,
     pub(crate) prefix: String,
-    pub(crate) l1: Arc<dyn L1Store>,
+    pub(crate) l1: Arc<Store>,
     pub(crate) l1_max_ttl: Option<Duration>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) generations: Arc<Generations>,
@@ -253,10 +253,9 @@ impl Cache {
                 }
             }
             Change::Id(id) => {
+                // A cleared cache's entries are void by their fences; the
+                // store keeps them until evicted or overwritten (O(1)).
                 inner.generations.invalidate(&id, None);
-                if id == GenId::Clear {
-                    inner.l1.clear();
-                }
                 Pending { id, key: None }
             }
         };

@@ -204,9 +204,19 @@ impl Generations {
         self.learn(id, generation);
     }
 
-    /// Marks every generation unknown, so loads read them again. Called when
-    /// the invalidation channel (re)connects: messages sent meanwhile are lost.
+    /// Voids every entry and every fence taken so far, in O(1): a store
+    /// keeps void entries until it evicts or overwrites them, and never
+    /// serves them.
+    pub(crate) fn void_entries(&self) {
+        self.resets.fetch_add(1, SeqCst);
+        self.epoch.fetch_add(1, SeqCst);
+    }
+
+    /// Marks every generation unknown, so loads read them again, and voids
+    /// every entry. Called when the invalidation channel (re)connects:
+    /// messages sent meanwhile are lost.
     pub(crate) fn forget_all(&self) {
+        self.void_entries();
         self.clear_known.store(false, SeqCst);
         for known in self.key_slots_known.iter() {
             known.store(false, SeqCst);
@@ -424,9 +434,24 @@ mod tests {
         let f = g.fence("k", None, vec!["t".into()]);
         g.forget_all();
         assert_eq!(g.unknown([tag.clone()]), vec![tag.clone()]);
-        assert!(g.is_current(&f), "forgetting changes no value");
+        assert_eq!(g.get(&tag), 5, "forgetting changes no value");
+        assert!(!g.is_current(&f), "but voids the fences taken before");
+        let f = g.fence("k", None, vec!["t".into()]);
+        assert!(g.is_current(&f));
         g.learn(&tag, 6);
         assert!(!g.is_current(&f));
+    }
+
+    #[test]
+    fn voiding_entries_fails_every_earlier_fence_and_no_later_one() {
+        let g = Generations::new();
+        let before = g.fence("k", Some("ns"), vec!["t".into()]);
+        let checked = AtomicU64::new(before.epoch);
+        g.void_entries();
+        assert!(!g.entry_is_current(&before, &checked));
+        let after = g.fence("k", Some("ns"), vec!["t".into()]);
+        let checked = AtomicU64::new(after.epoch);
+        assert!(g.entry_is_current(&after, &checked));
     }
 
     #[test]

@@ -37,7 +37,7 @@ use crate::codec::CodecKind;
 use crate::config::L2Settings;
 use crate::error::Error;
 use crate::invalidate::{GenId, Generations};
-use crate::l1::L1Store;
+use crate::l1::Store;
 
 pub(crate) mod bridge;
 pub(crate) mod channel;
@@ -226,7 +226,7 @@ impl L2 {
         connect: &dyn Connect,
         settings: &L2Settings,
         prefix: &str,
-        l1: Arc<dyn L1Store>,
+        l1: Arc<Store>,
         generations: Arc<Generations>,
     ) -> Result<L2, Error> {
         let timeout = settings.timeout;

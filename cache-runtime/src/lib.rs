@@ -58,6 +58,7 @@ pub use global::{
 };
 pub use handle::Cache;
 pub use key::{KeyPart, KeyWriter};
+pub use l1::L1Store;
 pub use spec::Tier;
 pub use stats::{FunctionStats, Stats};
 pub use value::SharedValue;

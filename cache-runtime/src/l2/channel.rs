@@ -9,7 +9,7 @@ use tokio::sync::Notify;
 
 use super::Backend;
 use crate::invalidate::{GenId, Generations, KEY_SLOTS};
-use crate::l1::L1Store;
+use crate::l1::Store;
 
 /// One invalidation-channel message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,15 +110,15 @@ impl Event {
 }
 
 /// Listens on the invalidation channel for as long as the cache lives,
-/// subscribing again after any failure. Each (re)subscription flushes L1 and
-/// forgets the mirrored generations: messages sent while disconnected are
+/// subscribing again after any failure. Each (re)subscription voids L1's
+/// entries and forgets the mirrored generations: messages sent while disconnected are
 /// lost. It also moves the era on (before the flush), so loads in flight
 /// meanwhile do not fill L1 again with what a lost message invalidated.
 pub(crate) async fn listen(
     backend: Arc<dyn Backend>,
     channel: String,
     node: u64,
-    l1: Arc<dyn L1Store>,
+    l1: Arc<Store>,
     generations: Arc<Generations>,
     fills: Arc<Notify>,
     era: Arc<AtomicU64>,
@@ -131,7 +131,6 @@ pub(crate) async fn listen(
         {
             backoff = Duration::from_millis(20);
             era.fetch_add(1, SeqCst);
-            l1.clear();
             generations.forget_all();
             while let Some(message) = subscription.next().await {
                 let Ok(text) = std::str::from_utf8(&message) else {
@@ -141,7 +140,6 @@ pub(crate) async fn listen(
             }
             // The subscription ended: the connection is gone.
             era.fetch_add(1, SeqCst);
-            l1.clear();
             generations.forget_all();
         }
         tokio::time::sleep(backoff).await;
@@ -149,7 +147,7 @@ pub(crate) async fn listen(
     }
 }
 
-fn apply(text: &str, node: u64, l1: &dyn L1Store, generations: &Generations, fills: &Notify) {
+fn apply(text: &str, node: u64, l1: &Store, generations: &Generations, fills: &Notify) {
     let Some((sender, event)) = Event::decode(text) else {
         return;
     };
@@ -177,7 +175,7 @@ fn apply(text: &str, node: u64, l1: &dyn L1Store, generations: &Generations, fil
         } => generations.learn_announced(&GenId::Namespace(namespace), generation),
         Event::Clear { generation } => {
             generations.learn_announced(&GenId::Clear, generation);
-            l1.clear();
+            generations.void_entries();
         }
         Event::Filled => {}
     }
