@@ -1,7 +1,8 @@
 //! Declarative caching for Rust functions.
 //!
 //! One attribute turns a function into a cache-aside wrapper over an
-//! in-process L1 ([moka](https://docs.rs/moka)), with jittered TTLs,
+//! in-process L1 ([quick_cache](https://docs.rs/quick_cache) by default, or
+//! [moka](https://docs.rs/moka) with the `moka` feature), with jittered TTLs,
 //! negative caching, single-flight loading, tags, versioned namespaces and
 //! generated companion functions.
 //!
@@ -38,7 +39,7 @@ pub use cache_macros::cache;
 pub use cache_runtime::{
     clear, clear_blocking, invalidate_key, invalidate_key_blocking, invalidate_namespace,
     invalidate_namespace_blocking, invalidate_tag, invalidate_tag_blocking, set_global, Bincode,
-    Builder, Cache, Clock, Codec, CodecError, Error, FunctionStats, KeyPart, KeyWriter,
+    Builder, Cache, Clock, Codec, CodecError, Error, FunctionStats, KeyPart, KeyWriter, L1Store,
     ManualClock, SharedValue, Stats, SystemClock, Tier, DEFAULT_L1_CAPACITY, DEFAULT_L2_TIMEOUT,
     DEFAULT_LOCK_TIMEOUT, DEFAULT_MAX_VALUE_SIZE, DEFAULT_SHARED_L1_MAX_TTL,
 };

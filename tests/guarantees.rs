@@ -1,6 +1,7 @@
 //! One test per guarantee of DESIGN section 7 that holds within a process:
 //! G1, G2, G3, G4, G5, G6, G7 and G10. Time is moved with a manual clock;
-//! no test sleeps to wait for an expiry.
+//! no test sleeps to wait for an expiry. They run on the default L1 store,
+//! and on moka with `CACHETTE_TEST_L1_STORE=moka` (scripts/test runs both).
 
 mod common;
 mod support;

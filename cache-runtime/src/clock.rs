@@ -52,6 +52,24 @@ impl Clock for SystemClock {
     }
 }
 
+/// The clock a cache reads: the system's, called directly on the hit path,
+/// or one given to the builder.
+#[derive(Clone)]
+pub(crate) enum CacheClock {
+    System,
+    Given(std::sync::Arc<dyn Clock>),
+}
+
+impl CacheClock {
+    #[inline]
+    pub(crate) fn now_millis(&self) -> u64 {
+        match self {
+            CacheClock::System => SystemClock.now_millis(),
+            CacheClock::Given(clock) => clock.now_millis(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::clock::{Clock, SystemClock};
+use crate::clock::{CacheClock, Clock};
 use crate::codec::{Codec, CodecKind};
 use crate::error::Error;
 use crate::flight::Flights;
@@ -262,7 +262,7 @@ impl Builder {
                 prefix: self.prefix,
                 l1: Arc::new(Store::new(self.l1_store, self.l1_capacity)),
                 l1_max_ttl: self.l1_max_ttl,
-                clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
+                clock: self.clock.map_or(CacheClock::System, CacheClock::Given),
                 generations: Arc::new(Generations::new()),
                 l2: None,
                 flights: Flights::default(),

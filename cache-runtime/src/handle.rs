@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::clock::Clock;
+use crate::clock::CacheClock;
 use crate::config::Builder;
 use crate::error::Error;
 use crate::flight::Flights;
@@ -49,7 +49,7 @@ pub(crate) struct Inner {
     pub(crate) prefix: String,
     pub(crate) l1: Arc<Store>,
     pub(crate) l1_max_ttl: Option<Duration>,
-    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) clock: CacheClock,
     pub(crate) generations: Arc<Generations>,
     /// The shared tier, when one is configured.
     pub(crate) l2: Option<Arc<L2>>,

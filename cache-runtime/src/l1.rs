@@ -3,8 +3,9 @@
 
 use std::any::Any;
 use std::fmt::Debug;
+use std::hash::BuildHasher;
 use std::sync::atomic::AtomicU64;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use crate::invalidate::Fence;
 
@@ -86,28 +87,28 @@ impl Store {
         }
     }
 
+    /// Calls `read` with the entry stored for `key`, if any, without
+    /// copying it: on the quick_cache store, under the shard's read lock.
     #[inline]
-    pub(crate) fn get(&self, key: &str) -> Option<Arc<Entry>> {
+    pub(crate) fn read<T>(&self, key: &str, read: impl FnOnce(&Entry) -> Option<T>) -> Option<T> {
         match self {
-            Store::Quick(store) => store.cache.get(key),
+            Store::Quick(store) => store.read(key, read),
             #[cfg(feature = "moka")]
-            Store::Moka(store) => store.cache.get(key),
+            Store::Moka(store) => read(&*store.cache.get(key)?),
         }
     }
 
-    pub(crate) fn insert(&self, key: &str, entry: Arc<Entry>) {
+    pub(crate) fn insert(&self, key: &str, entry: Entry) {
         match self {
-            Store::Quick(store) => store.cache.insert(key.into(), entry),
+            Store::Quick(store) => store.insert(key, entry),
             #[cfg(feature = "moka")]
-            Store::Moka(store) => store.cache.insert(key.into(), entry),
+            Store::Moka(store) => store.cache.insert(key.into(), Arc::new(entry)),
         }
     }
 
     pub(crate) fn remove(&self, key: &str) {
         match self {
-            Store::Quick(store) => {
-                store.cache.remove(key);
-            }
+            Store::Quick(store) => store.remove(key),
             #[cfg(feature = "moka")]
             Store::Moka(store) => store.cache.invalidate(key),
         }
@@ -117,7 +118,7 @@ impl Store {
     #[cfg(test)]
     pub(crate) fn len(&self) -> u64 {
         match self {
-            Store::Quick(store) => store.cache.len() as u64,
+            Store::Quick(store) => store.len(),
             #[cfg(feature = "moka")]
             Store::Moka(store) => {
                 store.cache.run_pending_tasks();
@@ -132,8 +133,8 @@ impl Debug for Store {
         match self {
             Store::Quick(store) => f
                 .debug_struct("QuickCache")
-                .field("entries", &store.cache.len())
-                .finish(),
+                .field("shards", &store.shards.len())
+                .finish_non_exhaustive(),
             #[cfg(feature = "moka")]
             Store::Moka(store) => f
                 .debug_struct("Moka")
@@ -143,17 +144,81 @@ impl Debug for Store {
     }
 }
 
-/// quick_cache, bounded by entry count, hashing with its default foldhash.
+type Shard = RwLock<quick_cache::unsync::Cache<Box<str>, Entry>>;
+
+/// quick_cache's CLOCK-Pro store, bounded by entry count, in shards of its
+/// single-threaded cache behind read-write locks.
+///
+/// quick_cache's own concurrent cache returns a clone of the value: an
+/// `Arc` of the entry, whose reference count every hit would move twice.
+/// Its single-threaded cache lends the value instead (marking it used with
+/// a relaxed atomic, as the concurrent one does under the same read lock),
+/// so a hit here clones only the function's value, under the read lock.
 pub(crate) struct QuickStore {
-    cache: quick_cache::sync::Cache<Box<str>, Arc<Entry>>,
+    shards: Box<[Shard]>,
+    /// Picks a key's shard; each shard hashes again with its own seed.
+    hasher: foldhash::fast::RandomState,
 }
+
+/// The fewest entries a shard is made for: fewer shards, rather than
+/// shards so small that eviction is decided among a handful of entries.
+const MIN_SHARD_CAPACITY: u64 = 64;
 
 impl QuickStore {
     fn new(capacity: u64) -> Self {
-        let capacity = usize::try_from(capacity).unwrap_or(usize::MAX).max(1);
+        let parallelism = std::thread::available_parallelism().map_or(4, usize::from);
+        let wanted = (parallelism * 4).next_power_of_two() as u64;
+        let fit = (capacity / MIN_SHARD_CAPACITY).max(1);
+        let count = wanted.min(fit.next_power_of_two()).max(1);
+        let per_shard = capacity.div_ceil(count).max(1);
+        let per_shard_items = usize::try_from(per_shard).unwrap_or(usize::MAX);
         Self {
-            cache: quick_cache::sync::Cache::new(capacity),
+            shards: (0..count)
+                .map(|_| RwLock::new(quick_cache::unsync::Cache::new(per_shard_items)))
+                .collect(),
+            hasher: foldhash::fast::RandomState::default(),
         }
+    }
+
+    #[inline]
+    fn shard(&self, key: &str) -> &Shard {
+        let hash = self.hasher.hash_one(key);
+        // The high bits: the shard's own table uses the low ones of its hash.
+        let index = (hash >> 32) as usize & (self.shards.len() - 1);
+        &self.shards[index]
+    }
+
+    #[inline]
+    fn read<T>(&self, key: &str, read: impl FnOnce(&Entry) -> Option<T>) -> Option<T> {
+        let shard = self
+            .shard(key)
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        read(shard.get(key)?)
+    }
+
+    fn insert(&self, key: &str, entry: Entry) {
+        let mut shard = self
+            .shard(key)
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        shard.insert(key.into(), entry);
+    }
+
+    fn remove(&self, key: &str) {
+        let mut shard = self
+            .shard(key)
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        shard.remove(key);
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> u64 {
+        self.shards
+            .iter()
+            .map(|s| s.read().unwrap_or_else(PoisonError::into_inner).len() as u64)
+            .sum()
     }
 }
 
@@ -178,6 +243,71 @@ impl MokaStore {
             cache: moka::sync::Cache::builder()
                 .max_capacity(capacity)
                 .build_with_hasher(foldhash::fast::RandomState::default()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::invalidate::Generations;
+
+    fn entry(value: u64) -> Entry {
+        let fence = Generations::new().fence("k", None, vec![]);
+        Entry {
+            value: Arc::new(value),
+            created_ms: 0,
+            fresh_until_ms: u64::MAX,
+            absent: false,
+            checked_epoch: AtomicU64::new(fence.epoch),
+            fence,
+        }
+    }
+
+    fn kinds() -> Vec<L1Store> {
+        vec![
+            L1Store::QuickCache,
+            #[cfg(feature = "moka")]
+            L1Store::Moka,
+        ]
+    }
+
+    fn value(store: &Store, key: &str) -> Option<u64> {
+        store.read(key, |e| e.value.downcast_ref::<u64>().copied())
+    }
+
+    #[test]
+    fn each_store_reads_replaces_and_removes_by_key() {
+        for kind in kinds() {
+            let store = Store::new(kind, 100);
+            assert_eq!(value(&store, "a"), None);
+            store.insert("a", entry(1));
+            store.insert("b", entry(2));
+            store.insert("a", entry(3));
+            assert_eq!((value(&store, "a"), value(&store, "b")), (Some(3), Some(2)));
+            store.remove("a");
+            store.remove("never stored");
+            assert_eq!((value(&store, "a"), value(&store, "b")), (None, Some(2)));
+            assert_eq!(store.len(), 1, "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn each_store_stays_near_its_capacity() {
+        for capacity in [1, 10, 100, 1_000] {
+            for kind in kinds() {
+                let store = Store::new(kind, capacity);
+                for i in 0..capacity * 2 {
+                    store.insert(&format!("key:{i}"), entry(i));
+                }
+                let held = store.len();
+                // quick_cache rounds each shard up; both may hold a little
+                // more than asked while an insert is being admitted.
+                assert!(
+                    held >= 1 && held <= capacity + capacity / 10 + 64,
+                    "{kind:?} of capacity {capacity} holds {held}"
+                );
+            }
         }
     }
 }

@@ -2,7 +2,7 @@
 //! run the body (once per key with `lock`) and store what it returned.
 
 use std::any::Any;
-use std::cell::RefCell;
+use std::cell::Cell;
 use std::future::Future;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -68,7 +68,7 @@ pub struct Load<'c> {
 
 thread_local! {
     /// Keys are rendered here on the read path, so a hit allocates nothing.
-    static KEY_BUF: RefCell<String> = const { RefCell::new(String::new()) };
+    static KEY_BUF: Cell<String> = const { Cell::new(String::new()) };
 }
 
 /// Writes the key of `spec` into `out`: the documented `_key` form.
@@ -97,18 +97,20 @@ fn render_tags(tags: &[Tag<'_>]) -> Vec<String> {
         .collect()
 }
 
-/// The entry for `key` if it is fresh and no invalidation covers it.
+/// Calls `read` with the entry for `key` if it is fresh and no invalidation
+/// covers it.
 #[inline]
-fn fresh_entry(inner: &Inner, key: &str) -> Option<Arc<Entry>> {
-    let entry = inner.l1.get(key)?;
-    if inner.clock.now_millis() >= entry.fresh_until_ms
-        || !inner
-            .generations
-            .entry_is_current(&entry.fence, &entry.checked_epoch)
-    {
-        return None;
-    }
-    Some(entry)
+fn with_fresh<T>(inner: &Inner, key: &str, read: impl FnOnce(&Entry) -> Option<T>) -> Option<T> {
+    inner.l1.read(key, |entry| {
+        if inner.clock.now_millis() >= entry.fresh_until_ms
+            || !inner
+                .generations
+                .entry_is_current(&entry.fence, &entry.checked_epoch)
+        {
+            return None;
+        }
+        read(entry)
+    })
 }
 
 /// The return value for a stored value of the right type. Another function
@@ -124,7 +126,7 @@ fn join_value<Sh: Shape<R>, R>(value: &(dyn Any + Send + Sync)) -> Option<R> {
 /// The stored value for `key` if it is fresh and no invalidation covers it.
 #[inline]
 fn read_l1<Sh: Shape<R>, R>(inner: &Inner, key: &str) -> Option<R> {
-    join_value::<Sh, R>(&*fresh_entry(inner, key)?.value)
+    with_fresh(inner, key, |entry| join_value::<Sh, R>(&*entry.value))
 }
 
 /// Whether this function's entries bypass L1: `tier = "l2"` with a shared
@@ -132,19 +134,6 @@ fn read_l1<Sh: Shape<R>, R>(inner: &Inner, key: &str) -> Option<R> {
 #[inline]
 fn skips_l1(inner: &Inner, spec: &Spec) -> bool {
     spec.tier == crate::spec::Tier::L2 && inner.l2.is_some()
-}
-
-/// Renders the key into `buf` and reads it; on a miss, the key as an owned
-/// string.
-#[inline]
-fn probe<Sh: Shape<R>, R>(
-    inner: &Inner,
-    spec: &Spec,
-    buf: &mut String,
-    key: impl FnOnce(&mut KeyWriter<'_>),
-) -> Result<R, String> {
-    render_key(spec, buf, key);
-    read_l1::<Sh, R>(inner, buf).ok_or_else(|| buf.clone())
 }
 
 /// Looks `key` up for the function of `site`; generated code calls this
@@ -163,18 +152,21 @@ pub fn lookup<'c, Sh: Shape<R>, R>(
         render_key(&site.spec, &mut rendered, key);
         return Lookup::Miss(Load::new(site, cache, value, rendered, tags, false));
     }
-    // A KeyPart that calls a cached function re-enters; it gets a buffer of
-    // its own.
-    let found = KEY_BUF.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut buf) => probe::<Sh, R>(inner, &site.spec, &mut buf, key),
-        Err(_) => probe::<Sh, R>(inner, &site.spec, &mut String::new(), key),
-    });
-    match found {
-        Ok(ret) => {
-            Counters::bump(&site.counters(cache).l1_hits);
+    // The buffer is taken, not borrowed: a KeyPart that calls a cached
+    // function re-enters and finds an empty one of its own.
+    let mut buf = KEY_BUF.try_with(Cell::take).unwrap_or_default();
+    render_key(&site.spec, &mut buf, key);
+    match read_l1::<Sh, R>(inner, &buf) {
+        Some(ret) => {
+            let _ = KEY_BUF.try_with(|cell| cell.set(buf));
+            site.counters(cache).l1_hits.bump();
             Lookup::Hit(ret)
         }
-        Err(key) => Lookup::Miss(Load::new(site, cache, value, key, tags, false)),
+        None => {
+            let key = buf.clone();
+            let _ = KEY_BUF.try_with(|cell| cell.set(buf));
+            Lookup::Miss(Load::new(site, cache, value, key, tags, false))
+        }
     }
 }
 
@@ -308,7 +300,7 @@ impl<'c> Load<'c> {
             (Some(codec), Some(tier)) => Some(Box::new(l2::L2Load {
                 l2: Arc::clone(tier),
                 generations: Arc::clone(&inner.generations),
-                clock: Arc::clone(&inner.clock),
+                clock: inner.clock.clone(),
                 counters: site.counters(cache).into_arc(),
                 spec: &site.spec,
                 codec,
@@ -650,11 +642,12 @@ impl<'c> Load<'c> {
                 // A leader that finished after our lookup missed has already
                 // stored its value and left: serve that instead of a second
                 // run.
-                if let Some(entry) = fresh_entry(inner, &self.key) {
-                    if let Some(ret) = join_value::<Sh, R>(&*entry.value) {
-                        guard.finish(Outcome::Done(Arc::clone(&entry.value)));
-                        return Plan::Value(ret);
-                    }
+                let stored = with_fresh(inner, &self.key, |entry| {
+                    join_value::<Sh, R>(&*entry.value).map(|ret| (ret, Arc::clone(&entry.value)))
+                });
+                if let Some((ret, value)) = stored {
+                    guard.finish(Outcome::Done(value));
+                    return Plan::Value(ret);
                 }
                 Plan::Run(Some(guard))
             }
@@ -771,7 +764,7 @@ impl<'c> Load<'c> {
             fence: self.fence.clone(),
             checked_epoch: AtomicU64::new(self.fence.epoch),
         };
-        inner.l1.insert(&self.key, Arc::new(entry));
+        inner.l1.insert(&self.key, entry);
         // The channel's flush may have come between the check and the insert.
         if self.missed_messages() {
             inner.l1.remove(&self.key);

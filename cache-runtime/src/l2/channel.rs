@@ -136,7 +136,7 @@ pub(crate) async fn listen(
                 let Ok(text) = std::str::from_utf8(&message) else {
                     continue;
                 };
-                apply(text, node, &*l1, &generations, &fills);
+                apply(text, node, &l1, &generations, &fills);
             }
             // The subscription ended: the connection is gone.
             era.fetch_add(1, SeqCst);

@@ -10,7 +10,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::clock::Clock;
+use crate::clock::CacheClock;
 use crate::envelope::{self, Header};
 use crate::error::Error;
 use crate::invalidate::{Fence, GenId, Generations};
@@ -26,7 +26,7 @@ use crate::value::ValueCodec;
 pub(super) struct L2Load {
     pub(super) l2: Arc<L2>,
     pub(super) generations: Arc<Generations>,
-    pub(super) clock: Arc<dyn Clock>,
+    pub(super) clock: CacheClock,
     pub(super) counters: Arc<Counters>,
     pub(super) spec: &'static Spec,
     pub(super) codec: ValueCodec,
@@ -58,7 +58,7 @@ impl std::fmt::Debug for L2Load {
 pub(super) struct Found {
     pub(super) value: Arc<dyn Any + Send + Sync>,
     /// What L1 keeps of it; `None` for a function that skips L1.
-    pub(super) entry: Option<Arc<Entry>>,
+    pub(super) entry: Option<Entry>,
 }
 
 /// What the cross-process lock said.
@@ -224,14 +224,14 @@ impl L2Load {
             self.spec.namespace.zip(fence.namespace_generation()),
             header.tags,
         );
-        let entry = Some(Arc::new(Entry {
+        let entry = Some(Entry {
             value: Arc::clone(&value),
             created_ms: header.created_ms,
             fresh_until_ms: l1_until,
             absent: header.absent,
             checked_epoch: AtomicU64::new(entry_fence.epoch),
             fence: entry_fence,
-        }));
+        });
         Some(Found { value, entry })
     }
 
