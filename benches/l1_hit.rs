@@ -1,29 +1,38 @@
-//! P1 (DESIGN §8): an L1 hit through `#[cache]` against hand-written peers
-//! on the same key and value types, measured in one run.
+//! P1 (DESIGN §8): an L1 hit (and a miss) through `#[cache]` against
+//! hand-written peers on the same key and value types, measured in one run.
 //!
 //! Every implementation caches the same `User` values under the same `u64`
 //! ids, is warmed with all of them first, and is then read round-robin, so
-//! every measured call is a hit that clones a `User`. Three settings: one
-//! thread; async callers on a current-thread runtime (against a moka `get`
-//! inside the same runtime's `block_on`); two threads reading at once.
+//! every measured call is a hit that clones a `User`. Settings: one thread
+//! over 1,000 keys and over 1,000,000 keys; async callers on a
+//! current-thread runtime (against a moka `get` inside the same runtime's
+//! `block_on`); two threads reading at once; and misses, where every call
+//! asks for an id never asked before (against a quick_cache `get` plus
+//! `insert` of the same value).
 //!
 //! After criterion's report a table gives, for each implementation, its time
-//! per call and two ratios to raw moka in the same setting:
+//! per call and two ratios to the first contender of its setting:
 //!
 //! - from criterion's samples in this run (the mean time per iteration over
 //!   the measurement samples, as criterion's `mean` estimate), and
-//! - from paired rounds run afterwards: each round times a batch of raw moka
-//!   calls and a batch of the other implementation back to back, in
-//!   alternating order, and the ratio is the median over the rounds. Load
+//! - from paired rounds run afterwards: each round times a batch of the
+//!   baseline's calls and a batch of the other implementation back to back,
+//!   in alternating order, and the ratio is the median over the rounds. Load
 //!   from other processes then slows both sides of a round alike, so this
 //!   ratio is the one to trust on a busy machine.
 //!
-//! `cargo bench --bench l1_hit` takes about a minute.
+//! Then each P1 target is checked with paired rounds against the peer it
+//! names: the default store against quick_cache and `cached`, the moka store
+//! (with `--features moka`) against raw moka, async against sync, and a
+//! miss against quick_cache's get and insert.
+//!
+//! `cargo bench --features moka --bench l1_hit` takes about two minutes.
 
 mod common;
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
@@ -42,13 +51,30 @@ const TTL: Duration = Duration::from_secs(300);
 /// Paired rounds per comparison, and how long each batch of a round runs.
 const ROUNDS: usize = 100;
 const BATCH: Duration = Duration::from_millis(2);
-/// The P1 target: an L1 hit through `#[cache]` over a raw moka `get`.
-const TARGET_RATIO: f64 = 1.3;
+/// Keys of the large setting, and in test mode (a debug build) fewer.
+const MANY_KEYS: u64 = 1_000_000;
+const MANY_KEYS_IN_TEST: u64 = 10_000;
 
 /// The caches of the `#[cache]` functions: one each, as the peers have, and
 /// apart from the global one so that nothing else shares them.
 static SYNC_CACHE: LazyLock<Cache> = LazyLock::new(Cache::local);
 static ASYNC_CACHE: LazyLock<Cache> = LazyLock::new(Cache::local);
+static MISS_CACHE: LazyLock<Cache> =
+    LazyLock::new(|| on_store(cachette::L1Store::QuickCache, CAPACITY));
+#[cfg(feature = "moka")]
+static MOKA_CACHE: LazyLock<Cache> = LazyLock::new(|| on_store(cachette::L1Store::Moka, CAPACITY));
+
+/// An L1-only cache of `capacity` entries on `store`.
+fn on_store(store: cachette::L1Store, capacity: u64) -> Cache {
+    Cache::builder()
+        .l1_store(store)
+        .l1_capacity(capacity)
+        .build_local()
+        .expect("a valid configuration")
+}
+
+/// The next id no miss contender has asked for.
+static FRESH_IDS: AtomicU64 = AtomicU64::new(1 << 40);
 
 /// Body runs of the memoized functions: after warming, the measurement must
 /// not add any, or it measured misses.
@@ -72,6 +98,29 @@ async fn cachette_get_user_async(id: u64) -> User {
     load_user(id)
 }
 
+#[cache(key = "user:<id>", ttl = 300, tier = "l1", cache = &MISS_CACHE)]
+fn cachette_get_user_miss(id: u64) -> User {
+    load_user(id)
+}
+
+#[cfg(feature = "moka")]
+#[cache(key = "user:<id>", ttl = 300, tier = "l1", cache = &MOKA_CACHE)]
+fn cachette_get_user_moka(id: u64) -> User {
+    load_user(id)
+}
+
+/// The same function on a cache of its own, for the large setting.
+struct ManyKeys {
+    cache: Cache,
+}
+
+impl ManyKeys {
+    #[cache(key = "user:<id>", ttl = 300, tier = "l1", cache = self.cache)]
+    fn get_user(&self, id: u64) -> User {
+        load_user(id)
+    }
+}
+
 #[cached(max_size = 10_000, ttl_secs = 300)]
 fn cached_get_user(id: u64) -> User {
     CACHED_BODY_RUNS.fetch_add(1, Relaxed);
@@ -82,6 +131,16 @@ fn cached_get_user(id: u64) -> User {
 struct Peers {
     moka: moka::sync::Cache<u64, User>,
     quick: quick_cache::sync::Cache<u64, User>,
+    /// Misses fill this one; it never holds the ids asked.
+    quick_miss: quick_cache::sync::Cache<u64, User>,
+    /// The large setting: quick_cache and cachette over `keys` ids.
+    many: Arc<ManyPeers>,
+}
+
+struct ManyPeers {
+    keys: u64,
+    quick: quick_cache::sync::Cache<u64, User>,
+    cachette: ManyKeys,
 }
 
 impl Peers {
@@ -96,19 +155,78 @@ impl Peers {
             quick.insert(id, load_user(id));
             cached_get_user(id);
             cachette_get_user(id);
+            #[cfg(feature = "moka")]
+            cachette_get_user_moka(id);
             runtime.block_on(cachette_get_user_async(id));
         }
-        let peers = Peers { moka, quick };
+        let keys = if benchmarking() {
+            MANY_KEYS
+        } else {
+            MANY_KEYS_IN_TEST
+        };
+        let many = ManyPeers {
+            keys,
+            quick: quick_cache::sync::Cache::new(2 * keys as usize),
+            cachette: ManyKeys {
+                cache: on_store(cachette::L1Store::QuickCache, 2 * keys),
+            },
+        };
+        for id in 0..keys {
+            many.quick.insert(id, load_user(id));
+            many.cachette.get_user(id);
+        }
+        let peers = Peers {
+            moka,
+            quick,
+            quick_miss: quick_cache::sync::Cache::new(CAPACITY as usize),
+            many: Arc::new(many),
+        };
         for id in 0..KEYS {
             let user = load_user(id);
             assert_eq!(peers.moka.get(&id).as_ref(), Some(&user));
             assert_eq!(peers.quick.get(&id).as_ref(), Some(&user));
             assert_eq!(cached_get_user(id), user);
             assert_eq!(cachette_get_user(id), user);
+            #[cfg(feature = "moka")]
+            assert_eq!(cachette_get_user_moka(id), user);
             assert_eq!(runtime.block_on(cachette_get_user_async(id)), user);
+            assert_eq!(peers.many.quick.get(&id).as_ref(), Some(&user));
+            assert_eq!(peers.many.cachette.get_user(id), user);
         }
+        let before = peers.many.cachette.cache.stats().total();
+        for id in (0..keys).step_by(97) {
+            peers.many.cachette.get_user(id);
+        }
+        let read = peers.many.cachette.cache.stats().total().since(&before);
+        assert_eq!(read.misses, 0, "the large setting's cache holds every id");
         peers
     }
+}
+
+/// Times `iters` calls of `get` on ids spread over `0..keys` (a stride
+/// that is prime to `keys`, so reads do not follow insertion order).
+fn spread<T>(iters: u64, keys: u64, get: impl Fn(u64) -> T) -> Duration {
+    const STRIDE: u64 = 7_919;
+    let start = Instant::now();
+    let mut id = 0;
+    for _ in 0..iters {
+        black_box(get(black_box(id)));
+        id += STRIDE;
+        if id >= keys {
+            id -= keys;
+        }
+    }
+    start.elapsed()
+}
+
+/// Times `iters` calls of `get` on ids never asked before.
+fn fresh<T>(iters: u64, get: impl Fn(u64) -> T) -> Duration {
+    let first = FRESH_IDS.fetch_add(iters, Relaxed);
+    let start = Instant::now();
+    for id in first..first + iters {
+        black_box(get(black_box(id)));
+    }
+    start.elapsed()
 }
 
 /// Times two threads each making `iters` round-robin calls of `get`, from
@@ -140,6 +258,48 @@ fn settings<'a>(peers: &'a Peers, runtime: &'a tokio::runtime::Runtime) -> Vec<S
                 (
                     "cachette_sync",
                     Box::new(|n| on_one_thread(n, cachette_get_user)),
+                ),
+                #[cfg(feature = "moka")]
+                (
+                    "cachette_sync_moka",
+                    Box::new(|n| on_one_thread(n, cachette_get_user_moka)),
+                ),
+            ],
+        },
+        Setting {
+            group: "l1_hit_many_keys",
+            title: "1 thread, 1,000,000 keys, ns per call",
+            contenders: vec![
+                (
+                    "quick_cache_get",
+                    Box::new(|n| spread(n, peers.many.keys, |id| peers.many.quick.get(&id))),
+                ),
+                (
+                    "cachette_sync",
+                    Box::new(|n| spread(n, peers.many.keys, |id| peers.many.cachette.get_user(id))),
+                ),
+            ],
+        },
+        Setting {
+            group: "l1_miss",
+            title: "miss and fill, 1 thread, ns per call",
+            contenders: vec![
+                (
+                    "quick_cache_get_insert",
+                    Box::new(|n| {
+                        fresh(n, |id| match peers.quick_miss.get(&id) {
+                            Some(user) => user,
+                            None => {
+                                let user = load_user(id);
+                                peers.quick_miss.insert(id, user.clone());
+                                user
+                            }
+                        })
+                    }),
+                ),
+                (
+                    "cachette_sync",
+                    Box::new(|n| fresh(n, cachette_get_user_miss)),
                 ),
             ],
         },
@@ -203,15 +363,74 @@ fn paired_ratio(baseline: &Timed<'_>, candidate: &Timed<'_>) -> Paired {
     paired(baseline, candidate, ROUNDS, calls)
 }
 
+/// One P1 target: `candidate` at most `at_most` times `baseline`, each a
+/// (setting group, contender name).
+struct Target {
+    what: &'static str,
+    candidate: (&'static str, &'static str),
+    baseline: (&'static str, &'static str),
+    at_most: f64,
+}
+
+fn targets() -> Vec<Target> {
+    vec![
+        Target {
+            what: "hit, default store, vs quick_cache get",
+            candidate: ("l1_hit", "cachette_sync"),
+            baseline: ("l1_hit", "quick_cache_get"),
+            at_most: 1.5,
+        },
+        Target {
+            what: "hit, default store, vs cached #[cached]",
+            candidate: ("l1_hit", "cachette_sync"),
+            baseline: ("l1_hit", "cached_fn"),
+            at_most: 1.0,
+        },
+        Target {
+            what: "hit, 1,000,000 keys, vs quick_cache get",
+            candidate: ("l1_hit_many_keys", "cachette_sync"),
+            baseline: ("l1_hit_many_keys", "quick_cache_get"),
+            at_most: 1.5,
+        },
+        #[cfg(feature = "moka")]
+        Target {
+            what: "hit, moka store, vs moka get",
+            candidate: ("l1_hit", "cachette_sync_moka"),
+            baseline: ("l1_hit", "moka_get"),
+            at_most: 1.15,
+        },
+        Target {
+            what: "async hit vs sync hit",
+            candidate: ("l1_hit_async", "cachette_async"),
+            baseline: ("l1_hit", "cachette_sync"),
+            at_most: 1.2,
+        },
+        Target {
+            what: "miss and fill vs quick_cache get+insert",
+            candidate: ("l1_miss", "cachette_sync"),
+            baseline: ("l1_miss", "quick_cache_get_insert"),
+            at_most: 1.5,
+        },
+    ]
+}
+
+fn timed<'s, 'a>(settings: &'s [Setting<'a>], (group, name): (&str, &str)) -> &'s Timed<'a> {
+    settings
+        .iter()
+        .filter(|setting| setting.group == group)
+        .flat_map(|setting| &setting.contenders)
+        .find(|(contender, _)| *contender == name)
+        .map(|(_, timed)| timed)
+        .unwrap_or_else(|| panic!("no contender {group}/{name}"))
+}
+
 /// The table of `rows`, the figures of `settings`, then the verdicts.
 fn report(settings: &[Setting<'_>], rows: &[Row]) {
     println!();
     println!("P1: L1 hit, key u64 id, value User (clone = 2 small Strings), {KEYS} warm keys");
+    println!("ratios are to the first contender of each setting");
     println!(
-        "ratios are to raw moka in the same setting; target for cachette <= {TARGET_RATIO:.1}x"
-    );
-    println!(
-        "{:<22} {:>10} {:>16} {:>16}",
+        "{:<24} {:>10} {:>16} {:>16}",
         "implementation", "mean ns", "ratio (samples)", "ratio (paired)"
     );
     for setting in settings {
@@ -225,23 +444,54 @@ fn report(settings: &[Setting<'_>], rows: &[Row]) {
                 .iter()
                 .find(|row| row.group == setting.group && row.name == *name)
             else {
-                println!("{name:<22} {:>10}", "(not measured)");
+                println!("{name:<24} {:>10}", "(not measured)");
                 continue;
             };
             let (mean, sampled, paired) = (row.mean_nanos, row.sampled.ratio, row.paired.ratio);
-            println!("{name:<22} {mean:>10.1} {sampled:>15.2}x {paired:>15.2}x");
+            println!("{name:<24} {mean:>10.1} {sampled:>15.2}x {paired:>15.2}x");
         }
     }
+    let measured = |(group, name): (&str, &str)| {
+        rows.iter()
+            .any(|row| row.group == group && row.name == name)
+    };
     println!();
-    for row in rows.iter().filter(|row| row.name.starts_with("cachette")) {
+    println!("P1 targets, paired rounds against the peer each names:");
+    for target in targets() {
+        if !measured(target.candidate) || !measured(target.baseline) {
+            println!("{}: not measured", target.what);
+            continue;
+        }
+        let ratio = paired_ratio(
+            timed(settings, target.baseline),
+            timed(settings, target.candidate),
+        )
+        .ratio;
         println!(
-            "{}/{}: {:.2}x raw moka paired ({}), {:.2}x from samples ({})",
-            row.group,
-            row.name,
-            row.paired.ratio,
-            verdict(row.paired.ratio <= TARGET_RATIO),
-            row.sampled.ratio,
-            verdict(row.sampled.ratio <= TARGET_RATIO)
+            "{}: {ratio:.2}x (target <= {:.2}x, {})",
+            target.what,
+            target.at_most,
+            verdict(ratio <= target.at_most)
+        );
+    }
+    // Two threads scale at least as well as quick_cache: cachette's time
+    // over quick_cache's grows no more from one thread to two.
+    let one = ("l1_hit", "quick_cache_get");
+    let two = ("l1_hit_2_threads", "quick_cache_get");
+    if [one, two].into_iter().all(measured) {
+        let alone = paired_ratio(
+            timed(settings, one),
+            timed(settings, ("l1_hit", "cachette_sync")),
+        );
+        let pair = paired_ratio(
+            timed(settings, two),
+            timed(settings, ("l1_hit_2_threads", "cachette_sync")),
+        );
+        println!(
+            "2 threads scale like quick_cache: {:.2}x quick_cache on 2 threads, {:.2}x on 1 ({})",
+            pair.ratio,
+            alone.ratio,
+            verdict(pair.ratio <= alone.ratio * 1.05)
         );
     }
 }
