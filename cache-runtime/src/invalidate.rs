@@ -61,16 +61,39 @@ pub(crate) struct Generations {
 }
 
 /// The generations a load saw before its body ran.
+///
+/// Every L1 entry holds one, so it is kept small: 40 bytes, the namespace
+/// and tags behind one box that functions without them never allocate.
 #[derive(Debug, Clone)]
 pub(crate) struct Fence {
     pub(crate) epoch: u64,
-    resets: u64,
     clear: u64,
-    key_slot: usize,
     key_generation: u64,
+    /// The low bits of the reset count: 2^32 resets (each a reconnection
+    /// or a full table of names) would have to pass for one to be mistaken
+    /// for another.
+    resets: u32,
+    key_slot: u16,
+    named: Option<Box<NamedFence>>,
+}
+
+/// The namespace and tag generations of a fence.
+#[derive(Debug, Clone)]
+struct NamedFence {
     namespace: Option<(&'static str, u64)>,
     tags: Box<[(Box<str>, u64)]>,
 }
+
+impl NamedFence {
+    fn boxed(
+        namespace: Option<(&'static str, u64)>,
+        tags: Box<[(Box<str>, u64)]>,
+    ) -> Option<Box<NamedFence>> {
+        (namespace.is_some() || !tags.is_empty()).then(|| Box::new(NamedFence { namespace, tags }))
+    }
+}
+
+const _: () = assert!(KEY_SLOTS <= u16::MAX as usize + 1);
 
 impl Generations {
     pub(crate) fn new() -> Self {
@@ -258,20 +281,24 @@ impl Generations {
     ) -> Fence {
         let epoch = self.epoch.load(SeqCst);
         let key_slot = self.slot(key);
+        let resets = self.resets.load(SeqCst) as u32;
+        let clear = self.clear.load(SeqCst);
+        let key_generation = self.key_slots[key_slot].load(SeqCst);
+        let namespace = namespace.map(|ns| (ns, Self::named(&self.namespaces, ns)));
+        let tags = tags
+            .into_iter()
+            .map(|t| {
+                let g = Self::named(&self.tags, &t);
+                (t.into_boxed_str(), g)
+            })
+            .collect();
         Fence {
             epoch,
-            resets: self.resets.load(SeqCst),
-            clear: self.clear.load(SeqCst),
-            key_slot,
-            key_generation: self.key_slots[key_slot].load(SeqCst),
-            namespace: namespace.map(|ns| (ns, Self::named(&self.namespaces, ns))),
-            tags: tags
-                .into_iter()
-                .map(|t| {
-                    let g = Self::named(&self.tags, &t);
-                    (t.into_boxed_str(), g)
-                })
-                .collect(),
+            clear,
+            key_generation,
+            resets,
+            key_slot: key_slot as u16,
+            named: NamedFence::boxed(namespace, tags),
         }
     }
 
@@ -287,16 +314,18 @@ impl Generations {
     /// one, whatever the epoch says: for a fence built from generations read
     /// elsewhere (a shared-tier entry's), which the epoch never vouched for.
     pub(crate) fn matches(&self, fence: &Fence) -> bool {
-        self.resets.load(SeqCst) == fence.resets
+        self.resets.load(SeqCst) as u32 == fence.resets
             && self.clear.load(SeqCst) == fence.clear
-            && self.key_slots[fence.key_slot].load(SeqCst) == fence.key_generation
-            && fence
-                .namespace
-                .is_none_or(|(ns, g)| Self::named(&self.namespaces, ns) == g)
-            && fence
-                .tags
-                .iter()
-                .all(|(t, g)| Self::named(&self.tags, t) == *g)
+            && self.key_slots[usize::from(fence.key_slot)].load(SeqCst) == fence.key_generation
+            && fence.named.as_deref().is_none_or(|named| {
+                named
+                    .namespace
+                    .is_none_or(|(ns, g)| Self::named(&self.namespaces, ns) == g)
+                    && named
+                        .tags
+                        .iter()
+                        .all(|(t, g)| Self::named(&self.tags, t) == *g)
+            })
     }
 
     /// [`is_current`](Self::is_current) for a stored entry, remembering in
@@ -353,17 +382,17 @@ impl Fence {
         namespace: Option<(&'static str, u64)>,
         tags: Vec<(String, u64)>,
     ) -> Fence {
+        let tags = tags
+            .into_iter()
+            .map(|(t, g)| (t.into_boxed_str(), g))
+            .collect();
         Fence {
             epoch,
-            resets,
             clear,
-            key_slot,
             key_generation,
-            namespace,
-            tags: tags
-                .into_iter()
-                .map(|(t, g)| (t.into_boxed_str(), g))
-                .collect(),
+            resets: resets as u32,
+            key_slot: key_slot as u16,
+            named: NamedFence::boxed(namespace, tags),
         }
     }
     pub(crate) fn clear_generation(&self) -> u64 {
@@ -373,10 +402,13 @@ impl Fence {
         self.key_generation
     }
     pub(crate) fn namespace_generation(&self) -> Option<u64> {
-        self.namespace.map(|(_, g)| g)
+        self.named.as_deref()?.namespace.map(|(_, g)| g)
     }
     pub(crate) fn tags(&self) -> impl Iterator<Item = (&str, u64)> {
-        self.tags.iter().map(|(t, g)| (&**t, *g))
+        self.named
+            .as_deref()
+            .into_iter()
+            .flat_map(|named| named.tags.iter().map(|(t, g)| (&**t, *g)))
     }
 }
 

@@ -9,22 +9,15 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use crate::invalidate::Fence;
 
-/// One cached value with the facts needed to judge it.
-///
-/// The same fields go into the shared tier's envelope, so an entry read from
-/// there becomes an L1 entry without translation.
+/// One cached value with the facts needed to judge it: 72 bytes besides
+/// the value, which every L1 entry carries, so nothing the read path does
+/// not look at is kept here (the shared tier's envelope has the rest).
 #[derive(Debug)]
 pub(crate) struct Entry {
     /// The stored value, a `Shape::Value`.
     pub(crate) value: Arc<dyn Any + Send + Sync>,
-    /// When the body finished, ms since the epoch.
-    #[allow(dead_code, reason = "written into the shared tier's envelope")]
-    pub(crate) created_ms: u64,
     /// Until when the value may be served, ms since the epoch.
     pub(crate) fresh_until_ms: u64,
-    /// Whether this caches an absent value (`negative_ttl`).
-    #[allow(dead_code, reason = "written into the shared tier's envelope")]
-    pub(crate) absent: bool,
     /// Generations seen before the body ran.
     pub(crate) fence: Fence,
     /// The last epoch at which `fence` was found current.
@@ -256,9 +249,7 @@ mod tests {
         let fence = Generations::new().fence("k", None, vec![]);
         Entry {
             value: Arc::new(value),
-            created_ms: 0,
             fresh_until_ms: u64::MAX,
-            absent: false,
             checked_epoch: AtomicU64::new(fence.epoch),
             fence,
         }
@@ -274,6 +265,12 @@ mod tests {
 
     fn value(store: &Store, key: &str) -> Option<u64> {
         store.read(key, |e| e.value.downcast_ref::<u64>().copied())
+    }
+
+    #[test]
+    fn entries_stay_small() {
+        assert!(std::mem::size_of::<Fence>() <= 40);
+        assert!(std::mem::size_of::<Entry>() <= 72);
     }
 
     #[test]

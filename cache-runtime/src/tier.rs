@@ -568,8 +568,8 @@ impl<'c> Load<'c> {
             }
             None => (guard, None),
         };
-        // 5. The body.
-        let started = Instant::now();
+        // 5. The body, timed for the shared tier's envelope.
+        let started = self.l2.is_some().then(Instant::now);
         let ret = body.await;
         // 6. L1, and this process's waiters.
         let fill = self.finish::<Sh, R>(guard, &ret, started, sharing);
@@ -696,7 +696,7 @@ impl<'c> Load<'c> {
         &self,
         guard: Option<LeaderGuard<'_>>,
         ret: &R,
-        started: Instant,
+        started: Option<Instant>,
         sharing: Option<Sharing<R>>,
     ) -> Option<Fill> {
         let counters = self.site.counters(self.cache);
@@ -705,11 +705,12 @@ impl<'c> Load<'c> {
             Some(value) => {
                 let absent = Sh::is_absent(&value);
                 let value: Arc<dyn Any + Send + Sync> = Arc::new(value);
-                let fill = self.store(Arc::clone(&value), absent).map(|ttl| Fill {
+                let stored = self.store(Arc::clone(&value), absent);
+                let fill = stored.filter(|_| self.l2.is_some()).map(|ttl| Fill {
                     value: Arc::clone(&value),
                     absent,
                     ttl,
-                    compute: started.elapsed(),
+                    compute: started.map_or(Duration::ZERO, |t| t.elapsed()),
                 });
                 (Outcome::Done(value), fill)
             }
@@ -758,9 +759,7 @@ impl<'c> Load<'c> {
         let now = inner.clock.now_millis();
         let entry = Entry {
             value,
-            created_ms: now,
             fresh_until_ms: now.saturating_add(l1_lifetime.as_millis() as u64),
-            absent,
             fence: self.fence.clone(),
             checked_epoch: AtomicU64::new(self.fence.epoch),
         };

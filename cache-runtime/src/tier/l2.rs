@@ -226,9 +226,7 @@ impl L2Load {
         );
         let entry = Some(Entry {
             value: Arc::clone(&value),
-            created_ms: header.created_ms,
             fresh_until_ms: l1_until,
-            absent: header.absent,
             checked_epoch: AtomicU64::new(entry_fence.epoch),
             fence: entry_fence,
         });
