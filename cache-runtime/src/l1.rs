@@ -3,9 +3,11 @@
 
 use std::any::Any;
 use std::fmt::Debug;
-use std::hash::BuildHasher;
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, PoisonError, RwLock};
+
+use quick_cache::UnitWeighter;
 
 use crate::invalidate::Fence;
 
@@ -137,7 +139,7 @@ impl Debug for Store {
     }
 }
 
-type Shard = RwLock<quick_cache::unsync::Cache<Box<str>, Entry>>;
+type Shard = RwLock<quick_cache::unsync::Cache<StoredKey, Entry, UnitWeighter, PassThrough>>;
 
 /// quick_cache's CLOCK-Pro store, bounded by entry count, in shards of its
 /// single-threaded cache behind read-write locks.
@@ -147,10 +149,77 @@ type Shard = RwLock<quick_cache::unsync::Cache<Box<str>, Entry>>;
 /// Its single-threaded cache lends the value instead (marking it used with
 /// a relaxed atomic, as the concurrent one does under the same read lock),
 /// so a hit here clones only the function's value, under the read lock.
+///
+/// A key is hashed once per call: the hash picks the shard and is handed
+/// to the shard's table as is.
 pub(crate) struct QuickStore {
     shards: Box<[Shard]>,
-    /// Picks a key's shard; each shard hashes again with its own seed.
-    hasher: foldhash::fast::RandomState,
+}
+
+/// A stored key. Its hash is the one [`key_hash`] gives its text, so that
+/// the table finds it again when it rehashes.
+#[derive(PartialEq, Eq)]
+struct StoredKey(Box<str>);
+
+impl Hash for StoredKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(key_hash(&self.0));
+    }
+}
+
+/// A key being looked up, with its hash already taken.
+struct Probe<'a> {
+    hash: u64,
+    key: &'a str,
+}
+
+impl Hash for Probe<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+impl quick_cache::Equivalent<StoredKey> for Probe<'_> {
+    fn equivalent(&self, stored: &StoredKey) -> bool {
+        self.key == &*stored.0
+    }
+}
+
+/// The hash of a key's text: foldhash, seeded once per process.
+#[inline]
+fn key_hash(key: &str) -> u64 {
+    static SEED: std::sync::OnceLock<foldhash::fast::RandomState> = std::sync::OnceLock::new();
+    SEED.get_or_init(Default::default).hash_one(key)
+}
+
+/// Hands the one `u64` a key writes to the table as its hash.
+#[derive(Clone, Default)]
+struct PassThrough;
+
+impl BuildHasher for PassThrough {
+    type Hasher = Taken;
+    fn build_hasher(&self) -> Taken {
+        Taken(0)
+    }
+}
+
+/// The hash a [`StoredKey`] or [`Probe`] wrote.
+struct Taken(u64);
+
+impl Hasher for Taken {
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is ever called; folding keeps any other use a
+        // working (if slower) hash rather than a constant.
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 /// The fewest entries a shard is made for: fewer shards, rather than
@@ -167,43 +236,45 @@ impl QuickStore {
         let per_shard_items = usize::try_from(per_shard).unwrap_or(usize::MAX);
         Self {
             shards: (0..count)
-                .map(|_| RwLock::new(quick_cache::unsync::Cache::new(per_shard_items)))
+                .map(|_| {
+                    RwLock::new(quick_cache::unsync::Cache::with(
+                        per_shard_items,
+                        per_shard,
+                        UnitWeighter,
+                        PassThrough,
+                        Default::default(),
+                    ))
+                })
                 .collect(),
-            hasher: foldhash::fast::RandomState::default(),
         }
     }
 
+    /// The key's shard and its probe.
     #[inline]
-    fn shard(&self, key: &str) -> &Shard {
-        let hash = self.hasher.hash_one(key);
-        // The high bits: the shard's own table uses the low ones of its hash.
+    fn shard<'k>(&self, key: &'k str) -> (&Shard, Probe<'k>) {
+        let hash = key_hash(key);
+        // The high bits: the shard's table uses the low ones for its index.
         let index = (hash >> 32) as usize & (self.shards.len() - 1);
-        &self.shards[index]
+        (&self.shards[index], Probe { hash, key })
     }
 
     #[inline]
     fn read<T>(&self, key: &str, read: impl FnOnce(&Entry) -> Option<T>) -> Option<T> {
-        let shard = self
-            .shard(key)
-            .read()
-            .unwrap_or_else(PoisonError::into_inner);
-        read(shard.get(key)?)
+        let (shard, probe) = self.shard(key);
+        let shard = shard.read().unwrap_or_else(PoisonError::into_inner);
+        read(shard.get(&probe)?)
     }
 
     fn insert(&self, key: &str, entry: Entry) {
-        let mut shard = self
-            .shard(key)
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
-        shard.insert(key.into(), entry);
+        let (shard, _) = self.shard(key);
+        let mut shard = shard.write().unwrap_or_else(PoisonError::into_inner);
+        shard.insert(StoredKey(key.into()), entry);
     }
 
     fn remove(&self, key: &str) {
-        let mut shard = self
-            .shard(key)
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
-        shard.remove(key);
+        let (shard, probe) = self.shard(key);
+        let mut shard = shard.write().unwrap_or_else(PoisonError::into_inner);
+        shard.remove(&probe);
     }
 
     #[cfg(test)]
