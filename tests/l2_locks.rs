@@ -4,8 +4,9 @@
 //! after `l2_timeout` (the lock is taken, but its taker never heard), and an
 //! unlock lost with its connection. Neither may leave a lock that stalls
 //! the key in another process for `lock_timeout` (5 s here): an unanswered
-//! lock is released by its token after the body, and a lock whose release
-//! was lost ends within its lease (1 s: `max(min(lock_timeout, 1 s), 4 ×
+//! lock is released by its token after the body, a release cut once with
+//! its connection is sent again, and a lock whose release was lost ends
+//! within its lease (1 s: `max(min(lock_timeout, 1 s), 4 ×
 //! l2_timeout)`), because nobody renews it any more.
 //!
 //! Process A reaches Redis through a [`FaultProxy`]; process B (another
@@ -196,12 +197,14 @@ async fn a_lock_whose_release_was_lost_with_its_connection_ends_within_its_lease
     let id = 2;
     let lock = lock_key("lost", "item", id);
 
-    // A's release never reaches Redis: its connection is reset under it.
+    // A's release never reaches Redis: its connection is reset under it,
+    // and again under the one retry the library makes.
+    proxy.cut_at(is_unlock);
     proxy.cut_at(is_unlock);
     let started = Instant::now();
     let _ = item(&a, id, BODY).await;
     eprintln!("A's load took {:?}", started.elapsed());
-    assert_eq!(proxy.fired(), 1, "A's release was cut");
+    assert_eq!(proxy.fired(), 2, "A's release and its retry were cut");
     let left = pttl(&server, &lock);
     eprintln!("A's lost release left the lock for {left} ms");
     assert!(
@@ -223,6 +226,31 @@ async fn a_lock_whose_release_was_lost_with_its_connection_ends_within_its_lease
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_cut_once_with_its_connection_is_sent_again() {
+    let server = RedisServer::start();
+    let proxy = FaultProxy::start(server.port());
+    let a = connect(&proxy.url(), "retried").await;
+    let b = connect(&server.url(), "retried").await;
+    let id = 3;
+    let lock = lock_key("retried", "item", id);
+
+    proxy.cut_at(is_unlock);
+    let _ = item(&a, id, BODY).await;
+    assert_eq!(proxy.fired(), 1, "A's first release was cut");
+    assert!(
+        !exists(&server, &lock),
+        "A's retried release did not free the lock (PTTL {} ms)",
+        pttl(&server, &lock)
+    );
+    let waited = b_loads_item(&b, id).await;
+    eprintln!("B loaded the key in {waited:?}");
+    assert!(
+        waited < Duration::from_millis(200),
+        "B waited {waited:?} although A released its lock"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_many_resets_no_load_waits_longer_than_a_lease_for_a_lost_lock() {
     const ROUNDS: u64 = 10;
     let server = RedisServer::start();
@@ -234,12 +262,14 @@ async fn over_many_resets_no_load_waits_longer_than_a_lease_for_a_lost_lock() {
     for round in 0..ROUNDS {
         let id = 100 + round;
         let lock = lock_key("resets", "shared", id);
-        // Even rounds: A's release is cut, with its connection. Odd rounds:
+        // Even rounds: A's release (and its one retry) is cut, with its
+        // connection. Odd rounds:
         // every connection of A resets while its body runs, at a different
         // moment each round, and whatever comes of its release is left to
         // the library.
         let reset_at = match round % 2 {
             0 => {
+                proxy.cut_at(is_unlock);
                 proxy.cut_at(is_unlock);
                 None
             }
@@ -293,7 +323,7 @@ async fn over_many_resets_no_load_waits_longer_than_a_lease_for_a_lost_lock() {
     assert!(worst < WAIT_BOUND, "worst wait {worst:?}");
     assert_eq!(
         proxy.fired(),
-        (ROUNDS / 2) as usize,
-        "every even round's release was cut"
+        ROUNDS as usize,
+        "every even round's release and its retry were cut"
     );
 }

@@ -482,10 +482,25 @@ impl L2 {
             .await
     }
 
-    /// Releases the lock if it still holds `token`.
+    /// Releases the lock if it still holds `token`. A release that failed
+    /// with its connection is sent once more: a reset connection fails the
+    /// first command sent after it and reconnects, and deleting by token is
+    /// safe to repeat, while a lost release stalls the key in every process
+    /// for the rest of the lease.
     pub(crate) async fn unlock(&self, lock_key: String, token: String) -> Result<(), L2Error> {
-        self.run(|| self.backend.delete_if_equal(lock_key, token))
-            .await
+        let first = self
+            .run(|| {
+                self.backend
+                    .delete_if_equal(lock_key.clone(), token.clone())
+            })
+            .await;
+        match first {
+            Err(L2Error::Down(_)) => {
+                self.run(|| self.backend.delete_if_equal(lock_key, token))
+                    .await
+            }
+            other => other,
+        }
     }
 
     /// Keeps the lock `lock_key` alive (if it holds `token`) until the
