@@ -243,23 +243,25 @@ impl Cache {
     /// to the shared tier. Returns what the shared tier must hear.
     fn invalidate_locally(&self, change: Change<'_>) -> Option<(Arc<L2>, Pending)> {
         let inner = &*self.inner;
-        let pending = match change {
+        match &change {
             Change::Key(key) => {
                 inner.generations.invalidate_key(key, None);
                 inner.l1.remove(key);
-                Pending {
-                    id: GenId::KeySlot(inner.generations.slot(key)),
-                    key: Some(key.to_owned()),
-                }
             }
-            Change::Id(id) => {
-                // A cleared cache's entries are void by their fences; the
-                // store keeps them until evicted or overwritten (O(1)).
-                inner.generations.invalidate(&id, None);
-                Pending { id, key: None }
-            }
+            // A cleared cache's entries are void by their fences; the store
+            // keeps them until evicted or overwritten (O(1)).
+            Change::Id(id) => inner.generations.invalidate(id, None),
+        }
+        // Without a shared tier there is nothing to tell, and nothing to copy.
+        let l2 = inner.l2.clone()?;
+        let pending = match change {
+            Change::Key(key) => Pending {
+                id: GenId::KeySlot(inner.generations.slot(key)),
+                key: Some(key.to_owned()),
+            },
+            Change::Id(id) => Pending { id, key: None },
         };
-        inner.l2.clone().map(|l2| (l2, pending))
+        Some((l2, pending))
     }
 }
 
