@@ -93,11 +93,13 @@ impl Store {
         }
     }
 
-    pub(crate) fn insert(&self, key: &str, entry: Entry) {
+    /// Stores `entry` under `key` (taken whole: a key rendered for a load
+    /// has no spare capacity, so it is stored without copying).
+    pub(crate) fn insert(&self, key: String, entry: Entry) {
         match self {
             Store::Quick(store) => store.insert(key, entry),
             #[cfg(feature = "moka")]
-            Store::Moka(store) => store.cache.insert(key.into(), Arc::new(entry)),
+            Store::Moka(store) => store.cache.insert(key.into_boxed_str(), Arc::new(entry)),
         }
     }
 
@@ -265,10 +267,10 @@ impl QuickStore {
         read(shard.get(&probe)?)
     }
 
-    fn insert(&self, key: &str, entry: Entry) {
-        let (shard, _) = self.shard(key);
+    fn insert(&self, key: String, entry: Entry) {
+        let (shard, _) = self.shard(&key);
         let mut shard = shard.write().unwrap_or_else(PoisonError::into_inner);
-        shard.insert(StoredKey(key.into()), entry);
+        shard.insert(StoredKey(key.into_boxed_str()), entry);
     }
 
     fn remove(&self, key: &str) {
@@ -349,9 +351,9 @@ mod tests {
         for kind in kinds() {
             let store = Store::new(kind, 100);
             assert_eq!(value(&store, "a"), None);
-            store.insert("a", entry(1));
-            store.insert("b", entry(2));
-            store.insert("a", entry(3));
+            store.insert("a".into(), entry(1));
+            store.insert("b".into(), entry(2));
+            store.insert("a".into(), entry(3));
             assert_eq!((value(&store, "a"), value(&store, "b")), (Some(3), Some(2)));
             store.remove("a");
             store.remove("never stored");
@@ -366,7 +368,7 @@ mod tests {
             for kind in kinds() {
                 let store = Store::new(kind, capacity);
                 for i in 0..capacity * 2 {
-                    store.insert(&format!("key:{i}"), entry(i));
+                    store.insert(format!("key:{i}"), entry(i));
                 }
                 let held = store.len();
                 // quick_cache rounds each shard up; both may hold a little

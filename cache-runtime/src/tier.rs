@@ -327,7 +327,7 @@ impl<'c> Load<'c> {
 
     /// Stores a known value (`{fn}_put`) in L1; the shared tier is written
     /// by the caller.
-    fn put_local(&self, value: Known) -> Option<Fill> {
+    fn put_local(&mut self, value: Known) -> Option<Fill> {
         let Known { value, absent } = value;
         self.store(Arc::clone(&value), absent).map(|ttl| Fill {
             value,
@@ -366,7 +366,7 @@ impl<'c> Load<'c> {
         // the value is this caller's only (G7).
         let entry = entry.filter(|e| self.cache.inner.generations.matches(&e.fence));
         if let Some(entry) = entry.filter(|_| !self.missed_messages()) {
-            self.cache.inner.l1.insert(&self.key, entry);
+            self.cache.inner.l1.insert(self.key.clone(), entry);
             // The channel's flush may have come between the check and the
             // insert.
             if self.missed_messages() {
@@ -693,7 +693,7 @@ impl<'c> Load<'c> {
     /// Counts the run, stores a cacheable result in L1 and wakes any
     /// waiters; returns what the shared tier should store.
     fn finish<Sh: Shape<R>, R>(
-        &self,
+        &mut self,
         guard: Option<LeaderGuard<'_>>,
         ret: &R,
         started: Option<Instant>,
@@ -736,7 +736,7 @@ impl<'c> Load<'c> {
     /// Writes the value into L1 unless an invalidation already covers it,
     /// and returns its time to live (for the shared tier); `None` when the
     /// value is not to be cached.
-    fn store(&self, value: Arc<dyn Any + Send + Sync>, absent: bool) -> Option<Duration> {
+    fn store(&mut self, value: Arc<dyn Any + Send + Sync>, absent: bool) -> Option<Duration> {
         let spec = &self.site.spec;
         let inner = &*self.cache.inner;
         let ttl = if absent {
@@ -763,7 +763,12 @@ impl<'c> Load<'c> {
             fence: self.fence.clone(),
             checked_epoch: AtomicU64::new(self.fence.epoch),
         };
-        inner.l1.insert(&self.key, entry);
+        if self.l2.is_none() {
+            // Nothing reads the key after this fill: the store takes it.
+            inner.l1.insert(std::mem::take(&mut self.key), entry);
+            return Some(ttl);
+        }
+        inner.l1.insert(self.key.clone(), entry);
         // The channel's flush may have come between the check and the insert.
         if self.missed_messages() {
             inner.l1.remove(&self.key);
