@@ -64,17 +64,31 @@ impl Drop for LatencyProxy {
 
 /// Copies `from` to `to`, holding each chunk for `delay`, until either side
 /// closes or the proxy stops.
-fn pipe(mut from: TcpStream, mut to: TcpStream, delay: Duration, stop: &AtomicBool) {
+fn pipe(from: TcpStream, to: TcpStream, delay: Duration, stop: &AtomicBool) {
+    forward(from, to, stop, |_| {
+        if !delay.is_zero() {
+            thread::sleep(delay);
+        }
+        true
+    });
+}
+
+/// Copies `from` to `to`, calling `before` with each chunk ahead of writing
+/// it, until either side closes, `stop` is set or `before` says no; then
+/// closes both.
+fn forward(
+    mut from: TcpStream,
+    mut to: TcpStream,
+    stop: &AtomicBool,
+    mut before: impl FnMut(&[u8]) -> bool,
+) {
     let _ = from.set_read_timeout(Some(Duration::from_millis(200)));
     let mut buf = [0u8; 16 * 1024];
     while !stop.load(SeqCst) {
         match from.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => {
-                if !delay.is_zero() {
-                    thread::sleep(delay);
-                }
-                if to.write_all(&buf[..n]).is_err() {
+                if !before(&buf[..n]) || to.write_all(&buf[..n]).is_err() {
                     break;
                 }
             }
@@ -276,78 +290,41 @@ impl Drop for FaultProxy {
 
 /// Client to server: forwards each chunk, unless it fires a fault.
 fn faulty_upstream(
-    mut from: TcpStream,
-    mut to: TcpStream,
+    from: TcpStream,
+    to: TcpStream,
     state: &FaultState,
     hold: &std::sync::Mutex<Option<std::time::Instant>>,
 ) {
-    let _ = from.set_read_timeout(Some(Duration::from_millis(200)));
-    let mut buf = [0u8; 16 * 1024];
-    while !state.stop.load(SeqCst) {
-        match from.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => {
-                match state.fire(&buf[..n]) {
-                    Some(ProxyFault::Cut) => break,
-                    Some(ProxyFault::HoldReplies(delay)) => {
-                        // Set before the command goes on, so its reply
-                        // cannot slip past.
-                        *hold
-                            .lock()
-                            .unwrap_or_else(std::sync::PoisonError::into_inner) =
-                            Some(std::time::Instant::now() + delay);
-                    }
-                    None => {}
-                }
-                if to.write_all(&buf[..n]).is_err() {
-                    break;
-                }
-            }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(_) => break,
+    forward(from, to, &state.stop, |sent| match state.fire(sent) {
+        Some(ProxyFault::Cut) => false,
+        Some(ProxyFault::HoldReplies(delay)) => {
+            // Set before the command goes on, so its reply cannot slip past.
+            *hold
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                Some(std::time::Instant::now() + delay);
+            true
         }
-    }
-    let _ = to.shutdown(Shutdown::Both);
-    let _ = from.shutdown(Shutdown::Both);
+        None => true,
+    });
 }
 
 /// Server to client: forwards each chunk, after waiting out a hold.
 fn held_downstream(
-    mut from: TcpStream,
-    mut to: TcpStream,
+    from: TcpStream,
+    to: TcpStream,
     state: &FaultState,
     hold: &std::sync::Mutex<Option<std::time::Instant>>,
 ) {
-    let _ = from.set_read_timeout(Some(Duration::from_millis(200)));
-    let mut buf = [0u8; 16 * 1024];
-    while !state.stop.load(SeqCst) {
-        match from.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => {
-                let until = *hold
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                if let Some(left) =
-                    until.and_then(|until| until.checked_duration_since(std::time::Instant::now()))
-                {
-                    thread::sleep(left);
-                }
-                if to.write_all(&buf[..n]).is_err() {
-                    break;
-                }
-            }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(_) => break,
+    forward(from, to, &state.stop, |_| {
+        let until = *hold
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(left) =
+            until.and_then(|until| until.checked_duration_since(std::time::Instant::now()))
+        {
+            thread::sleep(left);
         }
-    }
-    let _ = to.shutdown(Shutdown::Both);
-    let _ = from.shutdown(Shutdown::Both);
+        true
+    });
 }
