@@ -419,34 +419,35 @@ fn traces(sizes: &Sizes) -> Vec<Trace> {
     traces
 }
 
-/// Percent of `ids` that a quick_cache of `capacity` answered.
-fn quick_cache_hit_ratio(ids: &[u64], capacity: u64) -> f64 {
-    let cache = quick_cache::sync::Cache::<String, Vec<u8>>::new(capacity as usize);
+/// Percent of `ids` answered by a raw store used cache-aside: `get`, and
+/// `insert` on a miss.
+fn cache_aside_hit_ratio(
+    ids: &[u64],
+    get: impl Fn(&String) -> bool,
+    insert: impl Fn(String, Vec<u8>),
+) -> f64 {
     let mut hits = 0;
     for &id in ids {
         let key = item_key(id);
-        if cache.get(&key).is_some() {
+        if get(&key) {
             hits += 1;
         } else {
-            cache.insert(key, item_value(id));
+            insert(key, item_value(id));
         }
     }
     percent(hits, ids.len() as u64)
 }
 
+/// Percent of `ids` that a quick_cache of `capacity` answered.
+fn quick_cache_hit_ratio(ids: &[u64], capacity: u64) -> f64 {
+    let cache = quick_cache::sync::Cache::<String, Vec<u8>>::new(capacity as usize);
+    cache_aside_hit_ratio(ids, |k| cache.get(k).is_some(), |k, v| cache.insert(k, v))
+}
+
 /// Percent of `ids` that a moka cache of `capacity` answered.
 fn moka_hit_ratio(ids: &[u64], capacity: u64) -> f64 {
     let cache = moka::sync::Cache::<String, Vec<u8>>::new(capacity);
-    let mut hits = 0;
-    for &id in ids {
-        let key = item_key(id);
-        if cache.get(&key).is_some() {
-            hits += 1;
-        } else {
-            cache.insert(key, item_value(id));
-        }
-    }
-    percent(hits, ids.len() as u64)
+    cache_aside_hit_ratio(ids, |k| cache.get(k).is_some(), |k, v| cache.insert(k, v))
 }
 
 /// Percent of calls of the `#[cache]` method answered from L1, over `ids`.
