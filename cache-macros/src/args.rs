@@ -42,9 +42,6 @@ pub(crate) enum Kind {
     /// `name = value`: checks the value (reporting problems) and stores it.
     /// The `Ident` is the argument's name, for errors that point at it.
     Value(fn(&Ctxt, &mut Args, &Ident, &Expr)),
-    /// Part of the design but not built yet; rejected, with what the cache
-    /// does instead.
-    NotYet(&'static str),
 }
 
 /// Every argument, in the order the docs list them.
@@ -187,33 +184,59 @@ pub(crate) const ARGS: &[ArgDef] = &[
         name: "stale",
         written: "`stale = 60`",
         example: "stale = 60",
-        doc: "serve an expired entry for this long while one refresh runs",
+        doc: "after the TTL, serve the stored value for up to this long while one refresh runs",
         default: "0",
-        kind: Kind::NotYet("expired entries are never served"),
+        kind: Kind::Value(|cx, args, ident, value| {
+            args.stale = duration(cx, "stale", value).map(|ms| Arg::at_value(ms, ident));
+        }),
     },
     ArgDef {
         name: "stale_if_error",
         written: "`stale_if_error = 600`",
         example: "stale_if_error = 600",
-        doc: "return an expired entry when the body fails",
+        doc: "if the body fails, return the stored value when its TTL ended less than this ago (`Result` return types)",
         default: "0",
-        kind: Kind::NotYet("an error from the body is returned to the caller"),
+        kind: Kind::Value(|cx, args, ident, value| {
+            args.stale_if_error =
+                duration(cx, "stale_if_error", value).map(|ms| Arg::at_value(ms, ident));
+        }),
     },
     ArgDef {
         name: "early",
         written: "`early = 1.0`",
         example: "early = 1.0",
-        doc: "probabilistic early refresh before the TTL ends",
+        doc: "probabilistic early refresh before the TTL ends (XFetch; beta > 0, 1.0 is the usual choice)",
         default: "off",
-        kind: Kind::NotYet("entries are refreshed only after they expire"),
+        kind: Kind::Value(|cx, args, _, value| {
+            args.early = beta(cx, value).map(|b| Arg::at_value(b, value));
+        }),
+    },
+    ArgDef {
+        name: "refresh_ahead",
+        written: "`refresh_ahead = \"1m\"`",
+        example: "refresh_ahead = \"1m\"",
+        doc: "refresh once when less than this is left of the TTL",
+        default: "off",
+        kind: Kind::Value(|cx, args, _, value| {
+            args.refresh_ahead =
+                duration(cx, "refresh_ahead", value).map(|ms| Arg::at_value(ms, value));
+        }),
+    },
+    ArgDef {
+        name: "refresh",
+        written: "`refresh = \"caller\"`",
+        example: "refresh = \"caller\"",
+        doc: "where refreshes run: `\"background\"` (a task or thread; the call returns at once) or `\"caller\"` (the call that starts it runs the body)",
+        default: "`\"background\"` when every parameter is owned, `\"caller\"` otherwise",
+        kind: Kind::Value(|cx, args, _, value| {
+            args.refresh = refresh_mode(cx, value).map(|m| Arg::at_value(m, value));
+        }),
     },
 ];
 
 /// The arguments that are accepted, for "known arguments are ..." messages.
 fn known() -> impl Iterator<Item = &'static str> + Clone {
-    ARGS.iter()
-        .filter(|def| !matches!(def.kind, Kind::NotYet(_)))
-        .map(|def| def.name)
+    ARGS.iter().map(|def| def.name)
 }
 
 /// An argument's value and the span that errors about it point at.
@@ -223,13 +246,20 @@ pub(crate) struct Arg<T> {
 }
 
 impl<T> Arg<T> {
-    /// A value whose errors point at the value as written.
-    fn at_value(value: T, written: &Expr) -> Arg<T> {
+    /// A value whose errors point at `written` (the value, or the name).
+    fn at_value(value: T, written: &impl Spanned) -> Arg<T> {
         Arg {
             value,
             span: written.span(),
         }
     }
+}
+
+/// Where a function's refreshes run (`refresh = ".."`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum RefreshMode {
+    Background,
+    Caller,
 }
 
 /// Which stores a function's entries live in.
@@ -261,6 +291,14 @@ pub(crate) struct Args {
     pub(crate) cache: Option<Expr>,
     pub(crate) name: Option<Arg<String>>,
     pub(crate) krate: Option<Arg<Path>>,
+    /// Milliseconds; the span is the argument's name.
+    pub(crate) stale: Option<Arg<u64>>,
+    /// Milliseconds; the span is the argument's name.
+    pub(crate) stale_if_error: Option<Arg<u64>>,
+    pub(crate) early: Option<Arg<f64>>,
+    /// Milliseconds.
+    pub(crate) refresh_ahead: Option<Arg<u64>>,
+    pub(crate) refresh: Option<Arg<RefreshMode>>,
     /// Names of the known arguments that were written, valid or not.
     pub(crate) written: HashSet<String>,
     /// Known arguments that unknown ones were probably meant to be.
@@ -304,13 +342,6 @@ pub(crate) fn parse(cx: &Ctxt, tokens: TokenStream) -> Args {
             );
             return discard_value(&meta);
         };
-        if let Kind::NotYet(instead) = def.kind {
-            cx.error_at(
-                ident.span(),
-                format!("`{name}` is not supported yet; remove it ({instead})"),
-            );
-            return discard_value(&meta);
-        }
         if !args.written.insert(name.clone()) {
             cx.error_at(ident.span(), format!("`{name}` is given twice; keep one"));
             return discard_value(&meta);
@@ -335,7 +366,6 @@ pub(crate) fn parse(cx: &Ctxt, tokens: TokenStream) -> Args {
                     store(cx, &mut args, &ident, &value);
                 }
             }
-            Kind::NotYet(_) => unreachable!("rejected above"),
         }
         Ok(())
     });
@@ -577,6 +607,52 @@ fn parse_duration(text: &str) -> Result<u64, DurationError> {
             .ok_or(DurationError::TooLarge)?;
     }
     Ok(total)
+}
+
+/// `early = 1.0`: XFetch's beta, a positive finite number.
+fn beta(cx: &Ctxt, value: &Expr) -> Option<f64> {
+    let beta = match value {
+        Expr::Lit(ExprLit {
+            lit: Lit::Float(lit),
+            ..
+        }) => lit.base10_parse::<f64>().ok(),
+        Expr::Lit(ExprLit {
+            lit: Lit::Int(lit), ..
+        }) => lit.base10_parse::<f64>().ok(),
+        Expr::Unary(ExprUnary {
+            op: UnOp::Neg(_), ..
+        }) => Some(-1.0),
+        _ => None,
+    };
+    match beta {
+        Some(b) if b > 0.0 && b.is_finite() => Some(b),
+        _ => {
+            cx.error_spanned_by(
+                value,
+                "`early` takes a positive number, XFetch's beta: `early = 1.0` refreshes a hot key shortly before its TTL ends, larger values earlier",
+            );
+            None
+        }
+    }
+}
+
+/// `refresh = "background"` or `refresh = "caller"`.
+fn refresh_mode(cx: &Ctxt, value: &Expr) -> Option<RefreshMode> {
+    if let Expr::Lit(ExprLit {
+        lit: Lit::Str(lit), ..
+    }) = value
+    {
+        match lit.value().as_str() {
+            "background" => return Some(RefreshMode::Background),
+            "caller" => return Some(RefreshMode::Caller),
+            _ => {}
+        }
+    }
+    cx.error_spanned_by(
+        value,
+        "`refresh` is `\"background\"` or `\"caller\"`, like `refresh = \"caller\"`",
+    );
+    None
 }
 
 fn jitter(cx: &Ctxt, value: &Expr) -> Option<f64> {
@@ -844,16 +920,16 @@ mod tests {
     }
 
     #[test]
-    fn unknown_duplicate_and_unsupported_arguments_are_reported_and_skipped() {
+    fn unknown_duplicate_and_malformed_arguments_are_reported_and_skipped() {
         let errors = errors(quote! {
-            ttll = 5, ttl = 1, ttl = 2, stale = 60, stale_if_error = 600, early = 1.0, key = "k"
+            ttll = 5, ttl = 1, ttl = 2, stale = 0, early = 0, refresh = "later", key = "k"
         });
         assert_eq!(errors.len(), 5, "{errors:#?}");
         assert!(errors[0].starts_with("unknown argument `ttll`; did you mean `ttl`?"));
         assert_eq!(errors[1], "`ttl` is given twice; keep one");
-        assert!(errors[2].starts_with("`stale` is not supported yet; remove it"));
-        assert!(errors[3].starts_with("`stale_if_error` is not supported yet"));
-        assert!(errors[4].starts_with("`early` is not supported yet"));
+        assert!(errors[2].starts_with("`stale` must be positive"));
+        assert!(errors[3].starts_with("`early` takes a positive number"));
+        assert!(errors[4].starts_with("`refresh` is `\"background\"` or `\"caller\"`"));
     }
 
     #[test]
@@ -871,18 +947,9 @@ mod tests {
             .collect();
         let rows: Vec<String> = ARGS
             .iter()
-            .filter(|def| !matches!(def.kind, Kind::NotYet(_)))
             .map(|def| format!("| {} | {} | {} |", def.written, def.doc, def.default))
             .collect();
         assert_eq!(shown, rows);
-        let not_yet: Vec<String> = ARGS
-            .iter()
-            .filter(|def| matches!(def.kind, Kind::NotYet(_)))
-            .map(|def| format!("`{}`", def.name))
-            .collect();
-        let (last, rest) = not_yet.split_last().expect("some arguments are not built");
-        let sentence = format!("{} and {last} are not supported yet", rest.join(", "));
-        assert!(section.contains(&sentence), "missing: {sentence}");
     }
 
     #[test]

@@ -135,6 +135,7 @@ impl<'a> Generator<'a> {
         let value = internal("__cachette_v");
         let load = internal("__cachette_load");
         let run = self.run_body(&load, &args);
+        let refresh = self.refresh_arm(&value, &load, &args, &run);
         quote! {
             #(#attrs)*
             #vis #sig {
@@ -144,6 +145,7 @@ impl<'a> Generator<'a> {
                 match #lookup {
                     #private::Lookup::Hit(#value) => #value,
                     #private::Lookup::Miss(#load) => #run,
+                    #refresh
                 }
             }
         }
@@ -556,6 +558,28 @@ impl<'a> Generator<'a> {
             Tier::Both => quote!(Both),
         };
         let escape = &self.plan.key.escape;
+        let freshness = match (
+            spec.stale_ms,
+            spec.stale_if_error_ms,
+            spec.early,
+            spec.refresh_ahead_ms,
+        ) {
+            (0, 0, 0.0, 0) => quote!(#private::Freshness::NONE),
+            (stale, stale_if_error, early, refresh_ahead) => {
+                let (stale, stale_if_error, refresh_ahead) = (
+                    duration(stale),
+                    duration(stale_if_error),
+                    duration(refresh_ahead),
+                );
+                let early = Literal::f64_suffixed(early);
+                quote!(#private::Freshness {
+                    stale: #stale,
+                    stale_if_error: #stale_if_error,
+                    early: #early,
+                    refresh_ahead: #refresh_ahead,
+                })
+            }
+        };
         quote! {
             #private::Spec {
                 name: #name,
@@ -568,6 +592,7 @@ impl<'a> Generator<'a> {
                 l1_ttl: #l1_ttl,
                 tier: #private::Tier::#tier,
                 key_escape: #private::Escape::of(#escape),
+                freshness: #freshness,
             }
         }
     }
@@ -617,6 +642,69 @@ impl<'a> Generator<'a> {
         quote_spanned!(span=> #private::shared::<#shape, #ret>())
     }
 
+    /// The wrapper's arm for a stored value that is to be refreshed: the
+    /// caller runs the body (`refresh = "caller"`), or the refresh is
+    /// spawned and the stored value returned at once, falling back to the
+    /// caller where the body cannot leave it.
+    fn refresh_arm(
+        &self,
+        value: &Ident,
+        load: &Ident,
+        args: &[TokenStream],
+        run: &TokenStream,
+    ) -> TokenStream {
+        let private = &self.private;
+        if !self.plan.spec.background {
+            return quote!(#private::Lookup::Refresh(_, #load) => #run,);
+        }
+        let shape = self.shape();
+        let ret = &self.plan.output.ty;
+        let body = self
+            .companions
+            .call_sibling(&self.companions.name("uncached"), args);
+        let job = internal("__cachette_job");
+        let sharing = self.sharing();
+        let (wrapped, spawn, caller) = if self.is_async() {
+            (
+                body,
+                quote!(background_async),
+                quote!(#load.run_async::<#shape, #ret, _>(#job.take(), #sharing).await),
+            )
+        } else {
+            (
+                quote!(move || #body),
+                quote!(background_blocking),
+                quote!(#load.run_blocking::<#shape, #ret, _>(#job.take(), #sharing)),
+            )
+        };
+        quote! {
+            #private::Lookup::Refresh(#value, #load) => {
+                #[allow(unused_imports)]
+                use #private::{CallerAsync as _, CallerBlocking as _, SpawnAsync as _, SpawnBlocking as _};
+                let #job = #private::Job::new(#wrapped);
+                #[allow(clippy::needless_borrow)]
+                match (&#job).#spawn::<#shape>(#load) {
+                    ::core::option::Option::None => #value,
+                    ::core::option::Option::Some(#load) => #caller,
+                }
+            }
+        }
+    }
+
+    /// The autoref-specialized `Option<Sharing<R>>` for this function's
+    /// return type.
+    fn sharing(&self) -> TokenStream {
+        let private = &self.private;
+        let ret = &self.plan.output.ty;
+        quote! {{
+            #[allow(unused_imports)]
+            use #private::{KeepResults as _, ShareResults as _};
+            #[allow(clippy::needless_borrow)]
+            let __cachette_sharing = (&#private::Probe::<#ret>::new()).sharing();
+            __cachette_sharing
+        }}
+    }
+
     /// `load.run_async::<Sh, R, _>({fn}_uncached(args)).await` or the
     /// blocking twin.
     fn run_body(&self, load: &Ident, args: &[TokenStream]) -> TokenStream {
@@ -625,16 +713,9 @@ impl<'a> Generator<'a> {
         let body = self
             .companions
             .call_sibling(&self.companions.name("uncached"), args);
-        let private = &self.private;
         // Autoref specialization: a result that is `Clone + Send + Sync`
         // reaches the waiters of a failed leader; others stay put.
-        let sharing = quote! {{
-            #[allow(unused_imports)]
-            use #private::{KeepResults as _, ShareResults as _};
-            #[allow(clippy::needless_borrow)]
-            let __cachette_sharing = (&#private::Probe::<#ret>::new()).sharing();
-            __cachette_sharing
-        }};
+        let sharing = self.sharing();
         if self.is_async() {
             quote!(#load.run_async::<#shape, #ret, _>(#body, #sharing).await)
         } else {

@@ -84,9 +84,14 @@ use crate::signature::Function;
 /// | `cache = EXPR` | the `&Cache` to use; may use parameters, which then pick the cache instead of going into the key | the global cache |
 /// | `name = "users.get"` | name in stats, traces and metrics | `module_path::fn_name` |
 /// | `crate = "path"` | path of the `cachette` crate in generated code | `::cachette` |
+/// | `stale = 60` | after the TTL, serve the stored value for up to this long while one refresh runs | 0 |
+/// | `stale_if_error = 600` | if the body fails, return the stored value when its TTL ended less than this ago (`Result` return types) | 0 |
+/// | `early = 1.0` | probabilistic early refresh before the TTL ends (XFetch; beta > 0, 1.0 is the usual choice) | off |
+/// | `refresh_ahead = "1m"` | refresh once when less than this is left of the TTL | off |
+/// | `refresh = "caller"` | where refreshes run: `"background"` (a task or thread; the call returns at once) or `"caller"` (the call that starts it runs the body) | `"background"` when every parameter is owned, `"caller"` otherwise |
 ///
-/// `stale`, `stale_if_error` and `early` are not supported yet and are
-/// rejected.
+/// The freshness arguments (`stale`, `stale_if_error`, `early`,
+/// `refresh_ahead`, `refresh`) are described under Freshness below.
 ///
 /// Every parameter must be in the key, be used by `cache = ...`, or be
 /// skipped; otherwise calls that differ in it would share one entry. Two

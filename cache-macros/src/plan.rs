@@ -63,6 +63,14 @@ pub(crate) struct Spec {
     pub(crate) version: u32,
     pub(crate) l1_ttl_ms: Option<u64>,
     pub(crate) tier: Tier,
+    pub(crate) stale_ms: u64,
+    pub(crate) stale_if_error_ms: u64,
+    /// XFetch's beta; 0 is off.
+    pub(crate) early: f64,
+    pub(crate) refresh_ahead_ms: u64,
+    /// Refreshes run on a task or thread of their own
+    /// (`refresh = "background"`).
+    pub(crate) background: bool,
 }
 
 /// A template with every placeholder resolved.

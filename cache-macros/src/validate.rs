@@ -13,10 +13,10 @@ use syn::ext::IdentExt;
 use syn::visit::Visit;
 use syn::{Expr, FnArg, Ident, Index, LitStr, Member};
 
-use crate::args::{Args, Tier};
+use crate::args::{Args, RefreshMode, Tier};
 use crate::ctxt::{backticked, closest, type_text, Ctxt};
 use crate::plan::{CacheSource, Outline, Piece, Plan, Rendering, Scope, Spec};
-use crate::signature::{mentioned_names, Function, Param, ParamKind};
+use crate::signature::{mentioned_names, Function, Param, ParamKind, Shape};
 use crate::template::{Placeholder, Role, Segment, Template};
 
 /// Checks everything. Returns the plan when nothing is wrong, and the
@@ -49,6 +49,7 @@ pub(crate) fn check(cx: &Ctxt, args: Args, function: Function) -> Result<Plan, B
     let keyed: HashSet<String> = key_uses.union(&tag_uses).cloned().collect();
     check_no_mut_ref_in_key(cx, &function, &keyed);
     check_negative_ttl(cx, &args, &function);
+    let background = check_freshness(cx, &args, &function);
     // A `ttl` that was written but rejected, or misspelled, already has its
     // own error.
     if !args.written.contains("ttl") && !args.misspelled.contains("ttl") {
@@ -97,6 +98,11 @@ pub(crate) fn check(cx: &Ctxt, args: Args, function: Function) -> Result<Plan, B
             version: args.version.map_or(1, |arg| arg.value),
             l1_ttl_ms: args.l1_ttl.map(|arg| arg.value),
             tier: args.tier.map_or(Tier::Both, |arg| arg.value),
+            stale_ms: args.stale.map_or(0, |arg| arg.value),
+            stale_if_error_ms: args.stale_if_error.map_or(0, |arg| arg.value),
+            early: args.early.map_or(0.0, |arg| arg.value),
+            refresh_ahead_ms: args.refresh_ahead.map_or(0, |arg| arg.value),
+            background,
         },
         output,
         key,
@@ -228,6 +234,105 @@ fn check_negative_ttl(cx: &Ctxt, args: &Args, function: &Function) {
             "`negative_ttl` caches absent results, but `{value}` has no absent value; return `Option<{value}>` (or `Result<Option<{value}>, E>`) or remove `negative_ttl`"
         ),
     );
+}
+
+/// The freshness arguments against each other and the signature (§2a);
+/// returns whether refreshes run in the background.
+fn check_freshness(cx: &Ctxt, args: &Args, function: &Function) -> bool {
+    if let (Some(arg), Some(output)) = (&args.stale_if_error, &function.output) {
+        if !matches!(output.shape, Shape::Res | Shape::ResOpt) {
+            let ty = type_text(&output.ty);
+            cx.error_at(
+                arg.span,
+                format!(
+                    "`stale_if_error` answers with the stored value when the body fails, but `{ty}` cannot fail; return `Result<{ty}, E>`, or remove `stale_if_error`"
+                ),
+            );
+        }
+    }
+    if let (Some(ahead), Some(ttl)) = (&args.refresh_ahead, &args.ttl) {
+        if ahead.value >= ttl.value {
+            cx.error_at(
+                ahead.span,
+                "`refresh_ahead` must be shorter than `ttl`: with this much left of the TTL every hit would start a refresh; write a fraction of the TTL, like `refresh_ahead = \"1m\"` for `ttl = \"10m\"`",
+            );
+        }
+    }
+    let refreshes = args.stale.is_some() || args.early.is_some() || args.refresh_ahead.is_some();
+    let borrowed = borrowed_input(function);
+    match &args.refresh {
+        Some(mode) if !refreshes => {
+            cx.error_at(
+                mode.span,
+                "`refresh` says where refreshes run, but nothing starts one; add `stale`, `early` or `refresh_ahead`, or remove `refresh`",
+            );
+            false
+        }
+        Some(mode) if mode.value == RefreshMode::Background => match borrowed {
+            Some((tokens, why)) => {
+                cx.error_spanned_by(
+                    tokens,
+                    format!(
+                        "`refresh = \"background\"` runs the body after the call has returned, but {why}; take owned values (like `String` for `&str`, or an `Arc` of the shared state), or write `refresh = \"caller\"` to refresh in the call that finds the entry due"
+                    ),
+                );
+                false
+            }
+            None => true,
+        },
+        Some(_) => false,
+        None => borrowed.is_none(),
+    }
+}
+
+/// The first part of the signature that a background refresh could not
+/// keep after the call returns: a receiver, a reference, a lifetime, a type
+/// parameter or an `impl Trait` argument. With why.
+fn borrowed_input(function: &Function) -> Option<(TokenStream, String)> {
+    let generics = &function.item.sig.generics;
+    let type_params: HashSet<String> = generics
+        .type_params()
+        .map(|param| param.ident.to_string())
+        .collect();
+    for param in &function.params {
+        match (&param.kind, &param.arg) {
+            (ParamKind::Receiver, FnArg::Receiver(receiver)) => {
+                let written = match (&receiver.reference, &receiver.mutability) {
+                    (Some(_), Some(_)) => "&mut self",
+                    (Some(_), None) => "&self",
+                    (None, _) => "self",
+                };
+                return Some((
+                    receiver.to_token_stream(),
+                    format!("a method's receiver (`{written}`) belongs to the caller"),
+                ));
+            }
+            (_, FnArg::Typed(typed)) => {
+                let name = param.name().unwrap_or_else(|| "_".to_owned());
+                let ty = type_text(&typed.ty);
+                let why = if borrowed_part(&typed.ty).is_some() {
+                    format!("`{name}: {ty}` is borrowed only for the call")
+                } else if matches!(&*typed.ty, syn::Type::ImplTrait(_)) {
+                    format!("`{name}: {ty}` may hold borrows")
+                } else if mentions_any(&typed.ty, &type_params) {
+                    format!("`{name}: {ty}` has a type parameter, which may hold borrows")
+                } else {
+                    continue;
+                };
+                return Some((typed.ty.to_token_stream(), why));
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Whether `ty` names one of `names` (type parameters).
+fn mentions_any(ty: &syn::Type, names: &HashSet<String>) -> bool {
+    !names.is_empty()
+        && mentioned_names(ty.to_token_stream())
+            .iter()
+            .any(|name| names.contains(name))
 }
 
 /// Items `#[cache]` cannot wrap.

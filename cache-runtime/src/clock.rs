@@ -68,6 +68,32 @@ impl CacheClock {
             CacheClock::Given(clock) => clock.now_millis(),
         }
     }
+
+    /// Starts timing a body run: with the system clock to the microsecond,
+    /// with a given clock by its own time (so tests control it).
+    pub(crate) fn stopwatch(&self) -> Stopwatch {
+        match self {
+            CacheClock::System => Stopwatch::Instant(std::time::Instant::now()),
+            CacheClock::Given(clock) => Stopwatch::Given(clock.now_millis()),
+        }
+    }
+
+    /// The time since `watch` started.
+    pub(crate) fn elapsed(&self, watch: &Stopwatch) -> Duration {
+        match watch {
+            Stopwatch::Instant(start) => start.elapsed(),
+            Stopwatch::Given(start) => {
+                Duration::from_millis(self.now_millis().saturating_sub(*start))
+            }
+        }
+    }
+}
+
+/// When a body run began ([`CacheClock::stopwatch`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Stopwatch {
+    Instant(std::time::Instant),
+    Given(u64),
 }
 
 #[cfg(test)]

@@ -266,6 +266,8 @@ impl Builder {
                 generations: Arc::new(Generations::new()),
                 l2: None,
                 flights: Flights::default(),
+                refreshes: Arc::default(),
+                worker: crate::refresh::Worker::default(),
                 registry: Registry::default(),
             }),
         })

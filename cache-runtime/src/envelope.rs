@@ -7,7 +7,7 @@
 //! created        u64 ms since the Unix epoch, when the body finished
 //! fresh_until    u64 ms, served as fresh before this
 //! stale_until    u64 ms, kept (for stale serving) until this
-//! compute        u32 ms the body took (for probabilistic early refresh)
+//! compute        u32 µs the body took (for probabilistic early refresh)
 //! clear_gen      u64 the cache-wide generation when the load began
 //! key_gen        u64 the key's invalidation generation when the load began
 //! tag count      u16, then per tag: name length u16, name (UTF-8), generation u64
@@ -34,7 +34,7 @@ pub(crate) struct Header {
     pub(crate) created_ms: u64,
     pub(crate) fresh_until_ms: u64,
     pub(crate) stale_until_ms: u64,
-    pub(crate) compute_ms: u32,
+    pub(crate) compute_us: u32,
     pub(crate) clear_generation: u64,
     pub(crate) key_generation: u64,
     pub(crate) tags: Vec<(String, u64)>,
@@ -78,7 +78,7 @@ pub(crate) fn encode<E>(
     out.extend_from_slice(&header.created_ms.to_le_bytes());
     out.extend_from_slice(&header.fresh_until_ms.to_le_bytes());
     out.extend_from_slice(&header.stale_until_ms.to_le_bytes());
-    out.extend_from_slice(&header.compute_ms.to_le_bytes());
+    out.extend_from_slice(&header.compute_us.to_le_bytes());
     out.extend_from_slice(&header.clear_generation.to_le_bytes());
     out.extend_from_slice(&header.key_generation.to_le_bytes());
     let tags = &header.tags[..header.tags.len().min(usize::from(u16::MAX))];
@@ -116,7 +116,7 @@ pub(crate) fn decode(bytes: &[u8], max_len: usize) -> Result<(Header, &[u8]), En
     let created_ms = r.u64()?;
     let fresh_until_ms = r.u64()?;
     let stale_until_ms = r.u64()?;
-    let compute_ms = r.u32()?;
+    let compute_us = r.u32()?;
     let clear_generation = r.u64()?;
     let key_generation = r.u64()?;
     let tag_count = r.u16()?;
@@ -137,7 +137,7 @@ pub(crate) fn decode(bytes: &[u8], max_len: usize) -> Result<(Header, &[u8]), En
         created_ms,
         fresh_until_ms,
         stale_until_ms,
-        compute_ms,
+        compute_us,
         clear_generation,
         key_generation,
         tags,
@@ -191,7 +191,7 @@ mod tests {
             created_ms: 1_700_000_000_000,
             fresh_until_ms: 1_700_000_300_000,
             stale_until_ms: 1_700_000_360_000,
-            compute_ms: 12,
+            compute_us: 12,
             clear_generation: 3,
             key_generation: 9,
             tags: vec![("org:7".into(), 2), ("users".into(), 0)],

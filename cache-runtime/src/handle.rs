@@ -54,6 +54,10 @@ pub(crate) struct Inner {
     /// The shared tier, when one is configured.
     pub(crate) l2: Option<Arc<L2>>,
     pub(crate) flights: Flights,
+    /// The keys being refreshed in this process (§2a).
+    pub(crate) refreshes: Arc<crate::refresh::Refreshes>,
+    /// Runs sync functions' background refreshes.
+    pub(crate) worker: crate::refresh::Worker,
     pub(crate) registry: Registry,
 }
 

@@ -18,8 +18,16 @@ use crate::invalidate::Fence;
 pub(crate) struct Entry {
     /// The stored value, a `Shape::Value`.
     pub(crate) value: Arc<dyn Any + Send + Sync>,
-    /// Until when the value may be served, ms since the epoch.
+    /// Until when this process may serve the value from L1, ms since the
+    /// epoch: the entry's `stale_until`, or earlier when L1 lifetimes are
+    /// capped.
+    pub(crate) until_ms: u64,
+    /// When the value's TTL ends, ms since the epoch; past it (and before
+    /// `until_ms`) the value is stale. At or after `until_ms` for functions
+    /// without a stale window.
     pub(crate) fresh_until_ms: u64,
+    /// How long the body took to compute the value, µs (XFetch's `early`).
+    pub(crate) compute_us: u32,
     /// Generations seen before the body ran.
     pub(crate) fence: Fence,
     /// The last epoch at which `fence` was found current.
@@ -322,7 +330,9 @@ mod tests {
         let fence = Generations::new().fence("k", None, vec![]);
         Entry {
             value: Arc::new(value),
+            until_ms: u64::MAX,
             fresh_until_ms: u64::MAX,
+            compute_us: 0,
             checked_epoch: AtomicU64::new(fence.epoch),
             fence,
         }
@@ -343,7 +353,7 @@ mod tests {
     #[test]
     fn entries_stay_small() {
         assert!(std::mem::size_of::<Fence>() <= 40);
-        assert!(std::mem::size_of::<Entry>() <= 72);
+        assert!(std::mem::size_of::<Entry>() <= 88);
     }
 
     #[test]

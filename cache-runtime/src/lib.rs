@@ -18,6 +18,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 
+mod background;
 mod breaker;
 mod clock;
 mod codec;
@@ -35,6 +36,7 @@ mod l1;
     allow(dead_code, reason = "without `redis`, only tests construct a backend")
 )]
 mod l2;
+mod refresh;
 mod shape;
 mod share;
 mod spec;
@@ -66,11 +68,12 @@ pub use value::SharedValue;
 /// What generated code calls. Not public API: it changes without notice.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::background::{CallerAsync, CallerBlocking, Job, SpawnAsync, SpawnBlocking};
     pub use crate::global::global;
     pub use crate::key::{Escape, KeyPart, KeyWriter};
     pub use crate::shape::{Opt, Plain, Res, ResOpt, Shape};
     pub use crate::share::{KeepResults, Probe, ShareResults, Sharing};
-    pub use crate::spec::{Site, Spec, Tier};
+    pub use crate::spec::{Freshness, Site, Spec, Tier};
     pub use crate::tier::{
         invalidate_async, invalidate_blocking, key_string, lookup, put_async, put_blocking,
         refresh, Load, Lookup, Tag,

@@ -42,6 +42,47 @@ pub struct Spec {
     pub tier: Tier,
     /// What values must escape inside the key.
     pub key_escape: Escape,
+    /// When stored values are refreshed and served past their TTL.
+    pub freshness: Freshness,
+}
+
+/// The freshness arguments of one function (`stale`, `stale_if_error`,
+/// `early`, `refresh_ahead`); [`Freshness::NONE`] when none is given.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Freshness {
+    /// After the TTL, how long the stored value is served while one refresh
+    /// runs.
+    pub stale: Duration,
+    /// After the TTL, how long the stored value stands in for an error of
+    /// the body.
+    pub stale_if_error: Duration,
+    /// XFetch's beta: a fresh hit starts a refresh with probability
+    /// `exp(-(fresh_until - now) / (beta * compute_time))`; 0 is off.
+    pub early: f64,
+    /// A fresh hit with less than this left of its TTL starts a refresh;
+    /// zero is off.
+    pub refresh_ahead: Duration,
+}
+
+impl Freshness {
+    /// No freshness argument: entries end at their TTL.
+    pub const NONE: Freshness = Freshness {
+        stale: Duration::ZERO,
+        stale_if_error: Duration::ZERO,
+        early: 0.0,
+        refresh_ahead: Duration::ZERO,
+    };
+
+    /// How long past its TTL an entry is kept.
+    pub(crate) fn window(&self) -> Duration {
+        self.stale.max(self.stale_if_error)
+    }
+
+    /// Whether a fresh hit may start a refresh.
+    #[inline]
+    pub(crate) fn refreshes_early(&self) -> bool {
+        self.early > 0.0 || !self.refresh_ahead.is_zero()
+    }
 }
 
 /// One call site's handle on its [`Spec`], caching which counters to bump.

@@ -72,6 +72,10 @@ pub(crate) struct Counters {
     pub(crate) stale_served: AtomicU64,
     pub(crate) lock_waits: AtomicU64,
     pub(crate) l2_errors: AtomicU64,
+    pub(crate) refreshes: AtomicU64,
+    pub(crate) early_refreshes: AtomicU64,
+    pub(crate) refresh_errors: AtomicU64,
+    pub(crate) errors_served_stale: AtomicU64,
 }
 
 impl Counters {
@@ -91,6 +95,10 @@ impl Counters {
             stale_served: self.stale_served.load(Relaxed),
             lock_waits: self.lock_waits.load(Relaxed),
             l2_errors: self.l2_errors.load(Relaxed),
+            refreshes: self.refreshes.load(Relaxed),
+            early_refreshes: self.early_refreshes.load(Relaxed),
+            refresh_errors: self.refresh_errors.load(Relaxed),
+            errors_served_stale: self.errors_served_stale.load(Relaxed),
         }
     }
 }
@@ -155,6 +163,10 @@ impl Stats {
             t.stale_served += f.stale_served;
             t.lock_waits += f.lock_waits;
             t.l2_errors += f.l2_errors;
+            t.refreshes += f.refreshes;
+            t.early_refreshes += f.early_refreshes;
+            t.refresh_errors += f.refresh_errors;
+            t.errors_served_stale += f.errors_served_stale;
         }
         t
     }
@@ -185,6 +197,15 @@ pub struct FunctionStats {
     pub lock_waits: u64,
     /// Shared-tier operations that failed or timed out.
     pub l2_errors: u64,
+    /// Refreshes started: by a stale hit, an early one, or `refresh_ahead`.
+    pub refreshes: u64,
+    /// Of `refreshes`, those a fresh hit started (`early`, `refresh_ahead`).
+    pub early_refreshes: u64,
+    /// Refreshes whose body failed; the stored value was kept.
+    pub refresh_errors: u64,
+    /// Calls whose body failed and that got the stored value instead
+    /// (`stale_if_error`, or a caller-run refresh inside the `stale` window).
+    pub errors_served_stale: u64,
 }
 
 impl FunctionStats {
@@ -208,6 +229,12 @@ impl FunctionStats {
             stale_served: self.stale_served.saturating_sub(earlier.stale_served),
             lock_waits: self.lock_waits.saturating_sub(earlier.lock_waits),
             l2_errors: self.l2_errors.saturating_sub(earlier.l2_errors),
+            refreshes: self.refreshes.saturating_sub(earlier.refreshes),
+            early_refreshes: self.early_refreshes.saturating_sub(earlier.early_refreshes),
+            refresh_errors: self.refresh_errors.saturating_sub(earlier.refresh_errors),
+            errors_served_stale: self
+                .errors_served_stale
+                .saturating_sub(earlier.errors_served_stale),
         }
     }
 

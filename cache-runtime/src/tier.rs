@@ -6,7 +6,7 @@ use std::cell::Cell;
 use std::future::Future;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::error::Error;
 use crate::flight::{Flight, LeaderGuard, Outcome, Role};
@@ -15,6 +15,7 @@ use crate::invalidate::Fence;
 use crate::key::{Escape, KeyPart, KeyWriter};
 use crate::l1::Entry;
 use crate::l2::L2Error;
+use crate::refresh::{self, Age, Claim};
 use crate::shape::Shape;
 use crate::share::Sharing;
 use crate::spec::{Site, Spec};
@@ -50,6 +51,10 @@ pub enum Lookup<'c, R> {
     Hit(R),
     /// No fresh entry; run the body through [`Load`].
     Miss(Load<'c>),
+    /// A stored value to return at once, and a refresh of it to run: in the
+    /// background ([`Load::spawn_async`], [`Load::spawn_blocking`]), or by
+    /// this caller like a miss (`refresh = "caller"`).
+    Refresh(R, Load<'c>),
 }
 
 /// A pending fill of one key, carrying the generations seen before the body.
@@ -61,6 +66,12 @@ pub struct Load<'c> {
     fence: Fence,
     /// A refresh neither reads nor joins a flight: it always runs the body.
     refresh: bool,
+    /// A refresh of a stored value (§2a): it reads the shared tier for a
+    /// newer fill, joins no flight, and holds the key's [`Claim`].
+    renew: Option<Renew>,
+    /// The stored value this call returns if its body fails
+    /// (`stale_if_error`, or a caller-run refresh inside `stale`).
+    fallback: Option<Arc<dyn Any + Send + Sync>>,
     /// The shared-tier side of this load, when the function and the cache
     /// both use one.
     l2: Option<Box<l2::L2Load>>,
@@ -102,7 +113,9 @@ fn render_tags(tags: &[Tag<'_>]) -> Vec<String> {
 #[inline]
 fn with_fresh<T>(inner: &Inner, key: &str, read: impl FnOnce(&Entry) -> Option<T>) -> Option<T> {
     inner.l1.read(key, |entry| {
-        if inner.clock.now_millis() >= entry.fresh_until_ms
+        let now = inner.clock.now_millis();
+        if now >= entry.until_ms
+            || now >= entry.fresh_until_ms
             || !inner
                 .generations
                 .entry_is_current(&entry.fence, &entry.checked_epoch)
@@ -123,10 +136,54 @@ fn join_value<Sh: Shape<R>, R>(value: &(dyn Any + Send + Sync)) -> Option<R> {
         .map(|v| Sh::join(v.clone()))
 }
 
-/// The stored value for `key` if it is fresh and no invalidation covers it.
+/// The stored value for `key` if it is fresh, no invalidation covers it
+/// and no hit on it may start a refresh.
 #[inline]
-fn read_l1<Sh: Shape<R>, R>(inner: &Inner, key: &str) -> Option<R> {
+fn read_l1<Sh: Shape<R>, R>(inner: &Inner, spec: &Spec, key: &str) -> Option<R> {
+    if spec.freshness.refreshes_early() {
+        return None;
+    }
     with_fresh(inner, key, |entry| join_value::<Sh, R>(&*entry.value))
+}
+
+/// The entry for `key` judged by its age, for a function with freshness
+/// arguments; `None` when there is none to use.
+fn read_aged<Sh: Shape<R>, R>(inner: &Inner, spec: &Spec, key: &str) -> Option<Aged<R>> {
+    inner.l1.read(key, |entry| {
+        let now = inner.clock.now_millis();
+        if now >= entry.until_ms
+            || !inner
+                .generations
+                .entry_is_current(&entry.fence, &entry.checked_epoch)
+        {
+            return None;
+        }
+        let age = refresh::age(
+            &spec.freshness,
+            now,
+            entry.fresh_until_ms,
+            entry.compute_us,
+            refresh::draw,
+        );
+        match age {
+            Age::Gone => None,
+            Age::Fallback => Some(Aged::Fallback(Arc::clone(&entry.value))),
+            Age::Fresh => join_value::<Sh, R>(&*entry.value).map(|ret| Aged::Serve(ret, age)),
+            Age::Early | Age::Stale => {
+                let ret = join_value::<Sh, R>(&*entry.value)?;
+                Some(match inner.refreshes.claim(key, now) {
+                    Some(claim) => Aged::Refresh(
+                        ret,
+                        age,
+                        claim,
+                        entry.fresh_until_ms,
+                        Arc::clone(&entry.value),
+                    ),
+                    None => Aged::Serve(ret, age),
+                })
+            }
+        }
+    })
 }
 
 /// Whether this function's entries bypass L1: `tier = "l2"` with a shared
@@ -156,16 +213,68 @@ pub fn lookup<'c, Sh: Shape<R>, R>(
     // function re-enters and finds an empty one of its own.
     let mut buf = KEY_BUF.try_with(Cell::take).unwrap_or_default();
     render_key(&site.spec, &mut buf, key);
-    match read_l1::<Sh, R>(inner, &buf) {
+    match read_l1::<Sh, R>(inner, &site.spec, &buf) {
         Some(ret) => {
             let _ = KEY_BUF.try_with(|cell| cell.set(buf));
             site.counters(cache).l1_hits.bump();
             Lookup::Hit(ret)
         }
-        None => {
-            let key = buf.clone();
-            let _ = KEY_BUF.try_with(|cell| cell.set(buf));
-            Lookup::Miss(Load::new(site, cache, value, key, tags, false))
+        None => lookup_cold::<Sh, R>(site, cache, value, buf, tags),
+    }
+}
+
+/// The rest of [`lookup`]: a miss, or an entry that is stale, due for an
+/// early refresh, or kept for `stale_if_error`.
+#[cold]
+#[inline(never)]
+fn lookup_cold<'c, Sh: Shape<R>, R>(
+    site: &'static Site,
+    cache: &'c Cache,
+    value: Option<ValueCodec>,
+    buf: String,
+    tags: &[Tag<'_>],
+) -> Lookup<'c, R> {
+    let inner = &*cache.inner;
+    let spec = &site.spec;
+    let aged = match spec.freshness == crate::spec::Freshness::NONE {
+        true => None,
+        false => read_aged::<Sh, R>(inner, spec, &buf),
+    };
+    let key = buf.clone();
+    let _ = KEY_BUF.try_with(|cell| cell.set(buf));
+    let counters = || site.counters(cache);
+    match aged {
+        None => Lookup::Miss(Load::new(site, cache, value, key, tags, false)),
+        Some(Aged::Serve(ret, age)) => {
+            let counters = counters();
+            counters.l1_hits.bump();
+            if age == Age::Stale {
+                Counters::bump(&counters.stale_served);
+            }
+            Lookup::Hit(ret)
+        }
+        Some(Aged::Refresh(ret, age, claim, fresh_until_ms, stored)) => {
+            let counters = counters();
+            counters.l1_hits.bump();
+            Counters::bump(&counters.refreshes);
+            match age {
+                Age::Stale => Counters::bump(&counters.stale_served),
+                _ => Counters::bump(&counters.early_refreshes),
+            }
+            let mut load = Load::new(site, cache, value, key, tags, false);
+            load.renew = Some(Renew {
+                claim,
+                fresh_until_ms,
+            });
+            // A caller-run refresh that fails still answers with the stale
+            // value; an early one has a fresh value to fall back on too.
+            load.fallback = Some(stored);
+            Lookup::Refresh(ret, load)
+        }
+        Some(Aged::Fallback(stored)) => {
+            let mut load = Load::new(site, cache, value, key, tags, false);
+            load.fallback = Some(stored);
+            Lookup::Miss(load)
         }
     }
 }
@@ -268,6 +377,61 @@ impl Known {
     }
 }
 
+/// What a refresh of a stored value holds.
+#[derive(Debug)]
+struct Renew {
+    /// The right to refresh the key in this process.
+    claim: Claim,
+    /// The TTL end of the value being refreshed: a shared-tier entry that
+    /// ends later is a newer fill, which ends the refresh.
+    fresh_until_ms: u64,
+}
+
+/// An L1 entry that is not plainly fresh, judged by its age (§2a).
+enum Aged<R> {
+    /// Serve it.
+    Serve(R, Age),
+    /// Serve it, and refresh it under this claim.
+    Refresh(R, Age, Claim, u64, Arc<dyn Any + Send + Sync>),
+    /// Load anew; serve it only if the body fails.
+    Fallback(Arc<dyn Any + Send + Sync>),
+}
+
+/// A [`Load`] without its borrow of the cache.
+struct Detached {
+    site: &'static Site,
+    key: String,
+    fence: Fence,
+    refresh: bool,
+    renew: Option<Renew>,
+    fallback: Option<Arc<dyn Any + Send + Sync>>,
+    l2: Option<Box<l2::L2Load>>,
+}
+
+impl Detached {
+    fn attach(self, cache: &Cache) -> Load<'_> {
+        let Detached {
+            site,
+            key,
+            fence,
+            refresh,
+            renew,
+            fallback,
+            l2,
+        } = self;
+        Load {
+            cache,
+            site,
+            key,
+            fence,
+            refresh,
+            renew,
+            fallback,
+            l2,
+        }
+    }
+}
+
 /// What a caller does next.
 enum Plan<'a, R> {
     /// Run the body; with a guard when leading a flight.
@@ -311,6 +475,7 @@ impl<'c> Load<'c> {
                 fence: None,
                 era: 0,
                 ids: Vec::new(),
+                newer_than: 0,
             })),
             _ => None,
         };
@@ -321,25 +486,88 @@ impl<'c> Load<'c> {
             key,
             fence,
             refresh,
+            renew: None,
+            fallback: None,
             l2,
         }
+    }
+
+    /// This load without its borrow of the cache, for a refresh that runs
+    /// elsewhere.
+    fn detach(self) -> (Cache, Detached) {
+        let Load {
+            cache,
+            site,
+            key,
+            fence,
+            refresh,
+            renew,
+            fallback,
+            l2,
+        } = self;
+        let detached = Detached {
+            site,
+            key,
+            fence,
+            refresh,
+            renew,
+            fallback,
+            l2,
+        };
+        (cache.clone(), detached)
+    }
+
+    /// Runs this refresh of an async function on a task of the caller's
+    /// tokio runtime; generated code calls it for `refresh = "background"`.
+    /// Outside a tokio runtime the refresh is left for a later call.
+    pub fn spawn_async<Sh, R, F>(self, body: F)
+    where
+        Sh: Shape<R> + 'static,
+        R: Send + 'static,
+        F: Future<Output = R> + Send + 'static,
+    {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (cache, detached) = self.detach();
+        runtime.spawn(async move {
+            let load = detached.attach(&cache);
+            load.drive::<Sh, R, _>(Awaiting, body, None).await;
+        });
+    }
+
+    /// Runs this refresh of a sync function on the cache's refresh thread;
+    /// generated code calls it for `refresh = "background"`.
+    pub fn spawn_blocking<Sh, R, F>(self, body: F)
+    where
+        Sh: Shape<R> + 'static,
+        R: 'static,
+        F: FnOnce() -> R + Send + 'static,
+    {
+        let (cache, detached) = self.detach();
+        let worker = Arc::clone(&cache.inner);
+        worker.worker.run(Box::new(move || {
+            let load = detached.attach(&cache);
+            block_now(load.drive::<Sh, R, _>(Blocking, async move { body() }, None));
+        }));
     }
 
     /// Stores a known value (`{fn}_put`) in L1; the shared tier is written
     /// by the caller.
     fn put_local(&mut self, value: Known) -> Option<Fill> {
         let Known { value, absent } = value;
-        self.store(Arc::clone(&value), absent).map(|ttl| Fill {
-            value,
-            absent,
-            ttl,
-            compute: Duration::ZERO,
-        })
+        self.store(Arc::clone(&value), absent, Duration::ZERO)
+            .map(|ttl| Fill {
+                value,
+                absent,
+                ttl,
+                compute: Duration::ZERO,
+            })
     }
 
     /// Counts this call as a miss, once.
     fn count_miss(&self, counted: &mut bool) {
-        if !self.refresh && !*counted {
+        if !self.refresh && self.renew.is_none() && !*counted {
             *counted = true;
             Counters::bump(&self.site.counters(self.cache).misses);
         }
@@ -347,7 +575,7 @@ impl<'c> Load<'c> {
 
     /// Whether callers of this key in this process share one load (`lock`).
     fn joins_flights(&self) -> bool {
-        self.site.spec.lock && !self.refresh
+        self.site.spec.lock && !self.refresh && self.renew.is_none()
     }
 
     /// An entry found in the shared tier: fills L1 and, when leading a
@@ -358,9 +586,17 @@ impl<'c> Load<'c> {
         guard: Option<LeaderGuard<'_>>,
     ) -> Option<R> {
         let ret = join_value::<Sh, R>(&*found.value)?;
-        let entry = found
-            .entry
-            .filter(|_| !skips_l1(&self.cache.inner, &self.site.spec));
+        self.keep(found.entry);
+        if let Some(guard) = guard {
+            guard.finish(Outcome::Done(found.value));
+        }
+        Some(ret)
+    }
+
+    /// Fills L1 with an entry read from the shared tier, unless an
+    /// invalidation came after it.
+    fn keep(&self, entry: Option<Entry>) {
+        let entry = entry.filter(|_| !skips_l1(&self.cache.inner, &self.site.spec));
         // An invalidation this process made or heard of after the entry's
         // generations (say while the read was in flight) leaves L1 alone:
         // the value is this caller's only (G7).
@@ -373,10 +609,6 @@ impl<'c> Load<'c> {
                 self.cache.inner.l1.remove(&self.key);
             }
         }
-        if let Some(guard) = guard {
-            guard.finish(Outcome::Done(found.value));
-        }
-        Some(ret)
     }
 
     /// Learns the generations the key depends on and reads the shared tier,
@@ -409,19 +641,66 @@ impl<'c> Load<'c> {
 
     /// Serves a value found in the shared tier, handing it to this
     /// process's waiters when leading their flight. Gives the guard back
-    /// when the value is of another type (another function's entry).
+    /// when the body is to run: the value is of another type (another
+    /// function's entry), past its TTL, or not newer than the one this
+    /// refresh replaces. A stale value is served unless this caller can
+    /// claim its refresh, which it then runs itself, with the stale value
+    /// in L1 for everyone else and as its own fallback.
     fn serve_l2<'g, Sh: Shape<R>, R>(
-        &self,
+        &mut self,
         found: Option<l2::Found>,
         guard: Option<LeaderGuard<'g>>,
     ) -> Result<R, Option<LeaderGuard<'g>>> {
-        match found {
-            Some(found) if found.value.is::<Sh::Value>() => {
-                Counters::bump(&self.site.counters(self.cache).l2_hits);
+        let Some(found) = found.filter(|found| found.value.is::<Sh::Value>()) else {
+            return Err(guard);
+        };
+        let now = self.cache.inner.clock.now_millis();
+        let freshness = &self.site.spec.freshness;
+        // Early refreshes start from L1 hits only.
+        let age = refresh::age(freshness, now, found.fresh_until_ms, 0, || 1.0);
+        if let Some(renew) = &self.renew {
+            if found.fresh_until_ms <= renew.fresh_until_ms
+                || !matches!(age, Age::Fresh | Age::Early)
+            {
+                return Err(guard);
+            }
+        }
+        let counters = self.site.counters(self.cache);
+        match age {
+            Age::Fresh | Age::Early => {
+                Counters::bump(&counters.l2_hits);
                 self.found::<Sh, R>(found, guard).ok_or(None)
             }
-            _ => Err(guard),
+            Age::Stale => match self.cache.inner.refreshes.claim(&self.key, now) {
+                None => {
+                    Counters::bump(&counters.l2_hits);
+                    Counters::bump(&counters.stale_served);
+                    self.found::<Sh, R>(found, guard).ok_or(None)
+                }
+                Some(claim) => {
+                    Counters::bump(&counters.refreshes);
+                    self.renew = Some(Renew {
+                        claim,
+                        fresh_until_ms: found.fresh_until_ms,
+                    });
+                    self.fallback = Some(Arc::clone(&found.value));
+                    self.keep(found.entry);
+                    Err(guard)
+                }
+            },
+            Age::Fallback => {
+                self.fallback = Some(found.value);
+                Err(guard)
+            }
+            Age::Gone => Err(guard),
         }
+    }
+
+    /// The stored value this call answers with because its body failed.
+    fn fall_back<Sh: Shape<R>, R>(&self) -> Option<R> {
+        let ret = join_value::<Sh, R>(&**self.fallback.as_ref()?)?;
+        Counters::bump(&self.site.counters(self.cache).errors_served_stale);
+        Some(ret)
     }
 
     /// Takes a prepared shared load's fence, learned from the shared tier,
@@ -455,10 +734,14 @@ impl<'c> Load<'c> {
 
     /// Whether this load takes the cross-process lock.
     fn locks_across_processes(&self) -> Option<l2::L2Load> {
-        self.l2
+        let mut tier = self
+            .l2
             .as_deref()
             .filter(|_| self.site.spec.lock && !self.refresh)
-            .cloned()
+            .cloned()?;
+        // A refresh waits for a fill newer than the value it replaces.
+        tier.newer_than = self.renew.as_ref().map_or(0, |r| r.fresh_until_ms);
+        Some(tier)
     }
 
     /// Runs the body of an async function for this miss (or waits for
@@ -568,15 +851,24 @@ impl<'c> Load<'c> {
             }
             None => (guard, None),
         };
-        // 5. The body, timed for the shared tier's envelope.
-        let started = self.l2.is_some().then(Instant::now);
+        // 5. The body, timed for the shared tier's envelope and `early`.
+        let clock = &self.cache.inner.clock;
+        let timed = self.l2.is_some() || self.site.spec.freshness.early > 0.0;
+        let started = timed.then(|| clock.stopwatch());
         let ret = body.await;
+        let compute = started.map_or(Duration::ZERO, |watch| clock.elapsed(&watch));
         // 6. L1, and this process's waiters.
-        let fill = self.finish::<Sh, R>(guard, &ret, started, sharing);
+        let (fill, failed) = self.finish::<Sh, R>(guard, &ret, compute, sharing);
         // 7. The shared tier, the lock, and other processes' waiters.
         if let Some(tier) = self.l2.as_deref().cloned() {
             let l2 = Arc::clone(&tier.l2);
             wait.l2(&l2, l2.budget(3), tier.write(fill, lock)).await;
+        }
+        // 8. A failed body answers with the stored value when it may.
+        if failed {
+            if let Some(stored) = self.fall_back::<Sh, R>() {
+                return stored;
+            }
         }
         ret
     }
@@ -670,6 +962,11 @@ impl<'c> Load<'c> {
                 Some(v) => AfterWait::Value(Sh::join(v.clone())),
                 None => AfterWait::RunOwn,
             },
+            // A stored value stands in for the leader's error.
+            Outcome::Failed(_) if self.fallback.is_some() => match self.fall_back::<Sh, R>() {
+                Some(ret) => AfterWait::Value(ret),
+                None => AfterWait::RunOwn,
+            },
             Outcome::Failed(_) if !*retried => {
                 *retried = true;
                 AfterWait::Retry
@@ -682,7 +979,9 @@ impl<'c> Load<'c> {
                 }
             }
             Outcome::Abandoned | Outcome::Running => {
-                match read_l1::<Sh, R>(&self.cache.inner, &self.key) {
+                match with_fresh(&self.cache.inner, &self.key, |e| {
+                    join_value::<Sh, R>(&*e.value)
+                }) {
                     Some(ret) => AfterWait::Value(ret),
                     None => AfterWait::Retry,
                 }
@@ -691,40 +990,47 @@ impl<'c> Load<'c> {
     }
 
     /// Counts the run, stores a cacheable result in L1 and wakes any
-    /// waiters; returns what the shared tier should store.
+    /// waiters; returns what the shared tier should store, and whether the
+    /// body failed.
     fn finish<Sh: Shape<R>, R>(
         &mut self,
         guard: Option<LeaderGuard<'_>>,
         ret: &R,
-        started: Option<Instant>,
+        compute: Duration,
         sharing: Option<Sharing<R>>,
-    ) -> Option<Fill> {
+    ) -> (Option<Fill>, bool) {
         let counters = self.site.counters(self.cache);
         Counters::bump(&counters.body_runs);
         let (outcome, fill) = match Sh::value_of(ret) {
             Some(value) => {
                 let absent = Sh::is_absent(&value);
                 let value: Arc<dyn Any + Send + Sync> = Arc::new(value);
-                let stored = self.store(Arc::clone(&value), absent);
+                let stored = self.store(Arc::clone(&value), absent, compute);
                 let fill = stored.filter(|_| self.l2.is_some()).map(|ttl| Fill {
                     value: Arc::clone(&value),
                     absent,
                     ttl,
-                    compute: started.map_or(Duration::ZERO, |t| t.elapsed()),
+                    compute,
                 });
                 (Outcome::Done(value), fill)
             }
             None => {
                 Counters::bump(&counters.errors);
+                if let Some(renew) = &mut self.renew {
+                    // The old entry stays; the key waits before the next try.
+                    Counters::bump(&counters.refresh_errors);
+                    renew.claim.failed(self.cache.inner.clock.now_millis());
+                }
                 // Shared only with waiters, and only when there are some.
                 let failed = guard.as_ref().and(sharing).map(|s| (s.share)(ret));
                 (Outcome::Failed(failed), None)
             }
         };
+        let failed = matches!(outcome, Outcome::Failed(_));
         if let Some(guard) = guard {
             guard.finish(outcome);
         }
-        fill
+        (fill, failed)
     }
 
     /// Whether the invalidation channel connected or dropped since this
@@ -736,7 +1042,12 @@ impl<'c> Load<'c> {
     /// Writes the value into L1 unless an invalidation already covers it,
     /// and returns its time to live (for the shared tier); `None` when the
     /// value is not to be cached.
-    fn store(&mut self, value: Arc<dyn Any + Send + Sync>, absent: bool) -> Option<Duration> {
+    fn store(
+        &mut self,
+        value: Arc<dyn Any + Send + Sync>,
+        absent: bool,
+        compute: Duration,
+    ) -> Option<Duration> {
         let spec = &self.site.spec;
         let inner = &*self.cache.inner;
         let ttl = if absent {
@@ -752,14 +1063,17 @@ impl<'c> Load<'c> {
         if skips_l1(inner, spec) {
             return Some(ttl);
         }
+        // L1 keeps the entry through its stale window, unless capped.
         let l1_lifetime = [spec.l1_ttl, inner.l1_max_ttl]
             .into_iter()
             .flatten()
-            .fold(ttl, Duration::min);
+            .fold(ttl + spec.freshness.window(), Duration::min);
         let now = inner.clock.now_millis();
         let entry = Entry {
             value,
-            fresh_until_ms: now.saturating_add(l1_lifetime.as_millis() as u64),
+            until_ms: now.saturating_add(l1_lifetime.as_millis() as u64),
+            fresh_until_ms: now.saturating_add(ttl.as_millis() as u64),
+            compute_us: compute.as_micros().min(u128::from(u32::MAX)) as u32,
             fence: self.fence.clone(),
             checked_epoch: AtomicU64::new(self.fence.epoch),
         };

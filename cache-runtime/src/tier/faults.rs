@@ -34,6 +34,7 @@ static MAYBE: Site = Site::new(Spec {
     l1_ttl: None,
     tier: Tier::Both,
     key_escape: Escape::of("m:"),
+    freshness: crate::spec::Freshness::NONE,
 });
 
 /// With `lock`: one load per key at a time, across processes too.
@@ -48,6 +49,7 @@ static LOCKED: Site = Site::new(Spec {
     l1_ttl: None,
     tier: Tier::Both,
     key_escape: Escape::of("l:"),
+    freshness: crate::spec::Freshness::NONE,
 });
 
 static SITE: Site = Site::new(Spec {
@@ -61,6 +63,7 @@ static SITE: Site = Site::new(Spec {
     l1_ttl: None,
     tier: Tier::Both,
     key_escape: Escape::of("v:"),
+    freshness: crate::spec::Freshness::NONE,
 });
 
 /// Writes the key `<prefix><id>`.
@@ -87,7 +90,7 @@ fn held_load(
     let finish = Arc::new(Barrier::new(2));
     let (p, body_started, body_finish) = (Arc::clone(p), Arc::clone(&started), Arc::clone(&finish));
     let loader = std::thread::spawn(move || match look(&p.cache, id) {
-        Lookup::Hit(_) => panic!("nothing was stored yet"),
+        Lookup::Hit(_) | Lookup::Refresh(..) => panic!("nothing was stored yet"),
         Lookup::Miss(load) => load.run_blocking::<Plain, u64, _>(
             || {
                 body_started.wait();
@@ -131,6 +134,8 @@ impl Process {
     fn call(&self, id: u64, value: u64) -> u64 {
         match look(&self.cache, id) {
             Lookup::Hit(v) => v,
+            // These sites have no freshness arguments.
+            Lookup::Refresh(..) => unreachable!("no stale window"),
             Lookup::Miss(load) => load.run_blocking::<Plain, u64, _>(
                 || {
                     self.runs.fetch_add(1, SeqCst);
@@ -505,6 +510,8 @@ impl Process {
         );
         match found {
             Lookup::Hit(v) => v,
+            // These sites have no freshness arguments.
+            Lookup::Refresh(..) => unreachable!("no stale window"),
             Lookup::Miss(load) => load.run_blocking::<Opt, Option<u64>, _>(
                 || {
                     self.runs.fetch_add(1, SeqCst);
@@ -607,6 +614,8 @@ impl Process {
         );
         match found {
             Lookup::Hit(v) => v,
+            // These sites have no freshness arguments.
+            Lookup::Refresh(..) => unreachable!("no stale window"),
             Lookup::Miss(load) => load.run_blocking::<Plain, u64, _>(
                 || {
                     self.runs.fetch_add(1, SeqCst);

@@ -44,6 +44,9 @@ pub(super) struct L2Load {
     /// The generations this key depends on, named by
     /// [`prepare`](Self::prepare).
     pub(super) ids: Vec<GenId>,
+    /// While waiting for the cross-process lock, only a fill whose TTL ends
+    /// after this (ms) ends the wait: a refresh waits for a newer value.
+    pub(super) newer_than: u64,
 }
 
 impl std::fmt::Debug for L2Load {
@@ -59,6 +62,8 @@ pub(super) struct Found {
     pub(super) value: Arc<dyn Any + Send + Sync>,
     /// What L1 keeps of it; `None` for a function that skips L1.
     pub(super) entry: Option<Entry>,
+    /// When its TTL ends (ms); it may be stale (§2a).
+    pub(super) fresh_until_ms: u64,
 }
 
 /// What the cross-process lock said.
@@ -132,8 +137,9 @@ impl L2Load {
         self.l2.era() != self.era
     }
 
-    /// The entry for this key, if it is present, readable, fresh and not
-    /// covered by a later invalidation. Anything else is a miss (G9).
+    /// The entry for this key, if it is present, readable, not past its
+    /// stale window and not covered by a later invalidation. Anything else
+    /// is a miss (G9).
     ///
     /// The generations the entry depends on are read from Redis in the same
     /// round trip as the entry, so an invalidation by any process is seen
@@ -169,7 +175,7 @@ impl L2Load {
             return None;
         }
         let now = self.clock.now_millis();
-        if now >= header.fresh_until_ms {
+        if now >= header.stale_until_ms {
             return None;
         }
         let fence = self.fence.as_ref()?;
@@ -208,14 +214,19 @@ impl L2Load {
             self.generations.raise_to(&id, generation);
         }
         let value = (self.codec.decode)(payload, self.l2.codec).ok()?;
+        let fresh_until_ms = header.fresh_until_ms;
         if self.spec.tier == crate::spec::Tier::L2 {
-            return Some(Found { value, entry: None });
+            return Some(Found {
+                value,
+                entry: None,
+                fresh_until_ms,
+            });
         }
         let l1_until = [self.spec.l1_ttl, self.l1_max_ttl]
             .into_iter()
             .flatten()
             .map(|cap| now.saturating_add(cap.as_millis() as u64))
-            .fold(header.fresh_until_ms, u64::min);
+            .fold(header.stale_until_ms, u64::min);
         let entry_fence = Fence::of_l2_entry(
             epoch,
             header.clear_generation,
@@ -226,11 +237,25 @@ impl L2Load {
         );
         let entry = Some(Entry {
             value: Arc::clone(&value),
-            fresh_until_ms: l1_until,
+            until_ms: l1_until,
+            fresh_until_ms,
+            compute_us: header.compute_us,
             checked_epoch: AtomicU64::new(entry_fence.epoch),
             fence: entry_fence,
         });
-        Some(Found { value, entry })
+        Some(Found {
+            value,
+            entry,
+            fresh_until_ms,
+        })
+    }
+
+    /// [`read`](Self::read), taking only a fresh entry whose TTL ends after
+    /// [`newer_than`](Self::newer_than): what ends a wait for the lock.
+    async fn read_newer(&self) -> Option<Found> {
+        let found = self.read().await?;
+        let now = self.clock.now_millis();
+        (found.fresh_until_ms > now && found.fresh_until_ms > self.newer_than).then_some(found)
     }
 
     /// Takes the cross-process lock for this key, or waits for the process
@@ -251,7 +276,7 @@ impl L2Load {
                 Ok(true) => {
                     let held = self.l2.hold(lock_key, token);
                     // Someone may have filled between our read and the lock.
-                    return match self.read().await {
+                    return match self.read_newer().await {
                         Some(found) => {
                             let _ = self
                                 .l2
@@ -283,7 +308,7 @@ impl L2Load {
             let wait = poll.min(deadline - now);
             let _ = self.l2.timeout(wait, notified).await;
             poll = (poll * 2).min(Duration::from_millis(250));
-            if let Some(found) = self.read().await {
+            if let Some(found) = self.read_newer().await {
                 return Led::Found(found);
             }
         }
@@ -348,13 +373,16 @@ impl L2Load {
         }
         let created = self.clock.now_millis();
         let fresh_until = created.saturating_add(fill.ttl.as_millis() as u64);
+        // Kept through its stale window; the Redis TTL ends it there.
+        let window = self.spec.freshness.window();
+        let stale_until = fresh_until.saturating_add(window.as_millis() as u64);
         let header = Header {
             codec: self.l2.codec.id(),
             absent: fill.absent,
             created_ms: created,
             fresh_until_ms: fresh_until,
-            stale_until_ms: fresh_until,
-            compute_ms: fill.compute.as_millis().min(u128::from(u32::MAX)) as u32,
+            stale_until_ms: stale_until,
+            compute_us: fill.compute.as_micros().min(u128::from(u32::MAX)) as u32,
             clear_generation: fence.clear_generation(),
             key_generation: fence.key_generation(),
             tags: fence.tags().map(|(t, g)| (t.to_owned(), g)).collect(),
@@ -378,7 +406,11 @@ impl L2Load {
                 )))
             }
         };
-        if let Err(e) = self.l2.set(self.redis_key.clone(), bytes, fill.ttl).await {
+        if let Err(e) = self
+            .l2
+            .set(self.redis_key.clone(), bytes, fill.ttl + window)
+            .await
+        {
             self.error(&e);
             return Err(e.into());
         }
