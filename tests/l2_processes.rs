@@ -220,6 +220,7 @@ fn child_process() {
             "g5_holder" | "g5_waiter" => g5_lock_timeout_child(port, &role).await,
             "g6_reader" => g6_reader(port).await,
             "g7_loader" => g7_loader(port).await,
+            "g11_caller" => g11_caller(port).await,
             other => panic!("unknown role {other}"),
         }
     });
@@ -893,4 +894,116 @@ async fn g7_a_load_in_flight_while_its_invalidation_message_is_lost_is_not_serve
     );
     cmd(port, &["RPUSH", "g7_ids", "stop"]);
     loader.succeeds(Duration::from_secs(5));
+}
+
+// ---------------------------------------------------------------------------
+// G11 and G15 across processes: one background refresh of a stale key, in
+// all processes together (`lock`), while every caller gets the old value
+// at once.
+
+/// The Redis port of this process's G11 source, for the cached function,
+/// whose arguments must be owned for a background refresh.
+static G11_PORT: std::sync::OnceLock<u16> = std::sync::OnceLock::new();
+
+const G11_PROCESSES: usize = 3;
+const G11_TASKS: usize = 8;
+/// A call slower than this waited for something: a stale hit must not.
+const G11_SLOW: Duration = Duration::from_millis(150);
+
+/// Reads `db:g11` and takes 200 ms; counts its runs in Redis.
+#[cache(key = "g11:<id>", ttl = "1s", stale = "30s", lock)]
+async fn g11_value(id: u64) -> String {
+    let port = *G11_PORT.get().expect("set by the child");
+    cmd(port, &["INCR", "g11_runs"]);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    format!("{id}:{}", source(port, "g11"))
+}
+
+/// Fills (or reads) the key, waits for the parent to change the source and
+/// let the entry go stale, then calls it from several tasks for a while,
+/// counting slow calls and the values seen.
+async fn g11_caller(port: u16) {
+    G11_PORT.set(port).expect("set once");
+    let cache = Cache::builder()
+        .prefix(PREFIX)
+        .redis(&format!("redis://127.0.0.1:{port}/"))
+        .l1_max_ttl(Duration::from_secs(60))
+        .build()
+        .await
+        .expect("connects");
+    cachette::set_global(cache.clone()).expect("the child's global cache");
+    let mut conn = RedisConn::connect(port).expect("connects");
+    assert_eq!(g11_value(1).await, "1:v1");
+    conn.cmd(&["INCR", "ready"]).expect("INCR");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while conn.cmd(&["GET", "go"]).expect("GET").as_str().is_none() {
+        assert!(Instant::now() < deadline, "no go from the parent");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let tasks: Vec<_> = (0..G11_TASKS)
+        .map(|_| {
+            tokio::spawn(async move {
+                let (mut slow, mut seen) = (0u64, Vec::new());
+                let until = Instant::now() + Duration::from_millis(800);
+                while Instant::now() < until {
+                    let start = Instant::now();
+                    let value = g11_value(1).await;
+                    slow += u64::from(start.elapsed() > G11_SLOW);
+                    if seen.last() != Some(&value) {
+                        seen.push(value);
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                (slow, seen)
+            })
+        })
+        .collect();
+    for task in tasks {
+        let (slow, seen) = task.await.expect("a task");
+        conn.cmd(&["INCRBY", "slow", &slow.to_string()])
+            .expect("INCRBY");
+        conn.cmd(&["RPUSH", "seen", &seen.join(",")])
+            .expect("RPUSH");
+    }
+    let stats = cache.stats();
+    let s = stats.function("l2_processes::g11_value").expect("stats");
+    conn.cmd(&["INCRBY", "stale_served", &s.stale_served.to_string()])
+        .expect("INCRBY");
+}
+
+#[test]
+fn g11_processes_sharing_redis_refresh_a_stale_key_once_while_callers_get_the_old_value() {
+    let server = RedisServer::start();
+    let port = server.port();
+    cmd(port, &["SET", "db:g11", "v1"]);
+    let children: Vec<ChildProcess> = (0..G11_PROCESSES)
+        .map(|_| ChildProcess::spawn("g11_caller", port))
+        .collect();
+    wait_until(Duration::from_secs(20), "every child to be ready", || {
+        get_int(port, "ready") == G11_PROCESSES as i64
+    });
+    let filled = get_int(port, "g11_runs");
+    cmd(port, &["SET", "db:g11", "v2"]);
+    // Past the TTL (the last fill was at most 1 s ago), inside the stale
+    // window; the calls then last 0.8 s, less than the refreshed entry's TTL.
+    thread::sleep(Duration::from_millis(1200));
+    cmd(port, &["SET", "go", "1"]);
+    for child in children {
+        child.succeeds(Duration::from_secs(20));
+    }
+    assert_eq!(
+        get_int(port, "g11_runs") - filled,
+        1,
+        "{G11_PROCESSES} processes refreshed the stale key once in total"
+    );
+    assert_eq!(get_int(port, "slow"), 0, "no call waited for the refresh");
+    let seen = list(port, "seen");
+    assert_eq!(seen.len(), G11_PROCESSES * G11_TASKS);
+    for tasks_view in &seen {
+        assert_eq!(
+            tasks_view, "1:v1,1:v2",
+            "every task saw the old value, then the refreshed one: {seen:?}"
+        );
+    }
+    assert!(get_int(port, "stale_served") >= G11_PROCESSES as i64);
 }
