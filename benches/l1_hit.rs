@@ -21,6 +21,9 @@
 //!   from other processes then slows both sides of a round alike, so this
 //!   ratio is the one to trust on a busy machine.
 //!
+//! A stale setting times P7: a stale hit, served while its background
+//! refresh runs, against a fresh hit of the same function shape.
+//!
 //! Then each P1 target is checked with paired rounds against the peer it
 //! names: the default store against quick_cache and `cached`, the moka store
 //! (with `--features moka`) against raw moka, async against sync, and a
@@ -61,6 +64,19 @@ static SYNC_CACHE: LazyLock<Cache> = LazyLock::new(Cache::local);
 static ASYNC_CACHE: LazyLock<Cache> = LazyLock::new(Cache::local);
 static MISS_CACHE: LazyLock<Cache> =
     LazyLock::new(|| on_store(cachette::L1Store::QuickCache, CAPACITY));
+/// Its entries are made stale by moving its clock past their TTL.
+static STALE_CLOCK: LazyLock<cachette::ManualClock> = LazyLock::new(cachette::ManualClock::new);
+static STALE_CACHE: LazyLock<Cache> = LazyLock::new(|| {
+    Cache::builder()
+        .clock(STALE_CLOCK.clone())
+        .build_local()
+        .expect("a valid configuration")
+});
+/// Opened when the measurement is over: until then every refresh of the
+/// stale setting is running (held on the cache's refresh thread), so
+/// every measured call is a stale hit served while its refresh runs.
+static REFRESHES_MAY_FINISH: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
 #[cfg(feature = "moka")]
 static MOKA_CACHE: LazyLock<Cache> = LazyLock::new(|| on_store(cachette::L1Store::Moka, CAPACITY));
 
@@ -108,6 +124,22 @@ fn cachette_get_user_miss(id: u64) -> User {
 fn cachette_get_user_moka(id: u64) -> User {
     load_user(id)
 }
+
+/// `cachette_get_user` with a stale window, refreshed in the background.
+#[cache(key = "user:<id>", ttl = 300, stale = 3600, tier = "l1", cache = &STALE_CACHE)]
+fn cachette_get_user_stale(id: u64) -> User {
+    let started = Instant::now();
+    while STALE_CLOCK_MOVED.load(Relaxed)
+        && !REFRESHES_MAY_FINISH.load(Relaxed)
+        && started.elapsed() < Duration::from_secs(600)
+    {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    load_user(id)
+}
+
+/// Set once the stale setting's entries were filled and made stale.
+static STALE_CLOCK_MOVED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// The same function on a cache of its own, for the large setting.
 struct ManyKeys {
@@ -193,6 +225,17 @@ impl Peers {
             assert_eq!(peers.many.quick.get(&id).as_ref(), Some(&user));
             assert_eq!(peers.many.cachette.get_user(id), user);
         }
+        // Stale: fill, move past the TTL, and start every key's refresh.
+        for id in 0..KEYS {
+            cachette_get_user_stale(id);
+        }
+        STALE_CLOCK.advance(TTL + Duration::from_secs(1));
+        STALE_CLOCK_MOVED.store(true, Relaxed);
+        for id in 0..KEYS {
+            assert_eq!(cachette_get_user_stale(id), load_user(id));
+        }
+        let stale = STALE_CACHE.stats().total();
+        assert_eq!((stale.refreshes, stale.stale_served), (KEYS, KEYS));
         let before = peers.many.cachette.cache.stats().total();
         for id in (0..keys).step_by(97) {
             peers.many.cachette.get_user(id);
@@ -304,6 +347,20 @@ fn settings<'a>(peers: &'a Peers, runtime: &'a tokio::runtime::Runtime) -> Vec<S
             ],
         },
         Setting {
+            group: "l1_stale",
+            title: "stale hit while its background refresh runs, ns per call",
+            contenders: vec![
+                (
+                    "cachette_sync",
+                    Box::new(|n| on_one_thread(n, cachette_get_user)),
+                ),
+                (
+                    "cachette_stale",
+                    Box::new(|n| on_one_thread(n, cachette_get_user_stale)),
+                ),
+            ],
+        },
+        Setting {
             group: "l1_hit_async",
             title: "async on a current-thread runtime, ns per call",
             contenders: vec![
@@ -404,6 +461,12 @@ fn targets() -> Vec<Target> {
             candidate: ("l1_hit_async", "cachette_async"),
             baseline: ("l1_hit", "cachette_sync"),
             at_most: 1.2,
+        },
+        Target {
+            what: "P7: stale hit with a background refresh vs fresh hit",
+            candidate: ("l1_stale", "cachette_stale"),
+            baseline: ("l1_stale", "cachette_sync"),
+            at_most: 2.0,
         },
         Target {
             what: "miss and fill vs quick_cache get+insert",
@@ -507,6 +570,7 @@ fn main() {
         // `cargo test --benches`: warming checked every contender; measuring
         // is for `cargo bench`.
         println!("l1_hit: contenders checked; run `cargo bench --bench l1_hit` to measure");
+        REFRESHES_MAY_FINISH.store(true, Relaxed);
         return;
     }
 
@@ -522,4 +586,10 @@ fn main() {
     let rows = compare(&settings, paired_ratio);
     report(&settings, &rows);
     assert_eq!(body_runs(), warmed, "every measured call was a hit");
+    let stale = STALE_CACHE.stats().total();
+    assert_eq!(
+        stale.refreshes, KEYS,
+        "every stale hit was served while its refresh ran"
+    );
+    REFRESHES_MAY_FINISH.store(true, Relaxed);
 }

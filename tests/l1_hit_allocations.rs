@@ -276,6 +276,46 @@ fn an_l1_hit_with_escaping_namespace_version_tags_and_lock_allocates_nothing() {
     });
 }
 
+static STALE_CLOCK: LazyLock<cachette::ManualClock> = LazyLock::new(cachette::ManualClock::new);
+static STALE: LazyLock<Cache> = LazyLock::new(|| {
+    Cache::builder()
+        .l1_store(common::l1_store())
+        .clock(STALE_CLOCK.clone())
+        .build_local()
+        .expect("a valid configuration")
+});
+/// While set, refreshes of `stale_square` stay running (bounded).
+static HOLD_REFRESHES: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+#[cache(key = "stale:<id>", ttl = 300, stale = 3600, tier = "l1", cache = &STALE)]
+fn stale_square(id: u64) -> u64 {
+    let start = std::time::Instant::now();
+    while HOLD_REFRESHES.load(std::sync::atomic::Ordering::SeqCst)
+        && start.elapsed() < std::time::Duration::from_secs(30)
+    {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    id * id
+}
+
+#[test]
+fn a_stale_hit_served_while_its_refresh_runs_allocates_nothing_either() {
+    warm(|id| assert_eq!(stale_square(id), id * id));
+    HOLD_REFRESHES.store(true, std::sync::atomic::Ordering::SeqCst);
+    STALE_CLOCK.advance(std::time::Duration::from_secs(301));
+    // The first stale hit of each key starts its refresh, which allocates.
+    for id in 0..KEYS {
+        assert_eq!(stale_square(id), id * id);
+    }
+    assert_each_hit_allocates(0, |id| {
+        assert_eq!(black_box(stale_square(black_box(id))), id * id);
+    });
+    HOLD_REFRESHES.store(false, std::sync::atomic::Ordering::SeqCst);
+    let stats = STALE.stats().total();
+    assert_eq!(stats.refreshes, KEYS);
+    assert_eq!(stats.stale_served, KEYS + HITS);
+}
+
 #[test]
 fn a_raw_moka_get_needs_the_same_housekeeping_allowance() {
     // The allowance above is moka's own: a hand-written moka cache of plain

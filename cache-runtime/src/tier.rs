@@ -240,12 +240,18 @@ fn lookup_cold<'c, Sh: Shape<R>, R>(
         true => None,
         false => read_aged::<Sh, R>(inner, spec, &buf),
     };
-    let key = buf.clone();
-    let _ = KEY_BUF.try_with(|cell| cell.set(buf));
+    // A load needs the key as its own; a stale hit does not, and allocates
+    // nothing but the value's clone.
+    let key = |buf: String| {
+        let key = buf.clone();
+        let _ = KEY_BUF.try_with(|cell| cell.set(buf));
+        key
+    };
     let counters = || site.counters(cache);
     match aged {
-        None => Lookup::Miss(Load::new(site, cache, value, key, tags, false)),
+        None => Lookup::Miss(Load::new(site, cache, value, key(buf), tags, false)),
         Some(Aged::Serve(ret, age)) => {
+            let _ = KEY_BUF.try_with(|cell| cell.set(buf));
             let counters = counters();
             counters.l1_hits.bump();
             if age == Age::Stale {
@@ -261,7 +267,7 @@ fn lookup_cold<'c, Sh: Shape<R>, R>(
                 Age::Stale => Counters::bump(&counters.stale_served),
                 _ => Counters::bump(&counters.early_refreshes),
             }
-            let mut load = Load::new(site, cache, value, key, tags, false);
+            let mut load = Load::new(site, cache, value, key(buf), tags, false);
             load.renew = Some(Renew {
                 claim,
                 fresh_until_ms,
@@ -272,7 +278,7 @@ fn lookup_cold<'c, Sh: Shape<R>, R>(
             Lookup::Refresh(ret, load)
         }
         Some(Aged::Fallback(stored)) => {
-            let mut load = Load::new(site, cache, value, key, tags, false);
+            let mut load = Load::new(site, cache, value, key(buf), tags, false);
             load.fallback = Some(stored);
             Lookup::Miss(load)
         }
