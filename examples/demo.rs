@@ -48,6 +48,10 @@ const ROUND_TRIP: Duration = Duration::from_micros(200);
 const STAMPEDE_CALLERS: usize = 1_000;
 /// The cached function's name in stats.
 const NAME: &str = "demo.get_user";
+/// What the freshness section's report query costs on top of a lookup.
+const REPORT_LATENCY: Duration = Duration::from_millis(50);
+/// How long the freshness section's callers keep calling.
+const FRESHNESS_RUN: Duration = Duration::from_secs(2);
 /// The prefix of the demo's keys in Redis, with `--redis`.
 const PREFIX: &str = "cachette-demo";
 /// The entry TTL of `get_user`, in seconds, as the report prints it.
@@ -193,6 +197,30 @@ impl Db {
         .await
     }
 
+    /// The `n` users with the lowest ids, from a slow report query: the
+    /// modelled round trip plus [`REPORT_LATENCY`].
+    async fn top_users(&self, n: u64) -> Result<Vec<User>, DbError> {
+        self.lookups.fetch_add(1, Relaxed);
+        let users = self
+            .with_connection(move |conn| {
+                let mut query =
+                    conn.prepare_cached("SELECT id, name, email FROM users ORDER BY id LIMIT ?1")?;
+                let rows = query.query_map([sql_id(n)], |row| {
+                    Ok(User {
+                        id: row.get::<_, i64>(0)?.unsigned_abs(),
+                        name: row.get(1)?,
+                        email: row.get(2)?,
+                    })
+                })?;
+                let users = rows.collect::<Result<Vec<User>, _>>();
+                std::thread::sleep(ROUND_TRIP);
+                users
+            })
+            .await?;
+        tokio::time::sleep(REPORT_LATENCY).await;
+        Ok(users)
+    }
+
     fn lookups(&self) -> u64 {
         self.lookups.load(Relaxed)
     }
@@ -236,6 +264,23 @@ fn person(id: u64) -> (String, String) {
 )]
 async fn get_user(db: &Db, id: u64) -> Result<Option<User>, DbError> {
     db.fetch_user(id).await
+}
+
+/// A slow report, kept fresh without making callers wait: past its TTL the
+/// stored list is served for up to `stale` while one refresh runs in the
+/// background, and `early` starts that refresh shortly before the TTL ends
+/// on a hot key. The database is an owned `Arc`, so the refresh can run
+/// after the call has returned.
+#[cache(
+    key = "top:<n>",
+    ttl = "500ms",
+    stale = "1m",
+    early = 1.0,
+    skip(db),
+    name = "demo.top_users"
+)]
+async fn top_users(db: Arc<Db>, n: u64) -> Result<Vec<User>, DbError> {
+    db.top_users(n).await
 }
 
 /// Draws ranks `1..=n` with probability proportional to `1 / rank^s`.
@@ -744,10 +789,13 @@ async fn run(path: &Path, options: &Options) -> Result<(), Box<dyn Error>> {
     step(&call, &describe(&cache, &db, missing, shared).await?);
     step(&call, &describe(&cache, &db, missing, shared).await?);
 
-    // 5. The counters cachette kept for the function over the whole run.
+    // 5. Freshness: a slow query kept fresh in the background.
+    freshness(&cache, &db).await?;
+
+    // 6. The counters cachette kept for the function over the whole run.
     let total = function_stats(&cache);
     println!();
-    println!("5. cache.stats().function({NAME:?}) after everything above");
+    println!("6. cache.stats().function({NAME:?}) after everything above");
     println!();
     if shared {
         println!(
@@ -771,6 +819,89 @@ async fn run(path: &Path, options: &Options) -> Result<(), Box<dyn Error>> {
             group(total.lock_waits),
             group(total.errors),
             total.hit_ratio()
+        );
+    }
+    Ok(())
+}
+
+/// Section 5: callers of a slow, hot query with `stale` and `early` never
+/// wait for its refreshes.
+async fn freshness(cache: &Cache, db: &Arc<Db>) -> Result<(), DbError> {
+    const CALLERS: usize = 8;
+    println!();
+    println!(
+        "5. Freshness: a report query taking {} more, with ttl = \"500ms\", stale = \"1m\", \
+         early = 1.0",
+        human(REPORT_LATENCY)
+    );
+    println!();
+    let stats = || {
+        cache
+            .stats()
+            .function("demo.top_users")
+            .cloned()
+            .unwrap_or_default()
+    };
+    let first = Instant::now();
+    top_users(Arc::clone(db), 20).await?;
+    let first = first.elapsed();
+    let before = stats();
+    let queries_before = db.lookups();
+    let until = Instant::now() + FRESHNESS_RUN;
+    let callers: Vec<_> = (0..CALLERS)
+        .map(|_| {
+            let db = Arc::clone(db);
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                while Instant::now() < until {
+                    let start = Instant::now();
+                    top_users(Arc::clone(&db), 20).await?;
+                    latencies.push(start.elapsed());
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                Ok::<_, DbError>(latencies)
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for caller in callers {
+        all.extend(caller.await??);
+    }
+    let latencies = Latencies::new(all);
+    let during = delta(&stats(), &before);
+    let queries = db.lookups() - queries_before;
+    step(
+        "first call (a miss)",
+        &format!("waited {} for the query", human(first)),
+    );
+    step(
+        &format!("{CALLERS} tasks, {}", human(FRESHNESS_RUN)),
+        &format!(
+            "{} calls: p50 {}, p99 {}, slowest {}",
+            group(latencies.0.len() as u64),
+            human(latencies.percentile(50.0)),
+            human(latencies.percentile(99.0)),
+            human(latencies.0.last().copied().unwrap_or_default()),
+        ),
+    );
+    step(
+        "refreshes",
+        &format!(
+            "{} started ({} early, before the TTL ended), {} queries ran; {} calls got a \
+             stale value while one ran",
+            group(during.refreshes),
+            group(during.early_refreshes),
+            group(queries),
+            group(during.stale_served),
+        ),
+    );
+    let slowest = latencies.0.last().copied().unwrap_or_default();
+    if slowest < REPORT_LATENCY {
+        println!();
+        println!(
+            "  no caller waited for a refresh: the slowest call took {}, the query {}",
+            human(slowest),
+            human(first)
         );
     }
     Ok(())

@@ -122,9 +122,36 @@ use crate::signature::Function;
 /// (through a lock in that tier). Callers that find a run in flight wait for
 /// it (an async caller without blocking its thread) and get the leader's
 /// value, without running the body. If the leader's body fails (returns
-/// `Err`), its error goes to the leader alone: each waiter runs its own
-/// body. The shared-tier lock is for efficiency: after its timeout a waiter
-/// in another process runs the body itself.
+/// `Err`), its waiters elect one of them to try once more; if that fails
+/// too, the others get its error (when the error type is `Clone + Send +
+/// Sync`) or run their own body. The shared-tier lock is for efficiency:
+/// after its timeout a waiter in another process runs the body itself.
+///
+/// # Freshness
+///
+/// `stale = D` serves a value for `D` past its TTL, at once, while one
+/// refresh runs; `stale_if_error = D` (a `Result` return type) answers with
+/// the stored value when the body fails less than `D` after the TTL ended;
+/// `early = beta` (XFetch) and `refresh_ahead = D` start a refresh of a
+/// fresh value before its TTL ends. A key has one refresh at a time in a
+/// process (and, with `lock` and a shared tier, across processes); a failed
+/// one is retried no sooner than a second later. Refreshes run in the
+/// background when every parameter is owned, and in the call that finds
+/// the entry due otherwise (`refresh = "caller"`).
+///
+/// ```rust
+/// use cachette::cache;
+///
+/// #[cache(key = "rate:<currency>", ttl = 60, stale = 300, stale_if_error = 3600, early = 1.0)]
+/// async fn rate(currency: String) -> Result<f64, std::io::Error> {
+///     Ok(if currency == "EUR" { 1.08 } else { 1.0 })
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// assert_eq!(rate("EUR".to_owned()).await.unwrap(), 1.08);
+/// # }
+/// ```
 ///
 /// # Panics
 ///
