@@ -110,3 +110,57 @@ async fn stale_if_error_answers_with_the_value_another_process_stored() {
         Err("the rates service is down".to_owned())
     );
 }
+
+/// A cache whose L1 copies live 100 ms, far less than the TTL, as
+/// `l1_max_ttl` makes them with a shared tier: stale values are then found
+/// in Redis, not in L1.
+static SHORT_L1: std::sync::OnceLock<Cache> = std::sync::OnceLock::new();
+static FEED_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+/// Owned arguments: refreshed in the background.
+#[cache(key = "feed:<id>", ttl = "400ms", stale = "30s", cache = SHORT_L1.get().expect("set by the test"))]
+async fn feed(id: u64) -> String {
+    let run = FEED_RUNS.fetch_add(1, SeqCst) + 1;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    format!("feed {id} v{run}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_value_found_in_redis_is_refreshed_in_the_background_without_a_caller_waiting() {
+    let server = RedisServer::start();
+    let cache = Cache::builder()
+        .prefix("feeds")
+        .redis(&server.url())
+        .l1_max_ttl(Duration::from_millis(100))
+        .build()
+        .await
+        .expect("connects");
+    SHORT_L1.set(cache.clone()).expect("set once");
+    assert_eq!(feed(1).await, "feed 1 v1");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let start = Instant::now();
+    let mut seen = Vec::new();
+    while start.elapsed() < Duration::from_secs(3)
+        && seen.last().map(String::as_str) != Some("feed 1 v2")
+    {
+        let call = Instant::now();
+        let value = feed(1).await;
+        assert!(
+            call.elapsed() < Duration::from_millis(150),
+            "a stale call waited {:?} for the refresh",
+            call.elapsed()
+        );
+        if seen.last() != Some(&value) {
+            seen.push(value);
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(seen, ["feed 1 v1", "feed 1 v2"]);
+    assert_eq!(FEED_RUNS.load(SeqCst), 2);
+    let s = cache
+        .stats()
+        .function("l2_freshness::feed")
+        .cloned()
+        .unwrap();
+    assert_eq!(s.refreshes, 1, "{s:?}");
+}

@@ -558,6 +558,7 @@ impl<'a> Generator<'a> {
             Tier::Both => quote!(Both),
         };
         let escape = &self.plan.key.escape;
+        let background = spec.background;
         let freshness = match (
             spec.stale_ms,
             spec.stale_if_error_ms,
@@ -577,6 +578,7 @@ impl<'a> Generator<'a> {
                     stale_if_error: #stale_if_error,
                     early: #early,
                     refresh_ahead: #refresh_ahead,
+                    in_background: #background,
                 })
             }
         };

@@ -220,6 +220,7 @@ mod tests {
             stale_if_error: Duration::from_millis(stale_if_error),
             early,
             refresh_ahead: Duration::from_millis(ahead),
+            in_background: false,
         }
     }
 

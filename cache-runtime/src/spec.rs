@@ -62,6 +62,9 @@ pub struct Freshness {
     /// A fresh hit with less than this left of its TTL starts a refresh;
     /// zero is off.
     pub refresh_ahead: Duration,
+    /// Refreshes run on a task or thread of their own
+    /// (`refresh = "background"`), not in the call that finds them due.
+    pub in_background: bool,
 }
 
 impl Freshness {
@@ -71,6 +74,7 @@ impl Freshness {
         stale_if_error: Duration::ZERO,
         early: 0.0,
         refresh_ahead: Duration::ZERO,
+        in_background: false,
     };
 
     /// How long past its TTL an entry is kept.

@@ -677,6 +677,18 @@ impl<'c> Load<'c> {
                 Counters::bump(&counters.l2_hits);
                 self.found::<Sh, R>(found, guard).ok_or(None)
             }
+            // A background refresh is started by the next L1 hit on the
+            // entry kept here, so this caller need not run it; a function
+            // that skips L1 has no such hit, and refreshes in the caller.
+            Age::Stale
+                if freshness.in_background
+                    && self.renew.is_none()
+                    && !skips_l1(&self.cache.inner, &self.site.spec) =>
+            {
+                Counters::bump(&counters.l2_hits);
+                Counters::bump(&counters.stale_served);
+                self.found::<Sh, R>(found, guard).ok_or(None)
+            }
             Age::Stale => match self.cache.inner.refreshes.claim(&self.key, now) {
                 None => {
                     Counters::bump(&counters.l2_hits);
