@@ -637,4 +637,58 @@ mod g10 {
         assert_eq!(pair(-1, 2), (-1, 2));
         assert_eq!(pair(1, -2), (1, -2));
     }
+
+    #[derive(cachette::KeyPart, Clone)]
+    struct Name {
+        first: String,
+        last: String,
+    }
+
+    #[derive(cachette::KeyPart, Clone)]
+    struct Nested(Name, Option<String>);
+
+    #[cache(key = "person:<name>", ttl = 300, cache = CACHE, tier = "l1")]
+    fn person(name: Name) -> String {
+        format!("{} {}", name.first, name.last)
+    }
+
+    #[cache(key = "nested:<n>", ttl = 300, cache = CACHE, tier = "l1")]
+    fn nested(n: Nested) -> String {
+        format!("{}|{}|{:?}", n.0.first, n.0.last, n.1)
+    }
+
+    fn name(first: &str, last: &str) -> Name {
+        Name {
+            first: first.into(),
+            last: last.into(),
+        }
+    }
+
+    #[test]
+    fn g10_derived_key_parts_cannot_be_forged_by_moving_separators_between_fields() {
+        assert_ne!(person_key(name("a,b", "c")), person_key(name("a", "b,c")));
+        assert_eq!(person_key(name("a,b", "c")), "person:a%2Cb,c");
+        assert_eq!(person(name("a,b", "c")), "a,b c");
+        assert_eq!(person(name("a", "b,c")), "a b,c", "no shared entry");
+        // The template's own separators are escaped inside fields too.
+        assert_ne!(person_key(name("a:b", "")), person_key(name("a", "b")));
+        // Nesting keeps every boundary: the inner struct's comma and the
+        // outer one's cannot trade places.
+        let keys = [
+            nested_key(Nested(name("a", "b"), Some("c".into()))),
+            nested_key(Nested(name("a", "b,c"), None)),
+            nested_key(Nested(name("a,b", ""), Some("c".into()))),
+            nested_key(Nested(name("a", ""), Some("b,c".into()))),
+        ];
+        for (i, a) in keys.iter().enumerate() {
+            for b in &keys[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
+        assert_eq!(
+            nested(Nested(name("a", "b,c"), None)),
+            "a|b,c|None",
+            "each value its own entry"
+        );
+    }
 }

@@ -14,6 +14,7 @@
 mod args;
 mod companions;
 mod ctxt;
+mod derive;
 mod expand;
 mod fallback;
 mod plan;
@@ -26,6 +27,49 @@ use proc_macro2::Span;
 
 use crate::ctxt::Ctxt;
 use crate::signature::Function;
+
+/// Implements `cachette::KeyPart` for a struct or a fieldless enum, so its
+/// values can go into keys and tags.
+///
+/// A struct writes its fields in order, separated by `,`, each escaped like
+/// any value (a `,` inside a field is escaped too, so two values whose
+/// fields differ only in where a `,` falls get different keys). Fields
+/// marked `#[key_part(skip)]` are left out. A fieldless enum writes its
+/// variant's name. Every field's type must implement `KeyPart`; type
+/// parameters get a `KeyPart` bound.
+///
+/// ```rust
+/// use cachette::{cache, KeyPart};
+///
+/// #[derive(KeyPart)]
+/// struct Query {
+///     city: String,
+///     page: u32,
+///     #[key_part(skip)]
+///     trace_id: u64,
+/// }
+///
+/// #[derive(KeyPart)]
+/// enum Sort {
+///     Name,
+///     Newest,
+/// }
+///
+/// #[cache(key = "search:<query>:<sort>", ttl = 60, tier = "l1")]
+/// fn search(query: Query, sort: Sort) -> Vec<String> {
+///     vec![format!("{} p{}", query.city, query.page)]
+/// }
+///
+/// let query = Query { city: "Lyon".into(), page: 2, trace_id: 7 };
+/// assert_eq!(search_key(query, Sort::Newest), "search:Lyon,2:Newest");
+/// ```
+///
+/// A re-exported facade is named with `#[key_part(crate = "path")]` on the
+/// type.
+#[proc_macro_derive(KeyPart, attributes(key_part))]
+pub fn derive_key_part(item: TokenStream) -> TokenStream {
+    derive::expand(item.into()).into()
+}
 
 /// Caches a function's results: a repeated call with the same key arguments
 /// inside the TTL returns the stored value without running the body.

@@ -1,0 +1,11 @@
+use cachette::KeyPart;
+
+struct Opaque;
+
+#[derive(KeyPart)]
+struct Holder {
+    id: u64,
+    opaque: Opaque,
+}
+
+fn main() {}
