@@ -1,13 +1,13 @@
-//! A TCP proxy of the tests' own on 127.0.0.1, in front of a real server:
-//! it forwards both ways and holds every reply for a set delay, as a slow
-//! link does.
+//! TCP proxies of the tests' own on 127.0.0.1, in front of a real server:
+//! [`LatencyProxy`] forwards both ways and holds every reply for a set
+//! delay, as a slow link does; [`FaultProxy`] injects faults on cue.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+use std::sync::{mpsc, Arc};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Forwards 127.0.0.1:`port()` to `upstream`, delaying what comes back.
 /// Stops (and drops every connection) when dropped.
@@ -82,13 +82,23 @@ fn forward(
     stop: &AtomicBool,
     mut before: impl FnMut(&[u8]) -> bool,
 ) {
+    read_chunks(&mut from, stop, |chunk| {
+        before(chunk) && to.write_all(chunk).is_ok()
+    });
+    let _ = to.shutdown(Shutdown::Both);
+    let _ = from.shutdown(Shutdown::Both);
+}
+
+/// Hands each chunk read from `from` to `each`, until `from` closes, `stop`
+/// is set or `each` says no.
+fn read_chunks(from: &mut TcpStream, stop: &AtomicBool, mut each: impl FnMut(&[u8]) -> bool) {
     let _ = from.set_read_timeout(Some(Duration::from_millis(200)));
     let mut buf = [0u8; 16 * 1024];
     while !stop.load(SeqCst) {
         match from.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => {
-                if !before(&buf[..n]) || to.write_all(&buf[..n]).is_err() {
+                if !each(&buf[..n]) {
                     break;
                 }
             }
@@ -100,8 +110,6 @@ fn forward(
             Err(_) => break,
         }
     }
-    let _ = to.shutdown(Shutdown::Both);
-    let _ = from.shutdown(Shutdown::Both);
 }
 
 /// What a client sends, as the proxy reads it from the socket: usually one
@@ -131,6 +139,12 @@ struct FaultState {
     /// Both sockets of every open connection, by connection number, so that
     /// [`FaultProxy::reset`] can close them.
     open: std::sync::Mutex<std::collections::HashMap<u64, (TcpStream, TcpStream)>>,
+    /// How long every reply waits after it came from the server, in
+    /// microseconds ([`FaultProxy::set_reply_delay`]).
+    reply_delay_us: AtomicU64,
+    /// Whether every reply on every connection is held
+    /// ([`FaultProxy::hold_all_replies`]).
+    holding_all: AtomicBool,
 }
 
 impl FaultState {
@@ -146,6 +160,16 @@ impl FaultState {
         Some(fault)
     }
 
+    /// When a reply that came from the server at `arrived` may go on to its
+    /// client: `None` while every reply is held.
+    fn release_time(&self, arrived: Instant, connection_hold: Option<Instant>) -> Option<Instant> {
+        if self.holding_all.load(SeqCst) {
+            return None;
+        }
+        let delayed = arrived + Duration::from_micros(self.reply_delay_us.load(SeqCst));
+        Some(connection_hold.map_or(delayed, |hold| hold.max(delayed)))
+    }
+
     fn forget(&self, connection: u64) {
         self.open
             .lock()
@@ -157,9 +181,12 @@ impl FaultState {
 /// A TCP proxy on 127.0.0.1 in front of a real server, without latency of
 /// its own, that injects faults on cue: replies held past a client's
 /// timeout after a given command ([`FaultProxy::hold_replies_after`]), a
-/// command lost with its connection ([`FaultProxy::cut_at`]), and every
-/// connection reset at once ([`FaultProxy::reset`]). New connections are
-/// accepted throughout. Stops, closing every connection, when dropped.
+/// command lost with its connection ([`FaultProxy::cut_at`]), every
+/// connection reset at once ([`FaultProxy::reset`]), latency added to every
+/// reply ([`FaultProxy::set_reply_delay`]) and a blackhole, where commands
+/// still reach the server but no reply comes back until it ends
+/// ([`FaultProxy::hold_all_replies`]). New connections are accepted
+/// throughout. Stops, closing every connection, when dropped.
 pub struct FaultProxy {
     port: u16,
     state: Arc<FaultState>,
@@ -197,7 +224,7 @@ impl FaultProxy {
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .insert(connection, (client_kept, server_kept));
-                let hold = Arc::new(std::sync::Mutex::new(None::<std::time::Instant>));
+                let hold = Arc::new(std::sync::Mutex::new(None::<Instant>));
                 let (up, up_hold) = (Arc::clone(&shared), Arc::clone(&hold));
                 thread::spawn(move || {
                     faulty_upstream(client_in, server, &up, &up_hold);
@@ -261,6 +288,22 @@ impl FaultProxy {
         self.state.fired.load(SeqCst)
     }
 
+    /// Holds every reply from the server for `delay` before it goes on to
+    /// its client, on every connection, new ones too; `Duration::ZERO` ends
+    /// it. Replies keep their order, and a connection's replies are not
+    /// held back behind one another: each waits `delay` from its arrival.
+    pub fn set_reply_delay(&self, delay: Duration) {
+        let micros = u64::try_from(delay.as_micros()).unwrap_or(u64::MAX);
+        self.state.reply_delay_us.store(micros, SeqCst);
+    }
+
+    /// With `true`, a blackhole: commands still reach the server and run,
+    /// but every reply on every connection (pushed messages too) is held
+    /// until `hold_all_replies(false)`, when they all go on, late.
+    pub fn hold_all_replies(&self, hold: bool) {
+        self.state.holding_all.store(hold, SeqCst);
+    }
+
     /// Closes every open connection, both ways, as a reset link does;
     /// returns how many there were. New connections are still accepted.
     pub fn reset(&self) -> usize {
@@ -293,7 +336,7 @@ fn faulty_upstream(
     from: TcpStream,
     to: TcpStream,
     state: &FaultState,
-    hold: &std::sync::Mutex<Option<std::time::Instant>>,
+    hold: &std::sync::Mutex<Option<Instant>>,
 ) {
     forward(from, to, &state.stop, |sent| match state.fire(sent) {
         Some(ProxyFault::Cut) => false,
@@ -301,30 +344,68 @@ fn faulty_upstream(
             // Set before the command goes on, so its reply cannot slip past.
             *hold
                 .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner) =
-                Some(std::time::Instant::now() + delay);
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Instant::now() + delay);
             true
         }
         None => true,
     });
 }
 
-/// Server to client: forwards each chunk, after waiting out a hold.
+/// Server to client: forwards each chunk once its release time has come
+/// ([`FaultState::release_time`]). A reader thread stamps each chunk as it
+/// arrives, so that a delay is counted from the chunk's own arrival, not
+/// from when the chunk before it went on.
 fn held_downstream(
     from: TcpStream,
-    to: TcpStream,
-    state: &FaultState,
-    hold: &std::sync::Mutex<Option<std::time::Instant>>,
+    mut to: TcpStream,
+    state: &Arc<FaultState>,
+    hold: &std::sync::Mutex<Option<Instant>>,
 ) {
-    forward(from, to, &state.stop, |_| {
-        let until = *hold
+    let (chunks, arrivals) = mpsc::channel::<(Instant, Vec<u8>)>();
+    let reader = from.try_clone().ok().map(|mut reading| {
+        let state = Arc::clone(state);
+        thread::spawn(move || {
+            read_chunks(&mut reading, &state.stop, |chunk| {
+                chunks.send((Instant::now(), chunk.to_vec())).is_ok()
+            });
+        })
+    });
+    for (arrived, chunk) in arrivals {
+        if !wait_for_release(state, hold, arrived) || to.write_all(&chunk).is_err() {
+            break;
+        }
+    }
+    // Also ends the reader, if it still reads.
+    let _ = to.shutdown(Shutdown::Both);
+    let _ = from.shutdown(Shutdown::Both);
+    if let Some(reader) = reader {
+        let _ = reader.join();
+    }
+}
+
+/// Sleeps until a chunk that arrived at `arrived` may go on, looking again
+/// every few milliseconds, since the delay and the blackhole may change
+/// meanwhile. False when the proxy stops first.
+fn wait_for_release(
+    state: &FaultState,
+    hold: &std::sync::Mutex<Option<Instant>>,
+    arrived: Instant,
+) -> bool {
+    const LOOK_AGAIN: Duration = Duration::from_millis(5);
+    loop {
+        if state.stop.load(SeqCst) {
+            return false;
+        }
+        let connection_hold = *hold
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(left) =
-            until.and_then(|until| until.checked_duration_since(std::time::Instant::now()))
-        {
-            thread::sleep(left);
-        }
-        true
-    });
+        let wait = match state.release_time(arrived, connection_hold) {
+            Some(at) => match at.checked_duration_since(Instant::now()) {
+                Some(left) if !left.is_zero() => left.min(LOOK_AGAIN),
+                _ => return true,
+            },
+            None => LOOK_AGAIN,
+        };
+        thread::sleep(wait);
+    }
 }
