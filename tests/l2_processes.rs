@@ -221,6 +221,7 @@ fn child_process() {
             "g6_reader" => g6_reader(port).await,
             "g7_loader" => g7_loader(port).await,
             "g11_caller" => g11_caller(port).await,
+            "tag_reader" => tag_reader(port).await,
             other => panic!("unknown role {other}"),
         }
     });
@@ -1006,4 +1007,102 @@ fn g11_processes_sharing_redis_refresh_a_stale_key_once_while_callers_get_the_ol
         );
     }
     assert!(get_int(port, "stale_served") >= G11_PROCESSES as i64);
+}
+
+// ---------------------------------------------------------------------------
+// A method with `cache = self.cache`: its typed tag companion invalidates
+// the tag on that cache, and the other process misses too.
+
+struct Docs {
+    cache: Cache,
+    port: u16,
+}
+
+impl Docs {
+    /// Counts its runs in Redis (`doc_runs`).
+    #[cache(
+        key = "doc:<author>:<id>",
+        ttl = 300,
+        tags = ["author:<author>"],
+        cache = self.cache,
+        skip(self)
+    )]
+    async fn doc(&self, author: u64, id: u64) -> String {
+        cmd(self.port, &["INCR", "doc_runs"]);
+        format!("doc {id} by {author}")
+    }
+}
+
+/// Fills its L1, then reads the doc until a call misses L1 after the
+/// parent's invalidation, reporting each stage through Redis.
+async fn tag_reader(port: u16) {
+    let docs = Docs {
+        cache: process_cache(port, Duration::from_secs(3)).await,
+        port,
+    };
+    let mut conn = RedisConn::connect(port).expect("connects");
+    docs.doc(9, 1).await;
+    docs.doc(9, 1).await;
+    // Any L1 miss from now on is the parent's invalidation: the TTL is long.
+    let before = docs.cache.stats().total();
+    conn.cmd(&["SET", "reader_filled", "1"]).expect("SET");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while conn
+        .cmd(&["GET", "invalidated"])
+        .expect("GET")
+        .as_str()
+        .is_none()
+    {
+        assert!(Instant::now() < deadline, "no invalidation from the parent");
+        docs.doc(9, 1).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        docs.doc(9, 1).await;
+        let now = docs.cache.stats().total().since(&before);
+        // Its L1 copy is gone: the call went on to Redis (where the
+        // parent's new fill may be) or to the body.
+        if now.l2_hits + now.misses > 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the tag's invalidation never reached this process"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    conn.cmd(&["SET", "reader_missed", "1"]).expect("SET");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_typed_tag_companion_on_a_methods_own_cache_reaches_another_process() {
+    let server = RedisServer::start();
+    let port = server.port();
+    let reader = ChildProcess::spawn("tag_reader", port);
+    let docs = Docs {
+        cache: process_cache(port, Duration::from_secs(3)).await,
+        port,
+    };
+    wait_until(Duration::from_secs(15), "the reader to fill its L1", || {
+        get_string(port, "reader_filled").is_some()
+    });
+    assert_eq!(docs.doc(9, 1).await, "doc 1 by 9");
+    let filled = get_int(port, "doc_runs");
+    assert_eq!(filled, 1, "this process read the reader's fill from Redis");
+    // The free function acts on the global cache, not on `docs.cache`.
+    cachette::invalidate_tag(&docs.doc_tag_author(9))
+        .await
+        .unwrap();
+    docs.doc(9, 1).await;
+    assert_eq!(get_int(port, "doc_runs"), 1, "nothing was invalidated");
+    docs.doc_invalidate_author(9).await.unwrap();
+    cmd(port, &["SET", "invalidated", "1"]);
+    docs.doc(9, 1).await;
+    assert!(
+        get_int(port, "doc_runs") >= 2,
+        "this process missed at once"
+    );
+    reader.succeeds(Duration::from_secs(20));
+    assert_eq!(get_string(port, "reader_missed").as_deref(), Some("1"));
 }

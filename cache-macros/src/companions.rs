@@ -107,7 +107,11 @@ impl<'a> Companions<'a> {
     /// The rustdoc line, the function's `#[cfg]`s, and the lints that a
     /// companion the caller does not use would trip.
     pub(crate) fn head(&self, kind: &str) -> TokenStream {
-        let doc = self.doc(kind);
+        self.head_with(&self.doc(kind))
+    }
+
+    /// [`head`](Self::head) with its rustdoc line given.
+    pub(crate) fn head_with(&self, doc: &str) -> TokenStream {
         let cfgs = self.cfgs();
         quote! {
             #[doc = #doc]
@@ -120,10 +124,44 @@ impl<'a> Companions<'a> {
     /// the names their types, the templates and `cache = ...` mention, for
     /// choosing generics.
     pub(crate) fn key_params(&self) -> (Vec<TokenStream>, HashSet<String>) {
+        self.params_of(&self.outline.key_params, self.outline.mentioned.clone())
+    }
+
+    /// `{fn}_tag_{suffix}` and `{fn}_invalidate_{suffix}` of one tag: name,
+    /// rustdoc lines, and the same as [`key_params`](Self::key_params) for
+    /// the parameters the tag and `cache = ...` use.
+    pub(crate) fn tag_heads(
+        &self,
+        tag: &crate::plan::TagCompanion,
+    ) -> ([(Ident, TokenStream); 2], Vec<TokenStream>, HashSet<String>) {
+        let name = self.fn_name();
+        let template = &tag.template;
+        let render = (
+            self.name(&format!("tag_{}", tag.suffix)),
+            self.head_with(&format!(
+                " Returns the tag {template:?} of `{name}` for these arguments, as `invalidate_tag` takes it."
+            )),
+        );
+        let invalidate = (
+            self.name(&format!("invalidate_{}", tag.suffix)),
+            self.head_with(&format!(
+                " Drops every cached result tagged {template:?} with these arguments from the cache `{name}` uses, in every tier, and tells other processes to drop them."
+            )),
+        );
+        let (params, uses) = self.params_of(&tag.params, HashSet::new());
+        ([render, invalidate], params, uses)
+    }
+
+    /// The parameters at `indices` as companion parameters (the receiver
+    /// as `&self`), and `uses` with the names their types mention.
+    fn params_of(
+        &self,
+        indices: &[usize],
+        mut uses: HashSet<String>,
+    ) -> (Vec<TokenStream>, HashSet<String>) {
         let function = &self.outline.function;
-        let mut uses = self.outline.mentioned.clone();
         let mut params = Vec::new();
-        for &index in &self.outline.key_params {
+        for &index in indices {
             let param = &function.params[index];
             match (&param.kind, &param.arg) {
                 (ParamKind::Named { ident }, FnArg::Typed(typed)) => {

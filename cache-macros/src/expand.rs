@@ -31,6 +31,7 @@ pub(crate) fn expand(plan: &Plan) -> TokenStream {
     let put = generator.put_companion();
     let refresh = generator.refresh_companion();
     let uncached = generator.uncached_companion();
+    let tags = generator.tag_companions();
     quote! {
         #wrapper
         #site
@@ -40,6 +41,7 @@ pub(crate) fn expand(plan: &Plan) -> TokenStream {
         #put
         #refresh
         #uncached
+        #tags
     }
 }
 
@@ -404,6 +406,84 @@ impl<'a> Generator<'a> {
                 #call #await_
             }
         }
+    }
+
+    /// Per tag template, `{fn}_tag_{suffix}(tag args) -> String` and
+    /// `{fn}_invalidate_{suffix}(tag args) -> Result<(), Error>`, which
+    /// acts on the cache the function uses.
+    fn tag_companions(&self) -> TokenStream {
+        let private = &self.private;
+        let root = &self.plan.outline.root;
+        let vis = &self.plan.outline.function.item.vis;
+        let w = internal("__cachette_w");
+        let text = internal("__cachette_tag");
+        let cache = internal("__cachette_cache");
+        let binding = self.cache_binding(false);
+        let (asyncness, method, await_) = match self.is_async() {
+            true => (quote!(async), quote!(invalidate_tag), quote!(.await)),
+            false => (
+                TokenStream::new(),
+                quote!(invalidate_tag_blocking),
+                TokenStream::new(),
+            ),
+        };
+        let mut out = TokenStream::new();
+        for (tag, rendering) in self.plan.outline.tags.iter().zip(&self.plan.tags) {
+            let (
+                [(render_name, render_head), (invalidate_name, invalidate_head)],
+                params,
+                mut uses,
+            ) = self.companions.tag_heads(tag);
+            for piece in &rendering.pieces {
+                if let Piece::TypeName { ident, .. } | Piece::Const { ident, .. } = piece {
+                    uses.insert(ident.to_string());
+                }
+            }
+            let generics = self.companions.generics_for(&uses);
+            let where_clause = &generics.where_clause;
+            // The companions take their parameters by value.
+            let steps = rendering.pieces.iter().map(|piece| match piece {
+                Piece::Text(text) => quote!(#w.lit(#text);),
+                Piece::Param {
+                    ident,
+                    fields,
+                    span,
+                } => quote_spanned!(*span=> #w.part(&#ident #(.#fields)*);),
+                Piece::Const { ident, span } => quote_spanned!(*span=> #w.part(&#ident);),
+                Piece::TypeName { ident, span } => {
+                    quote_spanned!(*span=> #w.type_name::<#ident>();)
+                }
+            });
+            let escape = &rendering.escape;
+            let render = quote! {{
+                let mut #text = ::std::string::String::new();
+                {
+                    let mut #w = #private::KeyWriter::new(
+                        &mut #text,
+                        const { #private::Escape::of(#escape) },
+                    );
+                    #(#steps)*
+                }
+                #text
+            }};
+            out.extend(quote! {
+                #render_head
+                #[allow(unused_variables)]
+                #vis fn #render_name #generics(#(#params),*) -> ::std::string::String #where_clause {
+                    #render
+                }
+
+                #invalidate_head
+                #vis #asyncness fn #invalidate_name #generics(#(#params),*)
+                    -> ::core::result::Result<(), #root::Error> #where_clause
+                {
+                    let #text = #render;
+                    #binding
+                    #cache.#method(&#text) #await_
+                }
+            });
+        }
+        out
     }
 
     /// `{fn}_put(key args, value) -> Result<(), Error>`.

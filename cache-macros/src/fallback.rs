@@ -106,9 +106,25 @@ fn stubs(outline: &Outline) -> TokenStream {
         });
     }
 
+    let tags = outline.tags.iter().map(|tag| {
+        let ([(render, render_head), (invalidate, invalidate_head)], params, uses) =
+            companions.tag_heads(tag);
+        let generics = companions.generics_for(&uses);
+        let where_clause = &generics.where_clause;
+        quote! {
+            #render_head #allow
+            #vis fn #render #generics(#(#params),*) -> ::std::string::String #where_clause { #never }
+            #invalidate_head #allow
+            #vis #asyncness fn #invalidate #generics(#(#params),*)
+                -> ::core::result::Result<(), #root::Error> #where_clause
+            { #never }
+        }
+    });
+
     quote! {
         #key
         #(#results)*
         #(#runs)*
+        #(#tags)*
     }
 }

@@ -19,6 +19,7 @@ mod expand;
 mod fallback;
 mod plan;
 mod signature;
+mod tag;
 mod template;
 mod validate;
 
@@ -27,6 +28,25 @@ use proc_macro2::Span;
 
 use crate::ctxt::Ctxt;
 use crate::signature::Function;
+
+/// Renders a tag template, escaped exactly as `#[cache(tags = [...])]`
+/// renders the same template: for tags that several functions share, to
+/// hand to `invalidate_tag`. Placeholders take `name = value` arguments, or
+/// name variables in scope as `format!` does; `<name.field>` works too.
+///
+/// ```rust
+/// let org = "acme:eu";
+/// assert_eq!(cachette::tag!("org:<org>"), "org:acme%3Aeu");
+/// assert_eq!(cachette::tag!("org:<o>:team:<t>", o = 7, t = "core"), "org:7:team:core");
+/// ```
+///
+/// A function's own tags also have typed companions:
+/// `{fn}_tag_{name}(args)` renders one, and `{fn}_invalidate_{name}(args)`
+/// invalidates it on the cache the function uses.
+#[proc_macro]
+pub fn tag(input: TokenStream) -> TokenStream {
+    tag::expand(input.into(), quote::quote!(::cachette)).into()
+}
 
 /// Implements `cachette::KeyPart` for a struct or a fieldless enum, so its
 /// values can go into keys and tags.

@@ -27,6 +27,20 @@ pub(crate) struct Outline {
     /// types: the generic parameters that key-args companions keep.
     pub(crate) mentioned: HashSet<String>,
     pub(crate) scope: Scope,
+    /// One per tag template, in order: the typed companions that render it
+    /// and invalidate it on the function's cache.
+    pub(crate) tags: Vec<TagCompanion>,
+}
+
+/// The companions of one tag template: `{fn}_tag_{suffix}` and
+/// `{fn}_invalidate_{suffix}`.
+pub(crate) struct TagCompanion {
+    pub(crate) suffix: String,
+    /// The template as written, for the companions' docs.
+    pub(crate) template: String,
+    /// Indices into `function.params` of what they take: the parameters
+    /// the tag uses, and those `cache = ...` uses.
+    pub(crate) params: Vec<usize>,
 }
 
 /// Where the function is, which decides how the generated items name each

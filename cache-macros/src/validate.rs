@@ -33,12 +33,18 @@ pub(crate) fn check(cx: &Ctxt, args: Args, function: Function) -> Result<Plan, B
 
     let mut key_uses = HashSet::new();
     let key = resolve_key(cx, &args, &function, &skipped, &cache_uses, &mut key_uses);
-    let mut tag_uses = HashSet::new();
+    let mut each_tag_uses = Vec::new();
     let tags: Vec<_> = args
         .tags
         .iter()
-        .map(|lit| resolve_tag(cx, lit, &function, &skipped, &mut tag_uses))
+        .map(|lit| {
+            let mut uses = HashSet::new();
+            let rendering = resolve_tag(cx, lit, &function, &skipped, &mut uses);
+            each_tag_uses.push(uses);
+            rendering
+        })
         .collect();
+    let tag_uses: HashSet<String> = each_tag_uses.iter().flatten().cloned().collect();
     if let (Some(lit), Some(_)) = (&args.key, &key) {
         // A misspelled `skip(...)` entry has its own error; the parameter it
         // meant is not reported again.
@@ -59,7 +65,9 @@ pub(crate) fn check(cx: &Ctxt, args: Args, function: Function) -> Result<Plan, B
         );
     }
 
-    let outline = outline(&args, function, &skipped, &cache_uses, key_uses, tag_uses);
+    let tag_companions = tag_companions(&args, &function, &cache_uses, &each_tag_uses);
+    let mut outline = outline(&args, function, &skipped, &cache_uses, key_uses, tag_uses);
+    outline.tags = tag_companions;
     if cx.has_errors() {
         return Err(Box::new(outline));
     }
@@ -157,7 +165,82 @@ fn outline(
         mentioned,
         scope,
         function,
+        tags: Vec::new(),
     }
+}
+
+/// The typed companions of each tag template: a name from the template's
+/// literal text (`"org:<org_id>"` -> `org`, `"org:<o>:team:<t>"` ->
+/// `org_team`, `"<id>"` -> `tag0`), and the parameters the tag and
+/// `cache = ...` use.
+fn tag_companions(
+    args: &Args,
+    function: &Function,
+    cache_uses: &HashSet<String>,
+    each_tag_uses: &[HashSet<String>],
+) -> Vec<crate::plan::TagCompanion> {
+    let mut taken = HashSet::new();
+    args.tags
+        .iter()
+        .zip(each_tag_uses)
+        .enumerate()
+        .map(|(index, (lit, uses))| {
+            let template = lit.value();
+            let mut suffix = tag_suffix(&template);
+            if suffix.is_empty() || suffix.starts_with(|c: char| c.is_ascii_digit()) {
+                suffix = format!("tag{index}");
+            }
+            if !taken.insert(suffix.clone()) {
+                suffix = format!("{suffix}_{index}");
+                taken.insert(suffix.clone());
+            }
+            let params = function
+                .params
+                .iter()
+                .enumerate()
+                .filter(|(_, param)| {
+                    param
+                        .name()
+                        .is_some_and(|name| uses.contains(&name) || cache_uses.contains(&name))
+                })
+                .map(|(index, _)| index)
+                .collect();
+            crate::plan::TagCompanion {
+                suffix,
+                template,
+                params,
+            }
+        })
+        .collect()
+}
+
+/// The words of a template's literal text, lower-case, joined by `_`.
+fn tag_suffix(template: &str) -> String {
+    let mut literal = String::new();
+    let mut chars = template.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '<' if chars.peek() == Some(&'<') => {
+                chars.next();
+                literal.push(' ');
+            }
+            '<' => {
+                for c in chars.by_ref() {
+                    if c == '>' {
+                        break;
+                    }
+                }
+                literal.push(' ');
+            }
+            c => literal.push(c),
+        }
+    }
+    literal
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|word| !word.is_empty())
+        .map(str::to_ascii_lowercase)
+        .collect::<Vec<_>>()
+        .join("_")
 }
 
 /// The key template (written or default) with its placeholders resolved.
