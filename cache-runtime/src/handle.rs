@@ -123,7 +123,8 @@ impl Cache {
     /// # Concurrency
     ///
     /// When this returns, this process misses on the key, and a body run that
-    /// began before it never stores its result (G6, G7).
+    /// began before it never stores its result. Other processes drop their
+    /// copies when the announcement reaches them.
     ///
     /// # Errors
     ///
