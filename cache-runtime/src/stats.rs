@@ -250,9 +250,71 @@ impl FunctionStats {
     }
 }
 
+/// Serialized as a struct of its counters (with `name`), so a stats
+/// endpoint is one `serde_json::to_string(&cache.stats())`.
+impl serde::Serialize for FunctionStats {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut s = serializer.serialize_struct("FunctionStats", 14)?;
+        s.serialize_field("name", &self.name)?;
+        s.serialize_field("l1_hits", &self.l1_hits)?;
+        s.serialize_field("l2_hits", &self.l2_hits)?;
+        s.serialize_field("misses", &self.misses)?;
+        s.serialize_field("body_runs", &self.body_runs)?;
+        s.serialize_field("errors", &self.errors)?;
+        s.serialize_field("stale_served", &self.stale_served)?;
+        s.serialize_field("lock_waits", &self.lock_waits)?;
+        s.serialize_field("l2_errors", &self.l2_errors)?;
+        s.serialize_field("refreshes", &self.refreshes)?;
+        s.serialize_field("early_refreshes", &self.early_refreshes)?;
+        s.serialize_field("refresh_errors", &self.refresh_errors)?;
+        s.serialize_field("errors_served_stale", &self.errors_served_stale)?;
+        s.serialize_field("hit_ratio", &self.hit_ratio())?;
+        s.end()
+    }
+}
+
+/// Serialized as `{"functions": [...], "total": {...}}`.
+impl serde::Serialize for Stats {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut s = serializer.serialize_struct("Stats", 2)?;
+        s.serialize_field("functions", &self.functions)?;
+        s.serialize_field("total", &self.total())?;
+        s.end()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stats_serialize_every_counter_and_the_total() {
+        let f = FunctionStats {
+            name: "app::get".into(),
+            l1_hits: 3,
+            misses: 1,
+            refreshes: 2,
+            ..FunctionStats::default()
+        };
+        let stats = Stats { functions: vec![f] };
+        let text = serde_json::to_string(&stats).unwrap();
+        assert!(
+            text.starts_with(
+                r#"{"functions":[{"name":"app::get","l1_hits":3,"l2_hits":0,"misses":1,"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#""refreshes":2,"#) && text.contains(r#""hit_ratio":0.75"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#""total":{"name":"total","l1_hits":3,"#),
+            "{text}"
+        );
+    }
 
     #[test]
     fn striped_counts_from_many_threads_add_up_exactly() {
