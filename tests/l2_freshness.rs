@@ -164,3 +164,45 @@ async fn a_stale_value_found_in_redis_is_refreshed_in_the_background_without_a_c
         .unwrap();
     assert_eq!(s.refreshes, 1, "{s:?}");
 }
+
+static PRICE_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+/// `cache = cache` borrows: refreshed by the caller; `lock` makes that one
+/// refresh for both processes.
+#[cache(key = "price:<id>", ttl = "300ms", stale = "30s", lock, cache = cache)]
+async fn price(cache: &Cache, id: u64) -> String {
+    let run = PRICE_RUNS.fetch_add(1, SeqCst) + 1;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    format!("price {id} v{run}")
+}
+
+async fn timed(cache: &Cache) -> (String, Duration) {
+    let start = Instant::now();
+    (price(cache, 1).await, start.elapsed())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_run_refresh_does_not_wait_for_another_process_refreshing_the_same_key() {
+    let server = RedisServer::start();
+    let (a, b) = (
+        process(&server, "prices").await,
+        process(&server, "prices").await,
+    );
+    assert_eq!(price(&a, 1).await, "price 1 v1");
+    assert_eq!(price(&b, 1).await, "price 1 v1", "b holds it in L1 too");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let ((from_a, took_a), (from_b, took_b)) = tokio::join!(timed(&a), timed(&b));
+    assert_eq!(PRICE_RUNS.load(SeqCst), 2, "one refresh for both processes");
+    let mut calls = [(from_a, took_a), (from_b, took_b)];
+    calls.sort_by_key(|(_, took)| *took);
+    let [(quick, quick_took), (refreshed, _)] = calls;
+    assert_eq!(
+        refreshed, "price 1 v2",
+        "the refreshing caller got the new value"
+    );
+    assert_eq!(quick, "price 1 v1", "the other kept the stale value");
+    assert!(
+        quick_took < Duration::from_millis(150),
+        "and did not wait: {quick_took:?}"
+    );
+}

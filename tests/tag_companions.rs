@@ -106,3 +106,24 @@ fn the_tag_macro_renders_like_a_functions_tags() {
     assert_eq!(cachette::tag!("p:<pair.0>:<pair.1>"), "p:1:x");
     assert_eq!(cachette::tag!("users"), "users");
 }
+
+#[cache(key = "gen:<id>", ttl = 60, tags = ["gen:<id>"], tier = "l1")]
+fn generic_arg<T: cachette::KeyPart>(id: T) -> u32 {
+    RUNS.fetch_add(1, Ordering::SeqCst);
+    7
+}
+
+#[cache(key = "def:<T>:<id>", ttl = 60, tags = ["def:<id>"], tier = "l1")]
+fn generic_return<T: Default + Clone + Send + Sync + 'static>(id: u32) -> T {
+    let _ = id;
+    T::default()
+}
+
+#[test]
+fn tag_companions_of_generic_functions() {
+    assert_eq!(generic_arg_tag_gen("a:b"), "gen:a%3Ab");
+    generic_arg_invalidate_gen(5u8).unwrap();
+    assert_eq!(generic_return_tag_def::<String>(3), "def:3");
+    assert_eq!(generic_return::<String>(3), "");
+    generic_return_invalidate_def::<String>(3).unwrap();
+}

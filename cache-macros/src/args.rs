@@ -156,7 +156,7 @@ pub(crate) const ARGS: &[ArgDef] = &[
         name: "cache",
         written: "`cache = EXPR`",
         example: "cache = &CACHE",
-        doc: "the `&Cache` to use; may use parameters, which then pick the cache instead of going into the key",
+        doc: "the cache to use, a `Cache` or `&Cache` expression; may use parameters, which then pick the cache instead of going into the key",
         default: "the global cache",
         kind: Kind::Value(|_, args, _, value| args.cache = Some(value.clone())),
     },

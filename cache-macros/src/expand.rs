@@ -137,7 +137,12 @@ impl<'a> Generator<'a> {
         let value = internal("__cachette_v");
         let load = internal("__cachette_load");
         let run = self.run_body(&load, &args);
-        let refresh = self.refresh_arm(&value, &load, &args, &run);
+        let refresh = self.refresh_arm(&value, &load, &args);
+        // Caller-run refreshes run the body like a miss.
+        let miss = match refresh.is_empty() {
+            true => quote!(#private::Lookup::Miss(#load) | #private::Lookup::Refresh(_, #load)),
+            false => quote!(#private::Lookup::Miss(#load)),
+        };
         quote! {
             #(#attrs)*
             #vis #sig {
@@ -146,7 +151,7 @@ impl<'a> Generator<'a> {
                 let #lookup = #call;
                 match #lookup {
                     #private::Lookup::Hit(#value) => #value,
-                    #private::Lookup::Miss(#load) => #run,
+                    #miss => #run,
                     #refresh
                 }
             }
@@ -427,8 +432,19 @@ impl<'a> Generator<'a> {
                 TokenStream::new(),
             ),
         };
+        let path = self.companions.path();
+        let site_helper = self.companions.helper("site");
+        let site_turbofish = turbofish(&self.site_generics);
+        let escapes = internal("__cachette_tags");
         let mut out = TokenStream::new();
-        for (tag, rendering) in self.plan.outline.tags.iter().zip(&self.plan.tags) {
+        for (tag_index, (tag, rendering)) in self
+            .plan
+            .outline
+            .tags
+            .iter()
+            .zip(&self.plan.tags)
+            .enumerate()
+        {
             let (
                 [(render_name, render_head), (invalidate_name, invalidate_head)],
                 params,
@@ -439,6 +455,14 @@ impl<'a> Generator<'a> {
                     uses.insert(ident.to_string());
                 }
             }
+            // The site helper's type and const parameters are passed on.
+            uses.extend(
+                self.site_generics
+                    .params
+                    .iter()
+                    .filter(|param| !matches!(param, syn::GenericParam::Lifetime(_)))
+                    .map(generic_name),
+            );
             let generics = self.companions.generics_for(&uses);
             let where_clause = &generics.where_clause;
             // The companions take their parameters by value.
@@ -454,30 +478,43 @@ impl<'a> Generator<'a> {
                     quote_spanned!(*span=> #w.type_name::<#ident>();)
                 }
             });
-            let escape = &rendering.escape;
-            let render = quote! {{
-                let mut #text = ::std::string::String::new();
-                {
-                    let mut #w = #private::KeyWriter::new(
-                        &mut #text,
-                        const { #private::Escape::of(#escape) },
-                    );
-                    #(#steps)*
+            let index = Literal::usize_unsuffixed(tag_index);
+            // The invalidation renders the tag through its sibling.
+            let function = &self.plan.outline.function;
+            let mut by_method = false;
+            let mut args = Vec::new();
+            for &param in &tag.params {
+                match &function.params[param].kind {
+                    ParamKind::Named { ident } => args.push(ident.to_token_stream()),
+                    _ => by_method = true,
                 }
-                #text
-            }};
+            }
+            let turbofish = turbofish(&generics);
+            let rendered = match by_method {
+                true => {
+                    let self_token = Ident::new("self", Span::call_site());
+                    quote!(#self_token.#render_name #turbofish(#(#args),*))
+                }
+                false => quote!(#path #render_name #turbofish(#(#args),*)),
+            };
             out.extend(quote! {
                 #render_head
                 #[allow(unused_variables)]
                 #vis fn #render_name #generics(#(#params),*) -> ::std::string::String #where_clause {
-                    #render
+                    let (_, _, #escapes) = #path #site_helper #site_turbofish();
+                    let mut #text = ::std::string::String::new();
+                    {
+                        let mut #w = #private::KeyWriter::new(&mut #text, #escapes[#index]);
+                        #(#steps)*
+                    }
+                    #text
                 }
 
                 #invalidate_head
                 #vis #asyncness fn #invalidate_name #generics(#(#params),*)
                     -> ::core::result::Result<(), #root::Error> #where_clause
                 {
-                    let #text = #render;
+                    let #text = #rendered;
                     #binding
                     #cache.#method(&#text) #await_
                 }
@@ -728,16 +765,10 @@ impl<'a> Generator<'a> {
     /// caller runs the body (`refresh = "caller"`), or the refresh is
     /// spawned and the stored value returned at once, falling back to the
     /// caller where the body cannot leave it.
-    fn refresh_arm(
-        &self,
-        value: &Ident,
-        load: &Ident,
-        args: &[TokenStream],
-        run: &TokenStream,
-    ) -> TokenStream {
+    fn refresh_arm(&self, value: &Ident, load: &Ident, args: &[TokenStream]) -> TokenStream {
         let private = &self.private;
         if !self.plan.spec.background {
-            return quote!(#private::Lookup::Refresh(_, #load) => #run,);
+            return TokenStream::new();
         }
         let shape = self.shape();
         let ret = &self.plan.output.ty;

@@ -145,7 +145,7 @@ pub fn derive_key_part(item: TokenStream) -> TokenStream {
 /// | `l1_ttl = 30` | cap on how long entries live in L1 | the cache's `l1_max_ttl` |
 /// | `tier = "both"` | `"l1"`, `"l2"` or `"both"` | `"both"` |
 /// | `skip(db, self)` | parameters that do not shape the result | none |
-/// | `cache = EXPR` | the `&Cache` to use; may use parameters, which then pick the cache instead of going into the key | the global cache |
+/// | `cache = EXPR` | the cache to use, a `Cache` or `&Cache` expression; may use parameters, which then pick the cache instead of going into the key | the global cache |
 /// | `name = "users.get"` | name in stats, traces and metrics | `module_path::fn_name` |
 /// | `crate = "path"` | path of the `cachette` crate in generated code | `::cachette` |
 /// | `stale = 60` | after the TTL, serve the stored value for up to this long while one refresh runs | 0 |
@@ -235,9 +235,16 @@ pub fn derive_key_part(item: TokenStream) -> TokenStream {
 /// - `get_user_put(key args, value) -> Result<(), Error>`: store a value.
 /// - `get_user_refresh(all args)`: run the body now and store its result.
 /// - `get_user_uncached(all args)`: run the body, bypassing the cache.
+/// - Per tag template, named from the words of its literal text
+///   (`"org:<org_id>"` → `org`, `"org:<o>:team:<t>"` → `org_team`,
+///   `"users"` → `users`, a template without words → `tag0`, `tag1`, ...):
+///   `get_user_tag_org(tag args) -> String`, the rendered tag, and
+///   `get_user_invalidate_org(tag args) -> Result<(), Error>`, which
+///   invalidates it on the cache the function uses. "Tag args" are the
+///   parameters the tag and `cache = ...` use.
 ///
-/// `_invalidate`, `_put`, `_refresh` and `_uncached` are `async` when the
-/// function is. Each keeps only the generic parameters its own signature
+/// `_invalidate`, `_put`, `_refresh`, `_uncached` and the tag invalidations
+/// are `async` when the function is. Each keeps only the generic parameters its own signature
 /// needs. The body lives in `get_user_uncached`, so warnings about it (an
 /// unused variable, a needless `mut`) are reported there, once; `get_user`
 /// and `get_user_refresh` call it. Hidden helpers beside them hold the

@@ -18,7 +18,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// # Example
 ///
 /// ```
-/// use cache_runtime::{Clock, SystemClock};
+/// use cachette::{Clock, SystemClock};
 /// assert!(SystemClock.now_millis() > 1_600_000_000_000);
 /// ```
 pub trait Clock: Send + Sync + Debug + 'static {
@@ -117,7 +117,7 @@ mod tests {
 /// # Example
 ///
 /// ```
-/// use cache_runtime::{Clock, ManualClock};
+/// use cachette::{Clock, ManualClock};
 /// use std::time::Duration;
 ///
 /// let clock = ManualClock::new();

@@ -36,7 +36,7 @@ mod sealed {
 /// # Example
 ///
 /// ```
-/// use cache_runtime::{Bincode, Codec};
+/// use cachette::{Bincode, Codec};
 ///
 /// let mut bytes = Vec::new();
 /// Bincode.encode(&(42u64, "x"), &mut bytes).unwrap();

@@ -12,7 +12,7 @@ use std::fmt;
 /// contains a credential or a cached value.
 ///
 /// ```
-/// use cache_runtime::Error;
+/// use cachette::Error;
 ///
 /// let e = Error::L2Timeout;
 /// assert!(e.is_l2());

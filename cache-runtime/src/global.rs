@@ -18,9 +18,9 @@ static GLOBAL: OnceLock<Cache> = OnceLock::new();
 /// already ran on the embedded default.
 ///
 /// ```
-/// let cache = cache_runtime::Cache::local();
-/// cache_runtime::set_global(cache.clone()).unwrap();
-/// assert!(cache_runtime::set_global(cache).is_err());
+/// let cache = cachette::Cache::local();
+/// cachette::set_global(cache.clone()).unwrap();
+/// assert!(cachette::set_global(cache).is_err());
 /// ```
 pub fn set_global(cache: Cache) -> Result<(), Error> {
     GLOBAL.set(cache).map_err(|_| Error::GlobalAlreadySet)
@@ -31,6 +31,17 @@ pub fn set_global(cache: Cache) -> Result<(), Error> {
 #[inline]
 pub fn global() -> &'static Cache {
     GLOBAL.get_or_init(Cache::local)
+}
+
+/// [`Cache::stats`] of the global cache: the counters of every function
+/// that names no `cache = ..`.
+///
+/// ```
+/// let stats = cachette::stats();
+/// assert!(stats.function("app::nothing_ran").is_none());
+/// ```
+pub fn stats() -> crate::Stats {
+    global().stats()
 }
 
 /// [`Cache::invalidate_key`] on the global cache.

@@ -25,10 +25,10 @@ use crate::wait::{block_now, Awaiting, Blocking, Wait};
 /// # Example
 ///
 /// ```
-/// use cache_runtime::Cache;
+/// use cachette::Cache;
 /// use std::time::Duration;
 ///
-/// # fn main() -> Result<(), cache_runtime::Error> {
+/// # fn main() -> Result<(), cachette::Error> {
 /// let cache = Cache::builder()
 ///     .prefix("myapp")
 ///     .l1_capacity(50_000)
@@ -88,7 +88,7 @@ impl Cache {
     /// `async`.
     ///
     /// ```
-    /// let cache = cache_runtime::Cache::local();
+    /// let cache = cachette::Cache::local();
     /// cache.clear_blocking().unwrap();
     /// ```
     pub fn local() -> Cache {

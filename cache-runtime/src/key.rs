@@ -116,7 +116,7 @@ impl<'a> KeyWriter<'a> {
     /// text. What `#[derive(KeyPart)]` writes for a struct.
     ///
     /// ```
-    /// use cache_runtime::{KeyPart, KeyWriter};
+    /// use cachette::{KeyPart, KeyWriter};
     ///
     /// struct Range { from: String, to: String }
     ///
@@ -196,7 +196,7 @@ impl<'a> KeyWriter<'a> {
 /// `%%`). Implement it for your own types by writing a stable, unique text:
 ///
 /// ```
-/// use cache_runtime::{KeyPart, KeyWriter};
+/// use cachette::{KeyPart, KeyWriter};
 ///
 /// struct UserId(u64);
 ///

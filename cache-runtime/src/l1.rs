@@ -45,7 +45,7 @@ pub(crate) struct Entry {
 /// # Example
 ///
 /// ```
-/// use cache_runtime::{Cache, L1Store};
+/// use cachette::{Cache, L1Store};
 ///
 /// let cache = Cache::builder()
 ///     .l1_store(L1Store::QuickCache)

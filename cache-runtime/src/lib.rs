@@ -8,7 +8,7 @@
 //! # Example
 //!
 //! ```
-//! use cache_runtime::Cache;
+//! use cachette::Cache;
 //!
 //! let cache = Cache::local();
 //! cache.invalidate_key_blocking("user:42").unwrap();
@@ -56,7 +56,7 @@ pub use config::{
 pub use error::Error;
 pub use global::{
     clear, clear_blocking, invalidate_key, invalidate_key_blocking, invalidate_namespace,
-    invalidate_namespace_blocking, invalidate_tag, invalidate_tag_blocking, set_global,
+    invalidate_namespace_blocking, invalidate_tag, invalidate_tag_blocking, set_global, stats,
 };
 pub use handle::Cache;
 pub use key::{KeyPart, KeyWriter};

@@ -129,7 +129,7 @@ impl Registry {
 /// # Example
 ///
 /// ```
-/// let cache = cache_runtime::Cache::local();
+/// let cache = cachette::Cache::local();
 /// let stats = cache.stats();
 /// assert!(stats.function("app::get_user").is_none());
 /// assert_eq!(stats.total().l1_hits, 0);
@@ -213,7 +213,7 @@ impl FunctionStats {
     /// function taken before this one (counters never go down).
     ///
     /// ```
-    /// let cache = cache_runtime::Cache::local();
+    /// let cache = cachette::Cache::local();
     /// let before = cache.stats().total();
     /// let after = cache.stats().total();
     /// assert_eq!(after.since(&before).misses, 0);

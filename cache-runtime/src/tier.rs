@@ -263,14 +263,17 @@ fn lookup_cold<'c, Sh: Shape<R>, R>(
             let counters = counters();
             counters.l1_hits.bump();
             Counters::bump(&counters.refreshes);
-            match age {
-                Age::Stale => Counters::bump(&counters.stale_served),
-                _ => Counters::bump(&counters.early_refreshes),
+            if age == Age::Early {
+                Counters::bump(&counters.early_refreshes);
             }
+            // Counted as served stale where the stale value is returned:
+            // by a background refresh's caller, or a caller-run refresh
+            // that falls back on it.
             let mut load = Load::new(site, cache, value, key(buf), tags, false);
             load.renew = Some(Renew {
                 claim,
                 fresh_until_ms,
+                stale: age == Age::Stale,
             });
             // A caller-run refresh that fails still answers with the stale
             // value; an early one has a fresh value to fall back on too.
@@ -391,6 +394,8 @@ struct Renew {
     /// The TTL end of the value being refreshed: a shared-tier entry that
     /// ends later is a newer fill, which ends the refresh.
     fresh_until_ms: u64,
+    /// The value is past its TTL (not an early refresh).
+    stale: bool,
 }
 
 /// An L1 entry that is not plainly fresh, judged by its age (§2a).
@@ -482,6 +487,7 @@ impl<'c> Load<'c> {
                 era: 0,
                 ids: Vec::new(),
                 newer_than: 0,
+                wait_for_holder: true,
             })),
             _ => None,
         };
@@ -523,6 +529,17 @@ impl<'c> Load<'c> {
         (cache.clone(), detached)
     }
 
+    /// This refresh, detached, for a task or thread of its own: its caller
+    /// returns the stored value (counted as served stale when it is), so
+    /// the refresh has none to fall back on.
+    fn into_background(mut self) -> (Cache, Detached) {
+        if self.renew.as_ref().is_some_and(|renew| renew.stale) {
+            Counters::bump(&self.site.counters(self.cache).stale_served);
+        }
+        self.fallback = None;
+        self.detach()
+    }
+
     /// Runs this refresh of an async function on a task of the caller's
     /// tokio runtime; generated code calls it for `refresh = "background"`.
     /// Outside a tokio runtime the refresh is left for a later call.
@@ -535,7 +552,7 @@ impl<'c> Load<'c> {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let (cache, detached) = self.detach();
+        let (cache, detached) = self.into_background();
         runtime.spawn(async move {
             let load = detached.attach(&cache);
             load.drive::<Sh, R, _>(Awaiting, body, None).await;
@@ -550,7 +567,7 @@ impl<'c> Load<'c> {
         R: 'static,
         F: FnOnce() -> R + Send + 'static,
     {
-        let (cache, detached) = self.detach();
+        let (cache, detached) = self.into_background();
         let worker = Arc::clone(&cache.inner);
         worker.worker.run(Box::new(move || {
             let load = detached.attach(&cache);
@@ -700,6 +717,7 @@ impl<'c> Load<'c> {
                     self.renew = Some(Renew {
                         claim,
                         fresh_until_ms: found.fresh_until_ms,
+                        stale: true,
                     });
                     self.fallback = Some(Arc::clone(&found.value));
                     self.keep(found.entry);
@@ -746,6 +764,17 @@ impl<'c> Load<'c> {
                 self.found::<Sh, R>(found, guard).ok_or((None, None))
             }
             Some(l2::Led::Locked(held)) => Err((guard, Some(held))),
+            // Another process is refreshing: this caller keeps the value it
+            // has rather than wait for that refresh.
+            Some(l2::Led::Busy) => match self.fallback.as_deref().and_then(join_value::<Sh, R>) {
+                Some(ret) => {
+                    if self.renew.as_ref().is_some_and(|renew| renew.stale) {
+                        Counters::bump(&self.site.counters(self.cache).stale_served);
+                    }
+                    Ok(ret)
+                }
+                None => Err((guard, None)),
+            },
             Some(l2::Led::Unlocked) | None => Err((guard, None)),
         }
     }
@@ -757,8 +786,11 @@ impl<'c> Load<'c> {
             .as_deref()
             .filter(|_| self.site.spec.lock && !self.refresh)
             .cloned()?;
-        // A refresh waits for a fill newer than the value it replaces.
+        // A refresh waits for a fill newer than the value it replaces; one
+        // that a caller runs does not wait at all when another process
+        // holds the lock, since the caller has a value to return.
         tier.newer_than = self.renew.as_ref().map_or(0, |r| r.fresh_until_ms);
+        tier.wait_for_holder = self.renew.is_none() || self.fallback.is_none();
         Some(tier)
     }
 

@@ -47,6 +47,9 @@ pub(super) struct L2Load {
     /// While waiting for the cross-process lock, only a fill whose TTL ends
     /// after this (ms) ends the wait: a refresh waits for a newer value.
     pub(super) newer_than: u64,
+    /// Whether to wait for another process that holds the lock; if not,
+    /// [`lead`](Self::lead) answers [`Led::Busy`] at once.
+    pub(super) wait_for_holder: bool,
 }
 
 impl std::fmt::Debug for L2Load {
@@ -75,6 +78,8 @@ pub(super) enum Led {
     Locked(Held),
     /// No lock (the tier is down, or the wait timed out): run the body.
     Unlocked,
+    /// Another process holds the lock, and this load does not wait for it.
+    Busy,
 }
 
 /// What a load stores once its body returned.
@@ -287,6 +292,7 @@ impl L2Load {
                         None => Led::Locked(held),
                     };
                 }
+                Ok(false) if !self.wait_for_holder => return Led::Busy,
                 Ok(false) => {}
                 Err(e @ (L2Error::Timeout | L2Error::Down(_))) => {
                     // The `SET` may have been done without its answer
