@@ -2,7 +2,8 @@
 //! Coherence under faults, against real `redis-server` processes: a read
 //! racing this process's own invalidation over a slow link, write-throughs
 //! reaching other processes, an invalidation made while Redis is paused,
-//! and the breaker closing after every one of many restarts under load.
+//! the breaker closing after every one of many restarts under load, and at
+//! the first probe after an outage that dropped its connections.
 //!
 //! Two `Cache`s on one server stand for two processes. Every wait is
 //! bounded.
@@ -14,9 +15,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use cachette::{cache, Cache};
+use cachette::{cache, Cache, Error};
 use support::cache::redis_cache;
-use support::proxy::LatencyProxy;
+use support::proxy::{FaultProxy, LatencyProxy};
 use support::redis::RedisServer;
 use support::wait::eventually_every;
 
@@ -215,4 +216,57 @@ async fn the_breaker_closes_after_every_one_of_twenty_restarts_under_load() {
         task.await.expect("no call failed");
     }
     assert!(calls.load(SeqCst) > 1_000);
+}
+
+/// A connection that dropped during an outage fails the first command sent
+/// over it, and only then does redis-rs open a new one. The probe after
+/// the outage finds it so; it must still close the breaker, since Redis
+/// answers, rather than open it for a doubled cool-down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_breaker_closes_at_the_first_probe_after_an_outage_that_dropped_its_connections() {
+    /// The breaker's first cool-down is 250 ms.
+    const PAST_COOL_DOWN: Duration = Duration::from_millis(500);
+    let server = RedisServer::start();
+    let proxy = FaultProxy::start(server.port());
+    let cache = connect(&proxy.url(), "probe").await;
+    for id in 0..5 {
+        write(60 + id, Some("v"));
+    }
+    assert_eq!(user(&cache, 60).await.as_deref(), Some("v"));
+    cache.invalidate_tag("probe").await.expect("Redis answers");
+
+    // An outage: no reply comes back. Three reads of keys this process has
+    // not seen each wait for a generation in vain, which opens the breaker;
+    // a fourth does not try. (Reads, so that nothing is queued for a replay
+    // that could probe first.)
+    proxy.hold_all_replies(true);
+    for id in 1..5 {
+        assert_eq!(user(&cache, 60 + id).await.as_deref(), Some("v"));
+    }
+    let l2_errors = cache
+        .stats()
+        .function("l2_coherence::user")
+        .map(|f| f.l2_errors);
+    assert_eq!(
+        l2_errors,
+        Some(3),
+        "three failures in a row open the breaker"
+    );
+    // The link comes back, but the connections made before are gone.
+    proxy.reset();
+    proxy.hold_all_replies(false);
+    tokio::time::sleep(PAST_COOL_DOWN).await;
+
+    // The probe finds its connection dropped: its own command fails...
+    let probe = cache.invalidate_tag("probe").await;
+    assert!(
+        matches!(probe, Err(Error::L2Connection(_))),
+        "the probe went over the dropped connection: {probe:?}"
+    );
+    // ...but Redis answers, and the breaker lets the next call through.
+    let next = cache.invalidate_tag("probe").await;
+    assert!(
+        next.is_ok(),
+        "the breaker stayed open after the probe, with Redis answering: {next:?}"
+    );
 }

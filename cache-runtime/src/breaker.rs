@@ -142,6 +142,11 @@ pub(crate) struct Permit<'a> {
 }
 
 impl<'a> Permit<'a> {
+    /// Whether this call is the probe after a cool-down.
+    pub(crate) fn is_probe(&self) -> bool {
+        self.probe
+    }
+
     /// The call got an answer: the tier is up.
     pub(crate) fn success(self) {
         self.keep().success();

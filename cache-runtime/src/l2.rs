@@ -134,6 +134,8 @@ pub(crate) trait Backend: Send + Sync + 'static {
     fn delete_if_equal(&self, key: String, value: String) -> Call<()>;
     /// Makes `key` expire `ttl` from now if it still holds `value`.
     fn expire_if_equal(&self, key: String, value: String, ttl: Duration) -> Call<()>;
+    /// Asks the store for an answer, any answer: whether it is up.
+    fn ping(&self) -> Call<()>;
     /// Subscribes to `channel`; called on the cache's runtime, again after
     /// every drop.
     fn subscribe(
@@ -327,8 +329,33 @@ impl L2 {
         let Some(permit) = self.breaker.permit() else {
             return Err(L2Error::Open);
         };
+        let outcome = self.execute(call()).await;
+        match &outcome {
+            // The store answered (with an error, perhaps, about this
+            // operation): it is up, whatever it said.
+            Ok(_) | Err(L2Error::Refused(_)) => permit.success(),
+            // A connection that dropped during an outage fails the first
+            // operation sent over it, and only then does the client open a
+            // new one: the probe after the outage finds it so, while the
+            // store may well answer again. The probe asks once more, over
+            // the new connection, so that the breaker closes as soon as the
+            // store answers rather than a doubled cool-down later.
+            Err(L2Error::Down(_)) if permit.is_probe() => {
+                match self.execute(self.backend.ping()).await {
+                    Ok(()) | Err(L2Error::Refused(_)) => permit.success(),
+                    Err(_) => permit.failure(),
+                }
+            }
+            Err(_) => permit.failure(),
+        }
+        outcome
+    }
+
+    /// Runs one backend operation where the backend says, bounded by the
+    /// timeout; the breaker is the caller's.
+    async fn execute<T: Send + 'static>(&self, call: Call<T>) -> Result<T, L2Error> {
         let timeout = self.timeout;
-        let Call { place, op } = call();
+        let Call { place, op } = call;
         let done = match place {
             Place::Here => Ok(tokio::time::timeout(timeout, op).await),
             Place::Background => {
@@ -338,22 +365,13 @@ impl L2 {
                     .await
             }
         };
-        let outcome = match done {
+        match done {
             Ok(Ok(Ok(value))) => Ok(value),
             Ok(Ok(Err(Fault::Down(why)))) => Err(L2Error::Down(why)),
-            Ok(Ok(Err(Fault::Refused(why)))) => {
-                // The store answered: it is up, whatever it said.
-                permit.success();
-                return Err(L2Error::Refused(why));
-            }
+            Ok(Ok(Err(Fault::Refused(why)))) => Err(L2Error::Refused(why)),
             Ok(Err(_elapsed)) => Err(L2Error::Timeout),
             Err(join) => Err(L2Error::Down(format!("the operation was lost: {join}"))),
-        };
-        match outcome {
-            Ok(_) => permit.success(),
-            Err(_) => permit.failure(),
         }
-        outcome
     }
 
     /// Runs `work` (shared-tier steps only, never a function body) to

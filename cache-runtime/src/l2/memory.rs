@@ -307,6 +307,10 @@ impl Backend for MemoryStore {
         })
     }
 
+    fn ping(&self) -> Call<()> {
+        self.call(|_| Ok(()))
+    }
+
     fn subscribe(
         &self,
         channel: String,

@@ -178,6 +178,10 @@ impl Backend for RedisBackend {
         })
     }
 
+    fn ping(&self) -> Call<()> {
+        self.call(|conn| async move { conn.query::<String>(redis::cmd("PING")).await.map(drop) })
+    }
+
     fn subscribe(
         &self,
         channel: String,
