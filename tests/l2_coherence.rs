@@ -2,8 +2,10 @@
 //! Coherence under faults, against real `redis-server` processes: a read
 //! racing this process's own invalidation over a slow link, write-throughs
 //! reaching other processes, an invalidation made while Redis is paused,
-//! the breaker closing after every one of many restarts under load, and at
-//! the first probe after an outage that dropped its connections.
+//! a load filling Redis while this process's invalidation is still on its
+//! way there, the breaker closing after every one of many restarts under
+//! load, and at the first probe after an outage that dropped its
+//! connections.
 //!
 //! Two `Cache`s on one server stand for two processes. Every wait is
 //! bounded.
@@ -216,6 +218,112 @@ async fn the_breaker_closes_after_every_one_of_twenty_restarts_under_load() {
         task.await.expect("no call failed");
     }
     assert!(calls.load(SeqCst) > 1_000);
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|window| window == needle)
+}
+
+/// Whether a client's chunk holds an invalidation: the script that moves a
+/// generation on and announces it on the channel.
+fn is_bump(sent: &[u8]) -> bool {
+    (contains(sent, b"\r\nEVALSHA\r\n") || contains(sent, b"\r\nEVAL\r\n"))
+        && contains(sent, b":#events\r\n")
+}
+
+/// Whether `key` exists; panics when Redis does not answer.
+fn exists(server: &RedisServer, key: &str) -> bool {
+    let reply = server.cmd(&["EXISTS", key]).expect("EXISTS answered");
+    reply
+        .as_int()
+        .unwrap_or_else(|| panic!("EXISTS replied {reply:?}"))
+        == 1
+}
+
+/// A's invalidation moves the key's generation on in A at once and in
+/// Redis only when its command arrives. A load in A meanwhile must not
+/// fill Redis under A's new value as if Redis had it: Redis would give
+/// that same value to B's invalidation, made after A's load read the
+/// database, and B would take A's fill for one made after its own write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_during_this_process_invalidation_never_fills_under_a_generation_redis_has_not_given(
+) {
+    /// How long A's invalidation takes to reach Redis, and A's timeout:
+    /// A's load and B's write and read fit in between.
+    const HELD: Duration = Duration::from_secs(2);
+    const A_TIMEOUT: Duration = Duration::from_secs(1);
+    let server = RedisServer::start();
+    let proxy = FaultProxy::start(server.port());
+    let a = redis_cache(&proxy.url(), "unconfirmed", A_TIMEOUT, None).await;
+    let b = connect(&server.url(), "unconfirmed").await;
+    let id = 40;
+    write(id, Some("1"));
+    user_invalidate(&a, id).await.expect("A reaches Redis");
+    // This runtime earns A a connection of its own (32 calls over 100 ms):
+    // A's invalidations from here on go over it, while a load from a new
+    // runtime goes over A's own runtime's connection.
+    let before = proxy.connections();
+    for _ in 0..40 {
+        a.invalidate_tag("warm-up").await.expect("A reaches Redis");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(
+        eventually(RECOVERY, async || {
+            let _ = a.invalidate_tag("warm-up").await;
+            proxy.connections() > before
+        })
+        .await,
+        "this runtime never got a connection of its own"
+    );
+
+    // A writes the key; its invalidation is held on its way to Redis.
+    write(id, Some("2"));
+    proxy.hold_requests_at(is_bump, HELD);
+    let invalidating = {
+        let a = a.clone();
+        tokio::spawn(async move { user_invalidate(&a, id).await })
+    };
+    assert!(
+        eventually(A_TIMEOUT / 2, async || proxy.fired() == 1).await,
+        "A's invalidation never left"
+    );
+    // Meanwhile A loads the key from a runtime of its own, over its other
+    // connection, and fills Redis.
+    let loaded = {
+        let a = a.clone();
+        tokio::task::spawn_blocking(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime")
+                .block_on(user(&a, id))
+        })
+        .await
+        .expect("the load returns")
+    };
+    assert_eq!(loaded.as_deref(), Some("2"));
+    assert!(
+        exists(&server, &format!("unconfirmed:v1:user:{id}")),
+        "A's load did not fill Redis (it went over the held connection)"
+    );
+    assert_eq!(proxy.fired(), 1);
+
+    // B writes the key and invalidates it before A's invalidation arrives;
+    // its read after that must not return A's older value.
+    write(id, Some("3"));
+    user_invalidate(&b, id).await.expect("B reaches Redis");
+    assert_eq!(
+        user(&b, id).await.as_deref(),
+        Some("3"),
+        "B read a value loaded before its own write, after its invalidation returned Ok"
+    );
+    let held = invalidating.await.expect("A's invalidation returns");
+    assert!(
+        held.is_err(),
+        "A's invalidation did not reach Redis in time"
+    );
 }
 
 /// A connection that dropped during an outage fails the first command sent

@@ -12,10 +12,14 @@
 //! With a shared tier, these generations mirror counters kept in Redis: a
 //! value not yet read from Redis (or forgotten when the invalidation channel
 //! reconnects) is *unknown*, and a load first learns it. Learning and
-//! invalidation messages only ever raise a generation.
+//! invalidation messages only ever raise a generation. An invalidation made
+//! here makes its generation unknown too until Redis answers with the new
+//! value: Redis may hand the same number to another process's invalidation,
+//! so a load must never fill under a value Redis has not confirmed (see
+//! [`Generations::fence_confirmed`]).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::sync::{PoisonError, RwLock};
 
 /// Key invalidations are tracked in this many slots; two keys sharing a slot
@@ -44,6 +48,71 @@ struct Named {
     known: bool,
 }
 
+/// How a generation moves.
+#[derive(Debug, Clone, Copy)]
+enum Raise {
+    /// By one, by an invalidation of this process: unknown until the shared
+    /// tier answers.
+    Local,
+    /// To a value the shared tier holds (read, or announced): known, unless
+    /// this process is already past it.
+    Learn(u64),
+    /// To a value an entry was filled under, known or not as before.
+    Keep(u64),
+}
+
+impl Raise {
+    /// The value and known flag after this raise of `value`, `known`.
+    fn apply(self, value: u64, known: bool) -> (u64, bool) {
+        match self {
+            Raise::Local => (value + 1, false),
+            Raise::Learn(to) if to >= value => (to, true),
+            Raise::Learn(_) => (value, known),
+            Raise::Keep(to) => (to.max(value), known),
+        }
+    }
+}
+
+/// The clear generation or a key slot's: the value and, in the same word,
+/// whether the shared tier is known to hold it (the low bit). One word, so
+/// that a raise by this process and the confirmation of the value before it
+/// never interleave into a raised value taken as known.
+#[derive(Debug, Default)]
+struct Counter(AtomicU64);
+
+impl Counter {
+    /// The value, and whether it is known.
+    fn load(&self) -> (u64, bool) {
+        let word = self.0.load(SeqCst);
+        (word >> 1, word & 1 == 1)
+    }
+
+    fn value(&self) -> u64 {
+        self.load().0
+    }
+
+    fn known(&self) -> bool {
+        self.load().1
+    }
+
+    /// Applies `raise`; whether the value moved.
+    fn raise(&self, raise: Raise) -> bool {
+        let apply = |word: u64| {
+            let (value, known) = raise.apply(word >> 1, word & 1 == 1);
+            value << 1 | u64::from(known)
+        };
+        let update = |word| Some(apply(word)).filter(|&next| next != word);
+        match self.0.fetch_update(SeqCst, SeqCst, update) {
+            Ok(before) => apply(before) >> 1 != before >> 1,
+            Err(_) => false,
+        }
+    }
+
+    fn forget(&self) {
+        self.0.fetch_and(!1, SeqCst);
+    }
+}
+
 type NamedMap = RwLock<HashMap<Box<str>, Named>>;
 
 #[derive(Debug)]
@@ -52,10 +121,8 @@ pub(crate) struct Generations {
     /// How many times a table of named generations was emptied.
     resets: AtomicU64,
     named_limit: usize,
-    clear: AtomicU64,
-    clear_known: AtomicBool,
-    key_slots: Box<[AtomicU64]>,
-    key_slots_known: Box<[AtomicBool]>,
+    clear: Counter,
+    key_slots: Box<[Counter]>,
     namespaces: NamedMap,
     tags: NamedMap,
 }
@@ -105,10 +172,8 @@ impl Generations {
             epoch: AtomicU64::new(0),
             resets: AtomicU64::new(0),
             named_limit,
-            clear: AtomicU64::new(0),
-            clear_known: AtomicBool::new(false),
-            key_slots: (0..KEY_SLOTS).map(|_| AtomicU64::new(0)).collect(),
-            key_slots_known: (0..KEY_SLOTS).map(|_| AtomicBool::new(false)).collect(),
+            clear: Counter::default(),
+            key_slots: (0..KEY_SLOTS).map(|_| Counter::default()).collect(),
             namespaces: RwLock::default(),
             tags: RwLock::default(),
         }
@@ -124,14 +189,18 @@ impl Generations {
     }
 
     fn named(map: &NamedMap, name: &str) -> u64 {
-        let map = map.read().unwrap_or_else(PoisonError::into_inner);
-        map.get(name).map_or(0, |n| n.value)
+        Self::named_state(map, name).value
     }
 
-    /// Raises a named generation to `to`, or by one when `to` is `None`.
-    /// Returns whether it moved. A name beyond the table's limit empties
-    /// the table first (see [`NAMED_LIMIT`]).
-    fn raise_named(&self, map: &NamedMap, name: &str, to: Option<u64>, known: bool) -> bool {
+    fn named_state(map: &NamedMap, name: &str) -> Named {
+        let map = map.read().unwrap_or_else(PoisonError::into_inner);
+        map.get(name).copied().unwrap_or_default()
+    }
+
+    /// Applies `raise` to a named generation; whether it moved. A name
+    /// beyond the table's limit empties the table first (see
+    /// [`NAMED_LIMIT`]).
+    fn raise_named(&self, map: &NamedMap, name: &str, raise: Raise) -> bool {
         let mut map = map.write().unwrap_or_else(PoisonError::into_inner);
         let entry = match map.get_mut(name) {
             Some(entry) => entry,
@@ -146,20 +215,19 @@ impl Generations {
                 map.entry(name.into()).or_default()
             }
         };
-        let target = to.unwrap_or(entry.value + 1).max(entry.value);
-        let moved = target != entry.value;
-        entry.value = target;
-        entry.known |= known;
+        let (value, known) = raise.apply(entry.value, entry.known);
+        let moved = value != entry.value;
+        *entry = Named { value, known };
         moved
     }
 
-    fn raise(counter: &AtomicU64, to: Option<u64>) -> bool {
-        match to {
-            Some(to) => counter.fetch_max(to, SeqCst) < to,
-            None => {
-                counter.fetch_add(1, SeqCst);
-                true
-            }
+    /// Applies `raise` to one generation; whether it moved.
+    fn raise(&self, id: &GenId, raise: Raise) -> bool {
+        match id {
+            GenId::Clear => self.clear.raise(raise),
+            GenId::KeySlot(slot) => self.key_slots[*slot].raise(raise),
+            GenId::Namespace(ns) => self.raise_named(&self.namespaces, ns, raise),
+            GenId::Tag(tag) => self.raise_named(&self.tags, tag, raise),
         }
     }
 
@@ -167,34 +235,21 @@ impl Generations {
     pub(crate) fn unknown(&self, ids: impl IntoIterator<Item = GenId>) -> Vec<GenId> {
         ids.into_iter()
             .filter(|id| match id {
-                GenId::Clear => !self.clear_known.load(SeqCst),
-                GenId::KeySlot(slot) => !self.key_slots_known[*slot].load(SeqCst),
-                GenId::Namespace(ns) => !Self::is_known(&self.namespaces, ns),
-                GenId::Tag(tag) => !Self::is_known(&self.tags, tag),
+                GenId::Clear => !self.clear.known(),
+                GenId::KeySlot(slot) => !self.key_slots[*slot].known(),
+                GenId::Namespace(ns) => !Self::named_state(&self.namespaces, ns).known,
+                GenId::Tag(tag) => !Self::named_state(&self.tags, tag).known,
             })
             .collect()
-    }
-    fn is_known(map: &NamedMap, name: &str) -> bool {
-        let map = map.read().unwrap_or_else(PoisonError::into_inner);
-        map.get(name).is_some_and(|n| n.known)
     }
 
     /// Records a value read from the shared tier or announced on the
     /// invalidation channel: raises the generation to it and marks it known.
+    /// A value below this process's own changes nothing: this process is
+    /// past it, and whether the shared tier has caught up is still to be
+    /// learned (an invalidation of its own on its way there, say).
     pub(crate) fn learn(&self, id: &GenId, value: u64) {
-        let moved = match id {
-            GenId::Clear => {
-                self.clear_known.store(true, SeqCst);
-                Self::raise(&self.clear, Some(value))
-            }
-            GenId::KeySlot(slot) => {
-                self.key_slots_known[*slot].store(true, SeqCst);
-                Self::raise(&self.key_slots[*slot], Some(value))
-            }
-            GenId::Namespace(ns) => self.raise_named(&self.namespaces, ns, Some(value), true),
-            GenId::Tag(tag) => self.raise_named(&self.tags, tag, Some(value), true),
-        };
-        if moved {
+        if self.raise(id, Raise::Learn(value)) {
             self.epoch.fetch_add(1, SeqCst);
         }
     }
@@ -204,26 +259,18 @@ impl Generations {
     /// ahead of the shared tier, and only a read of the tier itself (which
     /// raises the tier to this process's value) may confirm it.
     pub(crate) fn raise_to(&self, id: &GenId, value: u64) {
-        let moved = match id {
-            GenId::Clear => Self::raise(&self.clear, Some(value)),
-            GenId::KeySlot(slot) => Self::raise(&self.key_slots[*slot], Some(value)),
-            GenId::Namespace(ns) => self.raise_named(&self.namespaces, ns, Some(value), false),
-            GenId::Tag(tag) => self.raise_named(&self.tags, tag, Some(value), false),
-        };
-        if moved {
+        if self.raise(id, Raise::Keep(value)) {
             self.epoch.fetch_add(1, SeqCst);
         }
     }
 
     /// Learns a generation another process announced (or the shared tier
-    /// reported), except one below this process's own value while that is
-    /// not yet confirmed by the shared tier (after a reconnection): the
-    /// store lost it, and the next load must read it and raise it there
+    /// reported), as [`learn`](Self::learn): one below this process's own
+    /// value changes nothing, so a value this process has not had confirmed
+    /// (after a reconnection, the store lost it; or an invalidation on its
+    /// way) stays unknown, and the next load reads it and raises it there
     /// (`L2::fetch_generation_at_least`) rather than take it as known.
     pub(crate) fn learn_announced(&self, id: &GenId, generation: u64) {
-        if generation < self.get(id) && !self.unknown([id.clone()]).is_empty() {
-            return;
-        }
         self.learn(id, generation);
     }
 
@@ -240,9 +287,9 @@ impl Generations {
     /// messages sent meanwhile are lost.
     pub(crate) fn forget_all(&self) {
         self.void_entries();
-        self.clear_known.store(false, SeqCst);
-        for known in self.key_slots_known.iter() {
-            known.store(false, SeqCst);
+        self.clear.forget();
+        for slot in self.key_slots.iter() {
+            slot.forget();
         }
         for map in [&self.namespaces, &self.tags] {
             let mut map = map.write().unwrap_or_else(PoisonError::into_inner);
@@ -256,8 +303,8 @@ impl Generations {
     /// The current value of one generation.
     pub(crate) fn get(&self, id: &GenId) -> u64 {
         match id {
-            GenId::Clear => self.clear.load(SeqCst),
-            GenId::KeySlot(slot) => self.key_slots[*slot].load(SeqCst),
+            GenId::Clear => self.clear.value(),
+            GenId::KeySlot(slot) => self.key_slots[*slot].value(),
             GenId::Namespace(ns) => Self::named(&self.namespaces, ns),
             GenId::Tag(tag) => Self::named(&self.tags, tag),
         }
@@ -279,27 +326,49 @@ impl Generations {
         namespace: Option<&'static str>,
         tags: Vec<String>,
     ) -> Fence {
+        self.fence_confirmed(key, namespace, tags).0
+    }
+
+    /// [`fence`](Self::fence), and whether every generation in it was
+    /// known (confirmed by the shared tier) as it was read. Only such a
+    /// fence may go with a fill of the shared tier: a value this process
+    /// raised itself may not be in the tier yet, and the tier may then hand
+    /// the same value to another process's invalidation, which would take
+    /// this fill, loaded before it, for one loaded after.
+    pub(crate) fn fence_confirmed(
+        &self,
+        key: &str,
+        namespace: Option<&'static str>,
+        tags: Vec<String>,
+    ) -> (Fence, bool) {
         let epoch = self.epoch.load(SeqCst);
         let key_slot = self.slot(key);
         let resets = self.resets.load(SeqCst) as u32;
-        let clear = self.clear.load(SeqCst);
-        let key_generation = self.key_slots[key_slot].load(SeqCst);
-        let namespace = namespace.map(|ns| (ns, Self::named(&self.namespaces, ns)));
+        let (clear, clear_known) = self.clear.load();
+        let (key_generation, key_known) = self.key_slots[key_slot].load();
+        let mut known = clear_known && key_known;
+        let namespace = namespace.map(|ns| {
+            let named = Self::named_state(&self.namespaces, ns);
+            known &= named.known;
+            (ns, named.value)
+        });
         let tags = tags
             .into_iter()
             .map(|t| {
-                let g = Self::named(&self.tags, &t);
-                (t.into_boxed_str(), g)
+                let named = Self::named_state(&self.tags, &t);
+                known &= named.known;
+                (t.into_boxed_str(), named.value)
             })
             .collect();
-        Fence {
+        let fence = Fence {
             epoch,
             clear,
             key_generation,
             resets,
             key_slot: key_slot as u16,
             named: NamedFence::boxed(namespace, tags),
-        }
+        };
+        (fence, known)
     }
 
     /// Whether nothing the fence covers was invalidated since it was taken.
@@ -315,8 +384,8 @@ impl Generations {
     /// elsewhere (a shared-tier entry's), which the epoch never vouched for.
     pub(crate) fn matches(&self, fence: &Fence) -> bool {
         self.resets.load(SeqCst) as u32 == fence.resets
-            && self.clear.load(SeqCst) == fence.clear
-            && self.key_slots[usize::from(fence.key_slot)].load(SeqCst) == fence.key_generation
+            && self.clear.value() == fence.clear
+            && self.key_slots[usize::from(fence.key_slot)].value() == fence.key_generation
             && fence.named.as_deref().is_none_or(|named| {
                 named
                     .namespace
@@ -350,23 +419,12 @@ impl Generations {
         self.invalidate(&GenId::KeySlot(self.slot(key)), to);
     }
 
-    /// Raises one generation (by one, or to `to`) and moves the epoch, so
-    /// every entry it covers stops matching.
+    /// Raises one generation and moves the epoch, so every entry it covers
+    /// stops matching: to `to` when the shared tier assigned it (known), or
+    /// by one, this process's own raise, which leaves it unknown until the
+    /// shared tier answers (see [`fence_confirmed`](Self::fence_confirmed)).
     pub(crate) fn invalidate(&self, id: &GenId, to: Option<u64>) {
-        match id {
-            GenId::Clear => {
-                Self::raise(&self.clear, to);
-            }
-            GenId::KeySlot(slot) => {
-                Self::raise(&self.key_slots[*slot], to);
-            }
-            GenId::Namespace(ns) => {
-                self.raise_named(&self.namespaces, ns, to, to.is_some());
-            }
-            GenId::Tag(tag) => {
-                self.raise_named(&self.tags, tag, to, to.is_some());
-            }
-        }
+        self.raise(id, to.map_or(Raise::Local, Raise::Learn));
         self.epoch.fetch_add(1, SeqCst);
     }
 }
@@ -472,6 +530,33 @@ mod tests {
         assert!(g.is_current(&f));
         g.learn(&tag, 6);
         assert!(!g.is_current(&f));
+    }
+
+    #[test]
+    fn a_local_invalidation_stays_unconfirmed_until_the_shared_tier_gives_its_value() {
+        let g = Generations::new();
+        let slot = GenId::KeySlot(g.slot("k"));
+        let tag = GenId::Tag("t".into());
+        g.learn(&GenId::Clear, 0);
+        g.learn(&slot, 4);
+        g.learn(&tag, 2);
+        assert!(g.fence_confirmed("k", None, vec!["t".into()]).1);
+        for id in [&slot, &tag] {
+            let before = g.get(id);
+            g.invalidate(id, None);
+            assert_eq!(g.unknown([id.clone()]), vec![id.clone()]);
+            let (fence, confirmed) = g.fence_confirmed("k", None, vec!["t".into()]);
+            assert!(!confirmed, "{id:?}: raised here only");
+            // What the tier held before the invalidation arrived there
+            // confirms nothing, and lowers nothing.
+            g.learn(id, before);
+            assert!(!g.fence_confirmed("k", None, vec!["t".into()]).1);
+            assert!(g.is_current(&fence));
+            // The tier's answer to the invalidation does.
+            g.learn(id, before + 1);
+            assert!(g.fence_confirmed("k", None, vec!["t".into()]).1);
+            assert!(g.is_current(&fence));
+        }
     }
 
     #[test]

@@ -484,6 +484,7 @@ impl<'c> Load<'c> {
                 tags: tags.clone(),
                 redis_key: String::new(),
                 fence: None,
+                confirmed: false,
                 era: 0,
                 ids: Vec::new(),
                 newer_than: 0,

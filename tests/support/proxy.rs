@@ -128,6 +128,10 @@ enum ProxyFault {
     /// The chunk is dropped, never reaching the server, and its connection
     /// is closed both ways (a connection reset mid-command).
     Cut,
+    /// The chunk, and everything its client sends after it on that
+    /// connection, reaches the server only this long after it was sent,
+    /// as over a congested link; the client's other connections go on.
+    HoldRequests(Duration),
 }
 
 /// What the threads of a [`FaultProxy`] share.
@@ -181,7 +185,8 @@ impl FaultState {
 /// A TCP proxy on 127.0.0.1 in front of a real server, without latency of
 /// its own, that injects faults on cue: replies held past a client's
 /// timeout after a given command ([`FaultProxy::hold_replies_after`]), a
-/// command lost with its connection ([`FaultProxy::cut_at`]), every
+/// command held on its way to the server ([`FaultProxy::hold_requests_at`]),
+/// a command lost with its connection ([`FaultProxy::cut_at`]), every
 /// connection reset at once ([`FaultProxy::reset`]), latency added to every
 /// reply ([`FaultProxy::set_reply_delay`]) and a blackhole, where commands
 /// still reach the server but no reply comes back until it ends
@@ -260,6 +265,17 @@ impl FaultProxy {
     }
 
     /// Arms a one-shot fault: the first chunk a client sends that `matches`
+    /// accepts, and the rest of that connection's chunks after it, reach the
+    /// server only `delay` later.
+    pub fn hold_requests_at(
+        &self,
+        matches: impl Fn(&[u8]) -> bool + Send + 'static,
+        delay: Duration,
+    ) {
+        self.arm(Box::new(matches), ProxyFault::HoldRequests(delay));
+    }
+
+    /// Arms a one-shot fault: the first chunk a client sends that `matches`
     /// accepts never reaches the server, and its connection is closed both
     /// ways.
     pub fn cut_at(&self, matches: impl Fn(&[u8]) -> bool + Send + 'static) {
@@ -286,6 +302,15 @@ impl FaultProxy {
     /// How many armed faults have fired so far.
     pub fn fired(&self) -> usize {
         self.state.fired.load(SeqCst)
+    }
+
+    /// How many client connections are open.
+    pub fn connections(&self) -> usize {
+        self.state
+            .open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len()
     }
 
     /// Holds every reply from the server for `delay` before it goes on to
@@ -340,6 +365,12 @@ fn faulty_upstream(
 ) {
     forward(from, to, &state.stop, |sent| match state.fire(sent) {
         Some(ProxyFault::Cut) => false,
+        // This thread forwards the connection's chunks in order: the ones
+        // after it wait too.
+        Some(ProxyFault::HoldRequests(delay)) => {
+            thread::sleep(delay);
+            true
+        }
         Some(ProxyFault::HoldReplies(delay)) => {
             // Set before the command goes on, so its reply cannot slip past.
             *hold

@@ -21,6 +21,10 @@ use crate::spec::Spec;
 use crate::stats::Counters;
 use crate::value::ValueCodec;
 
+/// How many times [`L2Load::prepare`] learns generations at most before it
+/// gives up on a confirmed fence.
+const PREPARE_TRIES: u32 = 3;
+
 /// What a load needs to use the shared tier.
 #[derive(Clone)]
 pub(super) struct L2Load {
@@ -38,6 +42,10 @@ pub(super) struct L2Load {
     /// Set by [`prepare`](Self::prepare).
     pub(super) redis_key: String,
     pub(super) fence: Option<Fence>,
+    /// Whether every generation in [`fence`](Self::fence) was confirmed by
+    /// the shared tier when it was taken: only then may the load fill the
+    /// tier (see [`Generations::fence_confirmed`]).
+    pub(super) confirmed: bool,
     /// The invalidation channel's era when [`prepare`](Self::prepare)
     /// began.
     pub(super) era: u64,
@@ -112,21 +120,36 @@ impl L2Load {
     /// Learns the generations this key depends on that this process does
     /// not know yet, then takes the load's fence and names the Redis key.
     /// The error when the tier could not be reached.
+    ///
+    /// An invalidation by this process that is still on its way to the tier
+    /// leaves its generation unknown; learning it raises the tier to this
+    /// process's value first. Should another one come between the learning
+    /// and the fence, the load learns again, a few times at most, and then
+    /// goes on without filling the tier.
     pub(super) async fn prepare(mut self: Box<Self>) -> Result<Box<L2Load>, L2Error> {
         self.era = self.l2.era();
-        let tags = self.tags.clone();
         self.ids = self.generation_ids();
-        for id in self.generations.unknown(self.ids.iter().cloned()) {
-            let floor = self.generations.get(&id);
-            match self.l2.fetch_generation_at_least(&id, floor).await {
-                Ok(value) => self.generations.learn(&id, value),
-                Err(e) => {
-                    self.error(&e);
-                    return Err(e);
+        let mut tries = 0;
+        let fence = loop {
+            for id in self.generations.unknown(self.ids.iter().cloned()) {
+                let floor = self.generations.get(&id);
+                match self.l2.fetch_generation_at_least(&id, floor).await {
+                    Ok(value) => self.generations.learn(&id, value),
+                    Err(e) => {
+                        self.error(&e);
+                        return Err(e);
+                    }
                 }
             }
-        }
-        let fence = self.generations.fence(&self.key, self.spec.namespace, tags);
+            let (fence, confirmed) =
+                self.generations
+                    .fence_confirmed(&self.key, self.spec.namespace, self.tags.clone());
+            tries += 1;
+            if confirmed || tries == PREPARE_TRIES {
+                self.confirmed = confirmed;
+                break fence;
+            }
+        };
         let namespace = self.spec.namespace.zip(fence.namespace_generation());
         self.redis_key = self
             .l2
@@ -373,6 +396,12 @@ impl L2Load {
         let (Some(fill), Some(fence)) = (fill, self.fence.as_ref()) else {
             return Ok(());
         };
+        // A fence with a generation the tier has not confirmed: the tier
+        // may give that value to another process's invalidation, whose
+        // readers would take this value for a newer one.
+        if !self.confirmed {
+            return Ok(());
+        }
         if !self.generations.is_current(fence) || self.missed_messages() {
             // An invalidation came first: the value must not be stored.
             return Ok(());
