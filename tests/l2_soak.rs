@@ -1859,19 +1859,26 @@ impl Figures {
             let fault_secs = p
                 .run
                 .fault_ms
-                .map_or(p.run.end_ms - p.run.start_ms, |(from, to)| to - from);
+                .map_or(p.run.end_ms.saturating_sub(p.run.start_ms), |(from, to)| {
+                    to.saturating_sub(from)
+                });
             let recovered = match p.recovered_ms {
                 None => "-".to_owned(),
                 Some(None) => format!(
                     "> {:.1} s",
-                    (p.run.end_ms - p.run.fault_ms.map_or(p.run.end_ms, |f| f.1)) as f64 / 1_000.0
+                    // A fault may be lifted a moment after its phase's end.
+                    p.run
+                        .end_ms
+                        .saturating_sub(p.run.fault_ms.map_or(p.run.end_ms, |f| f.1))
+                        as f64
+                        / 1_000.0
                 ),
                 Some(Some(ms)) => format!("{ms} ms"),
             };
             let _ = writeln!(
                 out,
                 "  {:>6.1} {:<24} {:>5.1} | {:>8.0} {:>9} {:>11} | {:>8} {:>9} | {:>9} {:>8}",
-                (p.run.start_ms - self.start_ms) as f64 / 1_000.0,
+                p.run.start_ms.saturating_sub(self.start_ms) as f64 / 1_000.0,
                 p.run.name,
                 fault_secs as f64 / 1_000.0,
                 p.calls_per_s,
