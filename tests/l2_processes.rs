@@ -14,14 +14,12 @@
 mod support;
 
 use std::collections::HashMap;
-use std::io::Read;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use cachette::{cache, Cache};
 use support::cache::redis_cache;
+use support::child::ChildProcess;
 use support::redis::{redis_cmd, RedisConn, RedisServer, RespValue};
 use support::wait::eventually_blocking_every;
 
@@ -93,109 +91,14 @@ async fn process_cache(port: u16, lock_timeout: Duration) -> Cache {
 // ---------------------------------------------------------------------------
 // Child processes.
 
-/// A child process running [`child_process`] in `role`; killed (SIGKILL) when
-/// dropped while it runs.
-struct ChildProcess {
-    role: String,
-    child: Child,
-    output: Arc<Mutex<Vec<u8>>>,
-    readers: Vec<thread::JoinHandle<()>>,
-}
-
-impl ChildProcess {
-    fn spawn(role: &str, port: u16) -> ChildProcess {
-        let exe = std::env::current_exe().expect("the test binary's path");
-        let mut child = Command::new(exe)
-            .args(["--exact", CHILD_TEST, "--nocapture", "--test-threads=1"])
-            .env(ROLE, role)
-            .env(PORT, port.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("re-executes the test binary");
-        let output = Arc::new(Mutex::new(Vec::new()));
-        let mut readers = Vec::new();
-        let pipes: [Option<Box<dyn Read + Send>>; 2] = [
-            child
-                .stdout
-                .take()
-                .map(|p| Box::new(p) as Box<dyn Read + Send>),
-            child
-                .stderr
-                .take()
-                .map(|p| Box::new(p) as Box<dyn Read + Send>),
-        ];
-        for mut pipe in pipes.into_iter().flatten() {
-            let output = Arc::clone(&output);
-            readers.push(thread::spawn(move || {
-                let mut buf = [0; 4096];
-                while let Ok(n @ 1..) = pipe.read(&mut buf) {
-                    output.lock().unwrap().extend_from_slice(&buf[..n]);
-                }
-            }));
-        }
-        ChildProcess {
-            role: role.to_owned(),
-            child,
-            output,
-            readers,
-        }
-    }
-
-    fn output(&mut self) -> String {
-        for reader in self.readers.drain(..) {
-            let _ = reader.join();
-        }
-        String::from_utf8_lossy(&self.output.lock().unwrap()).into_owned()
-    }
-
-    /// Waits for the child to exit, for at most `limit` (then kills it).
-    fn wait(&mut self, limit: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + limit;
-        loop {
-            match self.child.try_wait() {
-                Ok(Some(status)) => return Some(status),
-                Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(10)),
-                _ => {
-                    self.kill();
-                    return None;
-                }
-            }
-        }
-    }
-
-    /// Waits for the child to pass its test; panics with its output if it
-    /// fails or runs longer than `limit`.
-    fn succeeds(mut self, limit: Duration) {
-        let status = self.wait(limit);
-        if status.is_some_and(|s| s.success()) {
-            return;
-        }
-        let role = self.role.clone();
-        panic!(
-            "child `{role}` {}; its output:\n{}",
-            match status {
-                Some(status) => format!("failed ({status})"),
-                None => format!("did not finish within {limit:?}"),
-            },
-            self.output()
-        );
-    }
-
-    /// SIGKILL, as `kill -9` does.
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for ChildProcess {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            self.kill();
-        }
-    }
+/// A child process running [`child_process`] in `role`, on the Redis at
+/// `port`; killed (SIGKILL) when dropped while it runs.
+fn spawn_child(role: &str, port: u16) -> ChildProcess {
+    ChildProcess::spawn(
+        role,
+        CHILD_TEST,
+        &[(ROLE, role.to_owned()), (PORT, port.to_string())],
+    )
 }
 
 /// The entry point of child processes: does nothing unless a parent test
@@ -289,7 +192,7 @@ fn g5_processes_sharing_redis_run_a_cold_keys_body_once() {
     let server = RedisServer::start();
     let port = server.port();
     let children: Vec<ChildProcess> = (0..G5_PROCESSES)
-        .map(|_| ChildProcess::spawn("g5_caller", port))
+        .map(|_| spawn_child("g5_caller", port))
         .collect();
     wait_until(Duration::from_secs(15), "every child to be ready", || {
         get_int(port, "ready") == G5_PROCESSES as i64
@@ -361,9 +264,9 @@ fn g5_a_waiter_runs_the_body_itself_after_the_lock_timeout_when_the_holder_is_ki
     const WAITERS: usize = 3;
     let server = RedisServer::start();
     let port = server.port();
-    let mut holder = ChildProcess::spawn("g5_holder", port);
+    let mut holder = spawn_child("g5_holder", port);
     let waiters: Vec<ChildProcess> = (0..WAITERS)
-        .map(|_| ChildProcess::spawn("g5_waiter", port))
+        .map(|_| spawn_child("g5_waiter", port))
         .collect();
     wait_until(Duration::from_secs(15), "every child to be ready", || {
         get_int(port, "ready") == 1 + WAITERS as i64
@@ -524,7 +427,7 @@ async fn g6_an_invalidation_by_one_process_reaches_another_processes_l1() {
     let server = RedisServer::start();
     let port = server.port();
     g6_settle(port, "v1");
-    let reader = ChildProcess::spawn("g6_reader", port);
+    let reader = spawn_child("g6_reader", port);
     let a = process_cache(port, Duration::from_secs(3)).await;
     wait_until(
         Duration::from_secs(15),
@@ -579,7 +482,7 @@ async fn g6_an_invalidation_by_one_process_reaches_another_processes_l1() {
 /// cache.
 async fn reader_holding_profile(port: u16, value: &str) -> (ChildProcess, Cache) {
     g6_settle(port, value);
-    let reader = ChildProcess::spawn("g6_reader", port);
+    let reader = spawn_child("g6_reader", port);
     let a = process_cache(port, Duration::from_secs(3)).await;
     wait_until(
         Duration::from_secs(15),
@@ -830,7 +733,7 @@ async fn g7_check(port: u16, id: u64, old: &str, new: &str) {
 async fn g7_a_load_that_began_before_another_processes_invalidation_never_becomes_visible() {
     let server = RedisServer::start();
     let port = server.port();
-    let loader = ChildProcess::spawn("g7_loader", port);
+    let loader = spawn_child("g7_loader", port);
     let a = process_cache(port, Duration::from_secs(3)).await;
     for (id, how) in [(1, "key"), (2, "tag"), (3, "namespace"), (4, "clear")] {
         let old = format!("old-{id}-stale");
@@ -858,7 +761,7 @@ async fn g7_a_load_in_flight_while_its_invalidation_message_is_lost_is_not_serve
 ) {
     let server = RedisServer::start();
     let port = server.port();
-    let loader = ChildProcess::spawn("g7_loader", port);
+    let loader = spawn_child("g7_loader", port);
     let a = process_cache(port, Duration::from_secs(3)).await;
     // Kill every subscriber connection and invalidate before they are back:
     // nobody hears the message. When a subscriber came back in between,
@@ -978,7 +881,7 @@ fn g11_processes_sharing_redis_refresh_a_stale_key_once_while_callers_get_the_ol
     let port = server.port();
     cmd(port, &["SET", "db:g11", "v1"]);
     let children: Vec<ChildProcess> = (0..G11_PROCESSES)
-        .map(|_| ChildProcess::spawn("g11_caller", port))
+        .map(|_| spawn_child("g11_caller", port))
         .collect();
     wait_until(Duration::from_secs(20), "every child to be ready", || {
         get_int(port, "ready") == G11_PROCESSES as i64
@@ -1079,7 +982,7 @@ async fn tag_reader(port: u16) {
 async fn a_typed_tag_companion_on_a_methods_own_cache_reaches_another_process() {
     let server = RedisServer::start();
     let port = server.port();
-    let reader = ChildProcess::spawn("tag_reader", port);
+    let reader = spawn_child("tag_reader", port);
     let docs = Docs {
         cache: process_cache(port, Duration::from_secs(3)).await,
         port,
