@@ -425,3 +425,50 @@ mod g15 {
         assert_eq!(s.stale_served, SECONDS * 10 * 100);
     }
 }
+
+mod caller_fallback {
+    use super::*;
+    use cachette::cache;
+    manual_cache!();
+
+    static FAIL: AtomicBool = AtomicBool::new(false);
+
+    /// `refresh = "caller"` and only `stale`: a refresh whose body fails
+    /// inside the window answers with the stored value; after it, the error.
+    #[cache(key = "stock:<id>", ttl = 10, stale = 60, refresh = "caller", cache = CACHE, tier = "l1")]
+    fn stock(id: u64) -> Result<u64, String> {
+        match FAIL.load(SeqCst) {
+            true => Err("warehouse down".into()),
+            false => Ok(id),
+        }
+    }
+
+    #[test]
+    fn a_caller_run_refresh_that_fails_inside_the_stale_window_returns_the_stored_value() {
+        assert_eq!(stock(4), Ok(4));
+        FAIL.store(true, SeqCst);
+        CLOCK.advance(Duration::from_secs(11));
+        assert_eq!(
+            stock(4),
+            Ok(4),
+            "the refreshing caller falls back on the stale value"
+        );
+        let s = CACHE
+            .stats()
+            .function("freshness::caller_fallback::stock")
+            .cloned()
+            .unwrap();
+        assert_eq!(
+            (s.refreshes, s.refresh_errors, s.errors_served_stale),
+            (1, 1, 1),
+            "{s:?}"
+        );
+        assert_eq!(
+            stock(4),
+            Ok(4),
+            "inside the pause after the failure, served stale"
+        );
+        CLOCK.advance(Duration::from_secs(60));
+        assert_eq!(stock(4), Err("warehouse down".to_owned()));
+    }
+}
