@@ -692,3 +692,84 @@ mod g10 {
         );
     }
 }
+
+/// Stats tell functions apart by name: a method's default name includes its
+/// type, so that two types' methods of the same name are counted apart.
+mod stats_names {
+    use super::*;
+    use cachette::cache;
+    manual_cache!();
+
+    struct Users;
+    struct Orders;
+    struct Wrapper<T>(T);
+
+    impl Users {
+        #[cache(key = "user:<id>", ttl = 60, cache = CACHE, tier = "l1", skip(self))]
+        fn get(&self, id: u64) -> u64 {
+            id
+        }
+    }
+
+    impl Orders {
+        #[cache(key = "order:<id>", ttl = 60, cache = CACHE, tier = "l1", skip(self))]
+        fn get(&self, id: u64) -> u64 {
+            id + 1
+        }
+
+        #[cache(key = "order_count:<id>", ttl = 60, cache = CACHE, tier = "l1")]
+        fn count(id: u64) -> Self {
+            let _ = id;
+            Orders
+        }
+
+        #[cache(key = "named:<id>", ttl = 60, cache = CACHE, tier = "l1", skip(self), name = "orders.named")]
+        fn named(&self, id: u64) -> u64 {
+            id
+        }
+    }
+
+    impl Clone for Orders {
+        fn clone(&self) -> Self {
+            Orders
+        }
+    }
+
+    impl<T: Sync> Wrapper<T> {
+        #[cache(key = "wrapped:<id>", ttl = 60, cache = CACHE, tier = "l1", skip(self))]
+        fn get(&self, id: u64) -> u64 {
+            id + 2
+        }
+    }
+
+    #[cache(key = "free:<id>", ttl = 60, cache = CACHE, tier = "l1")]
+    fn get(id: u64) -> u64 {
+        id + 3
+    }
+
+    #[test]
+    fn a_methods_default_name_includes_its_type_and_an_explicit_name_is_kept() {
+        for _ in 0..2 {
+            assert_eq!(Users.get(1), 1);
+            assert_eq!(Orders.get(1), 2);
+            assert_eq!(Wrapper(String::new()).get(1), 3);
+            assert_eq!(get(1), 4);
+            let _ = Orders::count(1);
+            assert_eq!(Orders.named(1), 1);
+        }
+        let stats = CACHE.stats();
+        for name in [
+            "guarantees::stats_names::Users::get",
+            "guarantees::stats_names::Orders::get",
+            "guarantees::stats_names::Orders::count",
+            "guarantees::stats_names::Wrapper::get",
+            "guarantees::stats_names::get",
+            "orders.named",
+        ] {
+            let function = stats
+                .function(name)
+                .unwrap_or_else(|| panic!("no stats named {name}: {stats:?}"));
+            assert_eq!((function.l1_hits, function.misses), (1, 1), "{name}");
+        }
+    }
+}

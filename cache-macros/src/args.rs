@@ -165,7 +165,7 @@ pub(crate) const ARGS: &[ArgDef] = &[
         written: "`name = \"users.get\"`",
         example: "name = \"users.get\"",
         doc: "name in stats, traces and metrics",
-        default: "`module_path::fn_name`",
+        default: "`module_path::fn_name` (`module_path::Type::method` for a method)",
         kind: Kind::Value(|cx, args, _, value| {
             args.name = function_name(cx, value).map(|n| Arg::at_value(n, value));
         }),

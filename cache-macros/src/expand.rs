@@ -17,7 +17,7 @@ use syn::{AttrStyle, Attribute, FnArg, Generics, Ident, Meta, Type};
 
 use crate::args::Tier;
 use crate::companions::{internal, turbofish, Companions};
-use crate::plan::{CacheSource, Piece, Plan, Rendering};
+use crate::plan::{CacheSource, Piece, Plan, Rendering, Scope};
 use crate::signature::{generics_needed, mentioned_names, ParamKind};
 
 /// The wrapper, the two helpers and the five companions.
@@ -169,6 +169,14 @@ impl<'a> Generator<'a> {
         let where_clause = &generics.where_clause;
         let site = internal("__CACHETTE_SITE");
         let spec = self.spec();
+        // A method's default stats name says its type, which only the
+        // compiler knows: `Self` is read here, inside the `impl`.
+        let site_ref = match (&self.plan.spec.name, self.plan.outline.scope) {
+            (None, Scope::Associated) => {
+                quote!(#site.owned_by(::core::any::type_name::<Self>))
+            }
+            _ => quote!(&#site),
+        };
         let codec = self.value_codec();
         let count = self.plan.tags.len();
         let escapes = self.plan.tags.iter().map(|tag| {
@@ -186,7 +194,7 @@ impl<'a> Generator<'a> {
                 [#private::Escape; #count],
             ) #where_clause {
                 static #site: #private::Site = #private::Site::new(#spec);
-                (&#site, #codec, [#(#escapes),*])
+                (#site_ref, #codec, [#(#escapes),*])
             }
         }
     }

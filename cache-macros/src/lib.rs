@@ -15,6 +15,7 @@ mod args;
 mod companions;
 mod ctxt;
 mod derive;
+mod enclosing;
 mod expand;
 mod fallback;
 mod plan;
@@ -146,7 +147,7 @@ pub fn derive_key_part(item: TokenStream) -> TokenStream {
 /// | `tier = "both"` | `"l1"`, `"l2"` or `"both"` | `"both"` |
 /// | `skip(db, self)` | parameters that do not shape the result | none |
 /// | `cache = EXPR` | the cache to use, a `Cache` or `&Cache` expression; may use parameters, which then pick the cache instead of going into the key | the global cache |
-/// | `name = "users.get"` | name in stats, traces and metrics | `module_path::fn_name` |
+/// | `name = "users.get"` | name in stats, traces and metrics | `module_path::fn_name` (`module_path::Type::method` for a method) |
 /// | `crate = "path"` | path of the `cachette` crate in generated code | `::cachette` |
 /// | `stale = 60` | after the TTL, serve the stored value for up to this long while one refresh runs | 0 |
 /// | `stale_if_error = 600` | if the body fails, return the stored value when its TTL ended less than this ago (`Result` return types) | 0 |
@@ -268,7 +269,31 @@ pub fn derive_key_part(item: TokenStream) -> TokenStream {
 ///   default keys share entries; give one of them a `key`.
 #[proc_macro_attribute]
 pub fn cache(args: TokenStream, item: TokenStream) -> TokenStream {
+    let call_site = proc_macro::Span::call_site();
+    let trait_impl = call_site
+        .local_file()
+        .and_then(|file| enclosing::trait_impl_around(&file, call_site.line(), call_site.column()));
+    if let Some(header) = trait_impl {
+        return in_trait_impl(&header, item.into()).into();
+    }
     expand_attribute(args.into(), item.into()).into()
+}
+
+/// The one error for `#[cache]` on a method of a trait `impl`, where the
+/// companions cannot go; the method is kept as written, so that nothing
+/// else is reported.
+fn in_trait_impl(header: &str, item: proc_macro2::TokenStream) -> proc_macro2::TokenStream {
+    let name = syn::parse2::<syn::ImplItemFn>(item.clone())
+        .map(|function| function.sig.ident.to_string())
+        .unwrap_or_else(|_| "fn".to_owned());
+    let message = format!(
+        "`#[cache]` goes on an inherent method, not on one in `{header}`: the functions it adds \
+         beside `{name}` (`{name}_invalidate`, `{name}_put`, ..) cannot be members of the trait; \
+         put the cached method in an inherent `impl` of the type, under another name such as \
+         `{name}_cached`, and call it from the trait method"
+    );
+    let error = syn::Error::new(Span::call_site(), message).to_compile_error();
+    quote::quote!(#error #item)
 }
 
 /// The whole attribute on `proc_macro2` tokens, so unit tests can run it.

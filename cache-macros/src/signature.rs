@@ -140,7 +140,7 @@ pub(crate) fn parse_item(cx: &Ctxt, tokens: TokenStream) -> Option<ItemFn> {
                 Ok(method) if method.default.is_none() => cx.error_spanned_by(
                     &method.sig,
                     format!(
-                        "`#[cache]` needs a function body to wrap; put it on `{}` in each `impl` of the trait instead",
+                        "`#[cache]` needs a function body to wrap; put it on a method of an inherent `impl` of each implementing type, and have `{}` call it",
                         method.sig.ident
                     ),
                 ),

@@ -22,7 +22,8 @@ pub enum Tier {
 /// Everything the `#[cache(...)]` arguments say about one function.
 #[derive(Debug)]
 pub struct Spec {
-    /// Name in stats (`name = ".."` or `module_path::fn_name`).
+    /// Name in stats (`name = ".."` or `module_path::fn_name`); a method's
+    /// default name gets its type from [`Site::owned_by`].
     pub name: &'static str,
     /// Time to live of a present value.
     pub ttl: Duration,
@@ -97,6 +98,9 @@ impl Freshness {
 pub struct Site {
     pub(crate) spec: Spec,
     bound: OnceLock<Bound>,
+    /// The name in stats when it is not `spec.name`: that of a method, with
+    /// its type (see [`Site::owned_by`]).
+    name: OnceLock<&'static str>,
 }
 
 #[derive(Debug)]
@@ -138,7 +142,29 @@ impl Site {
         Site {
             spec,
             bound: OnceLock::new(),
+            name: OnceLock::new(),
         }
+    }
+
+    /// This site as that of a method of the type `type_name()` names: its
+    /// default name in stats becomes `path::Type::method` (generic
+    /// arguments left out), so that two types' methods of the same name
+    /// are told apart. Called by the generated code of a method without
+    /// `name = ".."`, before each use; after the first it costs one load.
+    #[inline]
+    pub fn owned_by(&'static self, type_name: fn() -> &'static str) -> &'static Site {
+        if self.name.get().is_none() {
+            self.name
+                .get_or_init(|| method_name(type_name(), self.spec.name));
+        }
+        self
+    }
+
+    /// The function's name in stats: `name = ".."`, `module::function`, or
+    /// `module::Type::method` for a method.
+    #[inline]
+    pub fn name(&self) -> &'static str {
+        self.name.get().copied().unwrap_or(self.spec.name)
     }
 
     /// The function's spec.
@@ -155,16 +181,45 @@ impl Site {
             if bound.cache_id == cache.id() {
                 return CountersRef::Bound(&bound.counters);
             }
-            return CountersRef::Other(cache.counters(self.spec.name));
+            return CountersRef::Other(cache.counters(self.name()));
         }
         let bound = self.bound.get_or_init(|| Bound {
             cache_id: cache.id(),
-            counters: cache.counters(self.spec.name),
+            counters: cache.counters(self.name()),
         });
         if bound.cache_id == cache.id() {
             CountersRef::Bound(&bound.counters)
         } else {
-            CountersRef::Other(cache.counters(self.spec.name))
+            CountersRef::Other(cache.counters(self.name()))
         }
+    }
+}
+
+/// `path::Type::method` from the type's name (`path::Type<Args>`) and the
+/// default name (`module::method`). Leaked: one string per method, made
+/// once.
+fn method_name(type_name: &str, default: &'static str) -> &'static str {
+    let owner = type_name.split('<').next().unwrap_or(type_name);
+    let method = default
+        .rsplit_once("::")
+        .map_or(default, |(_, method)| method);
+    Box::leak(format!("{owner}::{method}").into_boxed_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::method_name;
+
+    #[test]
+    fn a_method_is_named_after_its_type_without_generic_arguments() {
+        assert_eq!(
+            method_name("app::repo::Repo", "app::repo::get"),
+            "app::repo::Repo::get"
+        );
+        assert_eq!(
+            method_name("app::Repo<alloc::string::String, u8>", "app::get"),
+            "app::Repo::get"
+        );
+        assert_eq!(method_name("app::Repo", "get"), "app::Repo::get");
     }
 }

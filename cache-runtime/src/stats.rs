@@ -143,7 +143,7 @@ pub struct Stats {
 
 impl Stats {
     /// The counters of the function named `name` (its `name = ".."` argument,
-    /// or `module_path::fn_name`).
+    /// or `module_path::fn_name`, or `module_path::Type::method` for a method).
     pub fn function(&self, name: &str) -> Option<&FunctionStats> {
         self.functions.iter().find(|f| f.name == name)
     }

@@ -50,7 +50,7 @@ async fn main() {
         cache: Cache::local(),
         runs: 0,
     };
-    let get = concat!(module_path!(), "::get");
+    let get = concat!(module_path!(), "::Service::get");
 
     assert_eq!(service.get(1).await, 2);
     assert_eq!(service.get(1).await, 2);
