@@ -37,6 +37,9 @@ pub(crate) struct L2Settings {
     /// The id of the codec given to [`Builder::codec`].
     pub(crate) codec: u8,
     pub(crate) max_value_size: usize,
+    /// Payloads longer than this are stored compressed (feature
+    /// `compression`); `None` without the feature.
+    pub(crate) compress_above: Option<usize>,
     pub(crate) lock_timeout: Duration,
     pub(crate) connection_per_runtime: bool,
 }
@@ -45,6 +48,9 @@ pub(crate) struct L2Settings {
 pub const DEFAULT_L2_TIMEOUT: Duration = Duration::from_millis(100);
 /// The largest value stored in the shared tier by default.
 pub const DEFAULT_MAX_VALUE_SIZE: usize = 8 << 20;
+/// Encoded values longer than this are stored compressed by default
+/// (feature `compression`).
+pub const DEFAULT_COMPRESS_ABOVE: usize = 1024;
 /// How long a cross-process load may hold its lock by default.
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(5);
 /// `l1_max_ttl` when a shared tier is configured and none is given.
@@ -63,6 +69,7 @@ impl Default for Builder {
                 timeout: DEFAULT_L2_TIMEOUT,
                 codec: CodecKind::Bincode.id(),
                 max_value_size: DEFAULT_MAX_VALUE_SIZE,
+                compress_above: cfg!(feature = "compression").then_some(DEFAULT_COMPRESS_ABOVE),
                 lock_timeout: DEFAULT_LOCK_TIMEOUT,
                 connection_per_runtime: !cfg!(panic = "abort"),
             },
@@ -152,6 +159,19 @@ impl Builder {
     /// misses.
     pub fn max_value_size(mut self, bytes: usize) -> Self {
         self.l2_settings.max_value_size = bytes;
+        self
+    }
+
+    /// Encoded values longer than `bytes` ([`DEFAULT_COMPRESS_ABOVE`] by
+    /// default) are stored in the shared tier compressed with LZ4, when
+    /// that makes them shorter; `usize::MAX` turns compression off.
+    /// [`max_value_size`](Self::max_value_size) applies to the stored,
+    /// compressed size. Every reader decompresses; a process built without
+    /// the `compression` feature reads a compressed entry as a miss, so
+    /// enable it in every process that shares the tier.
+    #[cfg(feature = "compression")]
+    pub fn compress_above(mut self, bytes: usize) -> Self {
+        self.l2_settings.compress_above = Some(bytes);
         self
     }
 

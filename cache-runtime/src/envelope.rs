@@ -3,7 +3,8 @@
 //! ```text
 //! format   u8    0xCA: this layout, version 1
 //! codec    u8    the payload's codec id
-//! flags    u8    bit 0: the value is absent (negative caching)
+//! flags    u8    bit 0: the value is absent (negative caching);
+//!                bit 1: the payload is compressed (its length u32, then LZ4)
 //! created        u64 ms since the Unix epoch, when the body finished
 //! fresh_until    u64 ms, served as fresh before this
 //! stale_until    u64 ms, kept (for stale serving) until this
@@ -31,6 +32,9 @@ const FLAG_ABSENT: u8 = 1;
 pub(crate) struct Header {
     pub(crate) codec: u8,
     pub(crate) absent: bool,
+    /// The payload is compressed ([`crate::compress`]). Set by `encode`
+    /// itself, from `compress_above`.
+    pub(crate) compressed: bool,
     pub(crate) created_ms: u64,
     pub(crate) fresh_until_ms: u64,
     pub(crate) stale_until_ms: u64,
@@ -66,9 +70,12 @@ impl fmt::Display for EnvelopeError {
 
 impl std::error::Error for EnvelopeError {}
 
-/// Writes `header`, then lets `payload` append the payload bytes.
+/// Writes `header`, then lets `payload` append the payload bytes, which are
+/// compressed when they are longer than `compress_above` and compression
+/// makes them shorter.
 pub(crate) fn encode<E>(
     header: &Header,
+    compress_above: Option<usize>,
     payload: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
 ) -> Result<Vec<u8>, E> {
     let mut out = Vec::with_capacity(64);
@@ -93,6 +100,13 @@ pub(crate) fn encode<E>(
     out.extend_from_slice(&[0; 4]);
     let payload_start = out.len();
     payload(&mut out)?;
+    if compress_above.is_some_and(|above| out.len() - payload_start > above) {
+        if let Some(compressed) = compress_payload(&out[payload_start..]) {
+            out.truncate(payload_start);
+            out.extend_from_slice(&compressed);
+            out[2] |= crate::compress::FLAG;
+        }
+    }
     let payload_len = (out.len() - payload_start) as u32;
     out[length_at..payload_start].copy_from_slice(&payload_len.to_le_bytes());
     Ok(out)
@@ -134,6 +148,7 @@ pub(crate) fn decode(bytes: &[u8], max_len: usize) -> Result<(Header, &[u8]), En
     let header = Header {
         codec,
         absent: flags & FLAG_ABSENT != 0,
+        compressed: flags & crate::compress::FLAG != 0,
         created_ms,
         fresh_until_ms,
         stale_until_ms,
@@ -143,6 +158,16 @@ pub(crate) fn decode(bytes: &[u8], max_len: usize) -> Result<(Header, &[u8]), En
         tags,
     };
     Ok((header, payload))
+}
+
+#[cfg(feature = "compression")]
+fn compress_payload(payload: &[u8]) -> Option<Vec<u8>> {
+    crate::compress::compress(payload)
+}
+
+#[cfg(not(feature = "compression"))]
+fn compress_payload(_: &[u8]) -> Option<Vec<u8>> {
+    None
 }
 
 struct Reader<'a>(&'a [u8]);
@@ -188,6 +213,7 @@ mod tests {
         Header {
             codec: 1,
             absent: true,
+            compressed: false,
             created_ms: 1_700_000_000_000,
             fresh_until_ms: 1_700_000_300_000,
             stale_until_ms: 1_700_000_360_000,
@@ -199,7 +225,7 @@ mod tests {
     }
 
     fn encoded() -> Vec<u8> {
-        encode::<()>(&header(), |out| {
+        encode::<()>(&header(), Some(0), |out| {
             out.extend_from_slice(b"payload");
             Ok(())
         })
@@ -256,5 +282,35 @@ mod tests {
             }
             let _ = decode(&bytes, 1 << 20);
         }
+    }
+
+    #[test]
+    fn a_long_payload_is_compressed_only_above_the_threshold_and_only_with_the_feature() {
+        let long = b"{\"name\":\"a user\",\"active\":true}".repeat(100);
+        let write = |above| {
+            encode::<()>(&header(), above, |out| {
+                out.extend_from_slice(&long);
+                Ok(())
+            })
+            .unwrap()
+        };
+        let plain = write(None);
+        let (h, payload) = decode(&plain, usize::MAX).unwrap();
+        assert!(!h.compressed);
+        assert_eq!(payload, &long[..]);
+        let (h, _) = decode(&write(Some(long.len())), usize::MAX).unwrap();
+        assert!(!h.compressed, "not above the threshold");
+
+        let stored = write(Some(1024));
+        let (h, payload) = decode(&stored, usize::MAX).unwrap();
+        assert_eq!(h.compressed, cfg!(feature = "compression"));
+        if h.compressed {
+            assert!(stored.len() < long.len() / 4, "{} bytes", stored.len());
+            assert_eq!(
+                crate::compress::decompress(payload).as_deref(),
+                Some(&long[..])
+            );
+        }
+        assert_eq!(h.tags, header().tags, "the header is kept as it was");
     }
 }

@@ -195,6 +195,7 @@ pub(crate) struct L2 {
     pub(crate) breaker: Breaker,
     pub(crate) codec: CodecKind,
     pub(crate) max_value_size: usize,
+    pub(crate) compress_above: Option<usize>,
     pub(crate) lock_timeout: Duration,
     /// How long a cross-process lock lives unless its holder renews it.
     lease: Duration,
@@ -289,6 +290,7 @@ impl L2 {
             breaker: Breaker::new(),
             codec,
             max_value_size: settings.max_value_size,
+            compress_above: settings.compress_above,
             lock_timeout: settings.lock_timeout,
             lease: lock_lease(settings.lock_timeout, timeout),
             keys,

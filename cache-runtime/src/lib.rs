@@ -22,6 +22,7 @@ mod background;
 mod breaker;
 mod clock;
 mod codec;
+mod compress;
 mod config;
 mod envelope;
 mod error;
@@ -50,8 +51,8 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use codec::Postcard;
 pub use codec::{Bincode, Codec, CodecError};
 pub use config::{
-    Builder, DEFAULT_L1_CAPACITY, DEFAULT_L2_TIMEOUT, DEFAULT_LOCK_TIMEOUT, DEFAULT_MAX_VALUE_SIZE,
-    DEFAULT_SHARED_L1_MAX_TTL,
+    Builder, DEFAULT_COMPRESS_ABOVE, DEFAULT_L1_CAPACITY, DEFAULT_L2_TIMEOUT, DEFAULT_LOCK_TIMEOUT,
+    DEFAULT_MAX_VALUE_SIZE, DEFAULT_SHARED_L1_MAX_TTL,
 };
 pub use error::Error;
 pub use global::{

@@ -199,6 +199,15 @@ impl L2Load {
     /// generations' epoch from before they were read.
     fn check(&self, bytes: &[u8], current: &[u64], epoch: (u64, u64)) -> Option<Found> {
         let (header, payload) = envelope::decode(bytes, self.l2.max_value_size).ok()?;
+        // Compressed by a process with `compression`: decompressed here, or
+        // a miss for a build without it or bytes that do not decompress.
+        let decompressed;
+        let payload = if header.compressed {
+            decompressed = crate::compress::decompress(payload)?;
+            &decompressed[..]
+        } else {
+            payload
+        };
         if header.codec != self.l2.codec.id() {
             return None;
         }
@@ -414,6 +423,7 @@ impl L2Load {
         let header = Header {
             codec: self.l2.codec.id(),
             absent: fill.absent,
+            compressed: false,
             created_ms: created,
             fresh_until_ms: fresh_until,
             stale_until_ms: stale_until,
@@ -422,7 +432,7 @@ impl L2Load {
             key_generation: fence.key_generation(),
             tags: fence.tags().map(|(t, g)| (t.to_owned(), g)).collect(),
         };
-        let encoded = envelope::encode(&header, |out| {
+        let encoded = envelope::encode(&header, self.l2.compress_above, |out| {
             (self.codec.encode)(&*fill.value, self.l2.codec, out)
         });
         // Too large, or not encodable: the value stays in L1.
