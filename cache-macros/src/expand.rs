@@ -127,12 +127,12 @@ impl<'a> Generator<'a> {
         let vis = &item.vis;
         let (sig, args) = self.companions.forwarding(item.sig.ident.clone());
         let private = &self.private;
-        let shape = self.shape();
         let ret = &self.plan.output.ty;
         let cache = self.cache_binding(true);
         let lookup = internal("__cachette_lookup");
         let (fetch, call) = self.runtime_call(true, |site, cache, codec, key, tags| {
-            quote!(#private::lookup::<#shape, #ret>(#site, #cache, #codec, #key, #tags))
+            let pick = self.pick();
+            quote!(#pick.lookup::<#ret>(#site, #cache, #codec, #key, #tags))
         });
         let value = internal("__cachette_v");
         let load = internal("__cachette_load");
@@ -178,6 +178,7 @@ impl<'a> Generator<'a> {
             _ => quote!(&#site),
         };
         let codec = self.value_codec();
+        let checks = self.value_checks();
         let count = self.plan.tags.len();
         let escapes = self.plan.tags.iter().map(|tag| {
             let escape = &tag.escape;
@@ -193,6 +194,7 @@ impl<'a> Generator<'a> {
                 ::core::option::Option<#private::ValueCodec>,
                 [#private::Escape; #count],
             ) #where_clause {
+                #checks
                 static #site: #private::Site = #private::Site::new(#spec);
                 (#site_ref, #codec, [#(#escapes),*])
             }
@@ -544,12 +546,11 @@ impl<'a> Generator<'a> {
         );
         let where_clause = &generics.where_clause;
         let root = &self.plan.outline.root;
-        let private = &self.private;
         let cache = self.cache_binding(false);
-        let shape = self.shape();
         let (asyncness, function, await_) = self.async_parts(quote!(put));
         let (fetch, call) = self.runtime_call(true, |site, cache, codec, key, tags| {
-            quote!(#private::#function::<#shape, #ret>(#site, #cache, #codec, #key, #tags, #value))
+            let pick = self.pick();
+            quote!(#pick.#function::<#ret, _>(#site, #cache, #codec, #key, #tags, #value))
         });
         // Bound first, so that the tags (temporaries) do not live across the
         // `.await` and make the future non-`Send`.
@@ -748,6 +749,42 @@ impl<'a> Generator<'a> {
         }
     }
 
+    /// The function's shape marker as a value (`ROOT::__private::Pick`):
+    /// its own marker when the stored type can be cached, a marker under
+    /// which nothing fails otherwise, so that the checks in the site helper
+    /// are the only errors.
+    fn pick(&self) -> TokenStream {
+        let private = &self.private;
+        let shape = self.shape();
+        let stored = self.plan.output.stored();
+        let probe = match self.plan.spec.tier {
+            Tier::L1 => quote!(LocalProbe),
+            _ => quote!(SharedProbe),
+        };
+        quote! {{
+            #[allow(unused_imports)]
+            use #private::{PickLocal as _, PickShared as _, PickUnusable as _};
+            #[allow(clippy::needless_borrow)]
+            let __cachette_pick = (&#private::#probe::<#stored, #shape>::new()).pick();
+            __cachette_pick
+        }}
+    }
+
+    /// `<T as CacheValue>::check();` (`check_shared`, which also needs
+    /// serde, for values that may live in the shared tier), spanned at the
+    /// stored type: where a type that cannot be cached is reported, once
+    /// for each thing it lacks.
+    fn value_checks(&self) -> TokenStream {
+        let root = &self.plan.outline.root;
+        let stored = self.plan.output.stored();
+        let span = syn::spanned::Spanned::span(stored);
+        let check = match self.plan.spec.tier {
+            Tier::L1 => quote_spanned!(span=> check),
+            _ => quote_spanned!(span=> check_shared),
+        };
+        quote_spanned!(span=> <#stored as #root::CacheValue>::#check();)
+    }
+
     /// `ROOT::__private::Plain` etc.
     fn shape(&self) -> TokenStream {
         let private = &self.private;
@@ -755,18 +792,16 @@ impl<'a> Generator<'a> {
         quote!(#private::#marker)
     }
 
-    /// `ROOT::__private::shared::<Sh, R>()` for functions whose values may
-    /// live in the shared tier, `ROOT::__private::local()` for `tier = "l1"`.
-    /// Spanned at the return type, where a value without serde is reported.
+    /// `pick.shared::<R>()` for functions whose values may live in the
+    /// shared tier, `ROOT::__private::local()` for `tier = "l1"`.
     fn value_codec(&self) -> TokenStream {
         let private = &self.private;
         if matches!(self.plan.spec.tier, Tier::L1) {
             return quote!(#private::local());
         }
-        let shape = self.shape();
         let ret = &self.plan.output.ty;
-        let span = syn::spanned::Spanned::span(ret);
-        quote_spanned!(span=> #private::shared::<#shape, #ret>())
+        let pick = self.pick();
+        quote!(#pick.shared::<#ret>())
     }
 
     /// The wrapper's arm for a stored value that is to be refreshed: the
@@ -778,7 +813,7 @@ impl<'a> Generator<'a> {
         if !self.plan.spec.background {
             return TokenStream::new();
         }
-        let shape = self.shape();
+        let pick = self.pick();
         let ret = &self.plan.output.ty;
         let body = self
             .companions
@@ -789,13 +824,13 @@ impl<'a> Generator<'a> {
             (
                 body,
                 quote!(background_async),
-                quote!(#load.run_async::<#shape, #ret, _>(#job.take(), #sharing).await),
+                quote!(#pick.run_async::<#ret, _>(#load, #job.take(), #sharing).await),
             )
         } else {
             (
                 quote!(move || #body),
                 quote!(background_blocking),
-                quote!(#load.run_blocking::<#shape, #ret, _>(#job.take(), #sharing)),
+                quote!(#pick.run_blocking::<#ret, _>(#load, #job.take(), #sharing)),
             )
         };
         quote! {
@@ -804,7 +839,7 @@ impl<'a> Generator<'a> {
                 use #private::{CallerAsync as _, CallerBlocking as _, SpawnAsync as _, SpawnBlocking as _};
                 let #job = #private::Job::new(#wrapped);
                 #[allow(clippy::needless_borrow)]
-                match (&#job).#spawn::<#shape>(#load) {
+                match (&#job).#spawn(#pick, #load) {
                     ::core::option::Option::None => #value,
                     ::core::option::Option::Some(#load) => #caller,
                 }
@@ -829,7 +864,7 @@ impl<'a> Generator<'a> {
     /// `load.run_async::<Sh, R, _>({fn}_uncached(args)).await` or the
     /// blocking twin.
     fn run_body(&self, load: &Ident, args: &[TokenStream]) -> TokenStream {
-        let shape = self.shape();
+        let pick = self.pick();
         let ret = &self.plan.output.ty;
         let body = self
             .companions
@@ -838,9 +873,9 @@ impl<'a> Generator<'a> {
         // reaches the waiters of a failed leader; others stay put.
         let sharing = self.sharing();
         if self.is_async() {
-            quote!(#load.run_async::<#shape, #ret, _>(#body, #sharing).await)
+            quote!(#pick.run_async::<#ret, _>(#load, #body, #sharing).await)
         } else {
-            quote!(#load.run_blocking::<#shape, #ret, _>(move || #body, #sharing))
+            quote!(#pick.run_blocking::<#ret, _>(#load, move || #body, #sharing))
         }
     }
 }

@@ -294,6 +294,23 @@ impl Output {
     }
 }
 
+impl Output {
+    /// The stored type `T`: the `T` of `T`, `Option<T>`, `Result<T, E>` or
+    /// `Result<Option<T>, E>`, which must be `Clone + Send + Sync + 'static`
+    /// (and have serde on the shared tier).
+    pub(crate) fn stored(&self) -> &Type {
+        let inner = match self.shape {
+            Shape::Plain => None,
+            Shape::Opt => last_segment_arg(&self.ty, "Option"),
+            Shape::Res => last_segment_arg(&self.ty, "Result"),
+            Shape::ResOpt => {
+                last_segment_arg(&self.ty, "Result").and_then(|ok| last_segment_arg(ok, "Option"))
+            }
+        };
+        inner.unwrap_or(&self.ty)
+    }
+}
+
 /// For `a::b::Name<X, ..>`, the first type argument `X`.
 fn last_segment_arg<'a>(ty: &'a Type, name: &str) -> Option<&'a Type> {
     let Type::Path(path) = ungroup(ty) else {

@@ -2,7 +2,7 @@
 //!
 //! Generated code wraps the body (the future of an async function, a
 //! closure for a sync one) in a [`Job`] and calls
-//! `(&job).background_async::<Sh>(load)` or `background_blocking`. With
+//! `(&job).background_async(pick, load)` or `background_blocking`. With
 //! autoref specialization this resolves to [`SpawnAsync`] or
 //! [`SpawnBlocking`] when the body can move to another task or thread
 //! (`Send + 'static`), and to [`CallerAsync`] or [`CallerBlocking`]
@@ -12,6 +12,7 @@
 use std::cell::Cell;
 use std::future::Future;
 
+use crate::pick::Pick;
 use crate::shape::Shape;
 use crate::tier::Load;
 
@@ -49,6 +50,7 @@ pub trait SpawnAsync {
     /// Spawns the refresh; `None`, since the caller has nothing left to do.
     fn background_async<'c, Sh: Shape<Self::Output> + 'static>(
         &self,
+        pick: Pick<Sh>,
         load: Load<'c>,
     ) -> Option<Load<'c>>;
 }
@@ -61,6 +63,7 @@ where
     type Output = F::Output;
     fn background_async<'c, Sh: Shape<F::Output> + 'static>(
         &self,
+        _: Pick<Sh>,
         load: Load<'c>,
     ) -> Option<Load<'c>> {
         load.spawn_async::<Sh, F::Output, F>(self.take());
@@ -71,11 +74,11 @@ where
 /// Chosen for async bodies that cannot leave the caller's task.
 pub trait CallerAsync {
     /// The load back: the caller runs the refresh.
-    fn background_async<'c, Sh>(&self, load: Load<'c>) -> Option<Load<'c>>;
+    fn background_async<'c, Sh>(&self, pick: Pick<Sh>, load: Load<'c>) -> Option<Load<'c>>;
 }
 
 impl<F> CallerAsync for &Job<F> {
-    fn background_async<'c, Sh>(&self, load: Load<'c>) -> Option<Load<'c>> {
+    fn background_async<'c, Sh>(&self, _: Pick<Sh>, load: Load<'c>) -> Option<Load<'c>> {
         Some(load)
     }
 }
@@ -87,6 +90,7 @@ pub trait SpawnBlocking {
     /// Queues the refresh on the cache's refresh thread; `None`.
     fn background_blocking<'c, Sh: Shape<Self::Output> + 'static>(
         &self,
+        pick: Pick<Sh>,
         load: Load<'c>,
     ) -> Option<Load<'c>>;
 }
@@ -97,7 +101,11 @@ where
     R: 'static,
 {
     type Output = R;
-    fn background_blocking<'c, Sh: Shape<R> + 'static>(&self, load: Load<'c>) -> Option<Load<'c>> {
+    fn background_blocking<'c, Sh: Shape<R> + 'static>(
+        &self,
+        _: Pick<Sh>,
+        load: Load<'c>,
+    ) -> Option<Load<'c>> {
         load.spawn_blocking::<Sh, R, F>(self.take());
         None
     }
@@ -106,11 +114,11 @@ where
 /// Chosen for sync bodies that cannot leave the caller's thread.
 pub trait CallerBlocking {
     /// The load back: the caller runs the refresh.
-    fn background_blocking<'c, Sh>(&self, load: Load<'c>) -> Option<Load<'c>>;
+    fn background_blocking<'c, Sh>(&self, pick: Pick<Sh>, load: Load<'c>) -> Option<Load<'c>>;
 }
 
 impl<F> CallerBlocking for &Job<F> {
-    fn background_blocking<'c, Sh>(&self, load: Load<'c>) -> Option<Load<'c>> {
+    fn background_blocking<'c, Sh>(&self, _: Pick<Sh>, load: Load<'c>) -> Option<Load<'c>> {
         Some(load)
     }
 }

@@ -37,6 +37,7 @@ mod l1;
     allow(dead_code, reason = "without `redis`, only tests construct a backend")
 )]
 mod l2;
+mod pick;
 mod refresh;
 mod shape;
 mod share;
@@ -64,7 +65,7 @@ pub use key::{KeyPart, KeyWriter};
 pub use l1::L1Store;
 pub use spec::Tier;
 pub use stats::{FunctionStats, Stats};
-pub use value::SharedValue;
+pub use value::{CacheValue, SharedValue};
 
 /// What generated code calls. Not public API: it changes without notice.
 #[doc(hidden)]
@@ -72,7 +73,8 @@ pub mod __private {
     pub use crate::background::{CallerAsync, CallerBlocking, Job, SpawnAsync, SpawnBlocking};
     pub use crate::global::global;
     pub use crate::key::{Escape, KeyPart, KeyWriter};
-    pub use crate::shape::{Opt, Plain, Res, ResOpt, Shape};
+    pub use crate::pick::{LocalProbe, Pick, PickLocal, PickShared, PickUnusable, SharedProbe};
+    pub use crate::shape::{Never, Opt, Plain, Res, ResOpt, Shape, Stores, Unusable};
     pub use crate::share::{KeepResults, Probe, ShareResults, Sharing};
     pub use crate::spec::{Freshness, Site, Spec, Tier};
     pub use crate::tier::{

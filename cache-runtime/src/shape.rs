@@ -97,3 +97,82 @@ impl<T: Clone + Send + Sync + 'static, E> Shape<Result<Option<T>, E>> for ResOpt
         Ok(value)
     }
 }
+
+/// The marker generated code gets from [`crate::pick`] when the function's
+/// value type cannot be cached (not `Clone + Send + Sync + 'static`, or
+/// without serde on the shared tier). Such a build fails at the one check
+/// at the return type; this marker lets every other generated call
+/// type-check, so that check is the only error. Nothing is ever stored
+/// under it.
+#[derive(Debug)]
+pub enum Unusable {}
+
+/// The value type of [`Unusable`]: there is none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Never {}
+
+impl serde::Serialize for Never {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        match *self {}
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Never {
+    fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        Err(serde::de::Error::custom("no value has this type"))
+    }
+}
+
+impl<R> Shape<R> for Unusable {
+    type Value = Never;
+    fn value_of(_: &R) -> Option<Never> {
+        None
+    }
+    fn is_absent(value: &Never) -> bool {
+        match *value {}
+    }
+    fn join(value: Never) -> R {
+        match value {}
+    }
+}
+
+/// How a `{fn}_put` value of type `V` becomes the stored value: as it is
+/// for the four shapes; never for [`Unusable`].
+pub trait Stores<R, V>: Shape<R> {
+    /// The value to store.
+    fn stored(value: V) -> Option<Self::Value>;
+}
+
+impl<T: Clone + Send + Sync + 'static> Stores<T, T> for Plain {
+    #[inline]
+    fn stored(value: T) -> Option<T> {
+        Some(value)
+    }
+}
+
+impl<T: Clone + Send + Sync + 'static> Stores<Option<T>, Option<T>> for Opt {
+    #[inline]
+    fn stored(value: Option<T>) -> Option<Option<T>> {
+        Some(value)
+    }
+}
+
+impl<T: Clone + Send + Sync + 'static, E> Stores<Result<T, E>, T> for Res {
+    #[inline]
+    fn stored(value: T) -> Option<T> {
+        Some(value)
+    }
+}
+
+impl<T: Clone + Send + Sync + 'static, E> Stores<Result<Option<T>, E>, Option<T>> for ResOpt {
+    #[inline]
+    fn stored(value: Option<T>) -> Option<Option<T>> {
+        Some(value)
+    }
+}
+
+impl<R, V> Stores<R, V> for Unusable {
+    fn stored(_: V) -> Option<Never> {
+        None
+    }
+}

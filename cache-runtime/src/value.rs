@@ -21,6 +21,38 @@ pub trait SharedValue: Serialize + DeserializeOwned {}
 #[diagnostic::do_not_recommend]
 impl<T: Serialize + DeserializeOwned> SharedValue for T {}
 
+/// What every cached value is: `Clone + Send + Sync + 'static`, since a
+/// hit returns a clone of the stored value, which another thread may have
+/// stored.
+///
+/// Implemented for every such type. `#[cache]` checks the stored type of
+/// its function's return type against it, so that a type that is not
+/// reports one error, at the return type.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a cached value",
+    label = "a cached value must be `Clone + Send + Sync + 'static`",
+    note = "every hit returns a clone of the stored value: derive `Clone` for it, or return an `Arc` of it"
+)]
+pub trait CacheValue {
+    /// Nothing: generated code calls it as `<T as CacheValue>::check()`,
+    /// where a type that cannot be cached is reported.
+    #[doc(hidden)]
+    #[inline]
+    fn check() {}
+
+    /// Nothing: [`check`](Self::check) for a value that may live in the
+    /// shared tier, which also needs [`SharedValue`].
+    #[doc(hidden)]
+    #[inline]
+    fn check_shared()
+    where
+        Self: SharedValue,
+    {
+    }
+}
+
+impl<T: Clone + Send + Sync + 'static> CacheValue for T {}
+
 /// How to move one function's values in and out of the shared tier; `None`
 /// for `tier = "l1"` functions.
 #[derive(Debug, Clone, Copy)]
