@@ -65,7 +65,7 @@ pub use key::{KeyPart, KeyWriter};
 pub use l1::L1Store;
 pub use spec::Tier;
 pub use stats::{FunctionStats, Stats};
-pub use value::{CacheValue, SharedValue};
+pub use value::{CacheValue, SharedValue, ThreadShareable};
 
 /// What generated code calls. Not public API: it changes without notice.
 #[doc(hidden)]

@@ -31,7 +31,7 @@ impl<T: Serialize + DeserializeOwned> SharedValue for T {}
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be a cached value",
     label = "a cached value must be `Clone + Send + Sync + 'static`",
-    note = "every hit returns a clone of the stored value: derive `Clone` for it, or return an `Arc` of it"
+    note = "every hit returns a clone of the stored value, and other threads may hold it too: derive `Clone` (or return an `Arc` of it), and use `Arc` rather than `Rc` and a `Mutex` or an atomic rather than a `Cell`"
 )]
 pub trait CacheValue {
     /// Nothing: generated code calls it as `<T as CacheValue>::check()`,
@@ -51,7 +51,14 @@ pub trait CacheValue {
     }
 }
 
-impl<T: Clone + Send + Sync + 'static> CacheValue for T {}
+impl<T: Clone + ThreadShareable + 'static> CacheValue for T {}
+
+/// `Send + Sync`, as one requirement of [`CacheValue`], so that a type that
+/// is neither (an `Rc`, a `Cell`) is reported once.
+pub trait ThreadShareable {}
+
+#[diagnostic::do_not_recommend]
+impl<T: Send + Sync> ThreadShareable for T {}
 
 /// How to move one function's values in and out of the shared tier; `None`
 /// for `tier = "l1"` functions.
