@@ -109,6 +109,7 @@ impl Breaker {
         if self.open_until.load(SeqCst) != 0 && self.open_until.swap(0, SeqCst) != 0 {
             self.cool_down_micros
                 .store(MIN_COOL_DOWN.as_micros() as u64, SeqCst);
+            crate::trace::breaker_closed();
         }
         if self.probing.load(SeqCst) {
             self.probing.store(false, SeqCst);
@@ -124,7 +125,9 @@ impl Breaker {
         let was_probing = self.probing.swap(false, SeqCst);
         if failures >= FAILURES_TO_OPEN || was_probing {
             let cool_down = self.cool_down_micros.load(SeqCst);
-            self.open_until.store(now + cool_down, SeqCst);
+            if self.open_until.swap(now + cool_down, SeqCst) == 0 {
+                crate::trace::breaker_opened(cool_down / 1_000);
+            }
             if was_probing {
                 let doubled = (cool_down * 2).min(MAX_COOL_DOWN.as_micros() as u64);
                 self.cool_down_micros.store(doubled, SeqCst);

@@ -196,6 +196,8 @@ pub(crate) struct L2 {
     pub(crate) codec: CodecKind,
     pub(crate) max_value_size: usize,
     pub(crate) compress_above: Option<usize>,
+    /// Rate-limits the warnings about failed operations.
+    pub(crate) warnings: crate::trace::Limiter,
     pub(crate) lock_timeout: Duration,
     /// How long a cross-process lock lives unless its holder renews it.
     lease: Duration,
@@ -291,6 +293,7 @@ impl L2 {
             codec,
             max_value_size: settings.max_value_size,
             compress_above: settings.compress_above,
+            warnings: crate::trace::Limiter::default(),
             lock_timeout: settings.lock_timeout,
             lease: lock_lease(settings.lock_timeout, timeout),
             keys,

@@ -44,6 +44,7 @@ mod share;
 mod spec;
 mod stats;
 mod tier;
+mod trace;
 mod value;
 mod wait;
 

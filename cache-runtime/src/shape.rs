@@ -17,6 +17,13 @@ pub trait Shape<R> {
     /// Whether a stored value is the absent value (`None`).
     fn is_absent(value: &Self::Value) -> bool;
 
+    /// Whether `ret` is an error, which is never stored.
+    #[inline]
+    fn is_error(ret: &R) -> bool {
+        let _ = ret;
+        false
+    }
+
     /// The return value for a stored value.
     fn join(value: Self::Value) -> R;
 }
@@ -77,6 +84,10 @@ impl<T: Clone + Send + Sync + 'static, E> Shape<Result<T, E>> for Res {
         false
     }
     #[inline]
+    fn is_error(ret: &Result<T, E>) -> bool {
+        ret.is_err()
+    }
+    #[inline]
     fn join(value: T) -> Result<T, E> {
         Ok(value)
     }
@@ -91,6 +102,10 @@ impl<T: Clone + Send + Sync + 'static, E> Shape<Result<Option<T>, E>> for ResOpt
     #[inline]
     fn is_absent(value: &Option<T>) -> bool {
         value.is_none()
+    }
+    #[inline]
+    fn is_error(ret: &Result<Option<T>, E>) -> bool {
+        ret.is_err()
     }
     #[inline]
     fn join(value: Option<T>) -> Result<Option<T>, E> {

@@ -737,6 +737,7 @@ impl<'c> Load<'c> {
     fn fall_back<Sh: Shape<R>, R>(&self) -> Option<R> {
         let ret = join_value::<Sh, R>(&**self.fallback.as_ref()?)?;
         Counters::bump(&self.site.counters(self.cache).errors_served_stale);
+        crate::trace::served_stale_on_error(self.site.name(), &self.key);
         Some(ret)
     }
 
@@ -906,7 +907,9 @@ impl<'c> Load<'c> {
         let clock = &self.cache.inner.clock;
         let timed = self.l2.is_some() || self.site.spec.freshness.early > 0.0;
         let started = timed.then(|| clock.stopwatch());
-        let ret = body.await;
+        let spec = &self.site.spec;
+        let ret =
+            crate::trace::load(self.site.name(), &self.key, spec.tier, body, Sh::is_error).await;
         let compute = started.map_or(Duration::ZERO, |watch| clock.elapsed(&watch));
         // 6. L1, and this process's waiters.
         let (fill, failed) = self.finish::<Sh, R>(guard, &ret, compute, sharing);

@@ -124,6 +124,7 @@ pub(crate) async fn listen(
     era: Arc<AtomicU64>,
 ) {
     let mut backoff = Duration::from_millis(20);
+    let mut subscribed_before = false;
     loop {
         let subscribing = backend.subscribe(channel.clone());
         if let Ok(Ok(mut subscription)) =
@@ -132,6 +133,10 @@ pub(crate) async fn listen(
             backoff = Duration::from_millis(20);
             era.fetch_add(1, SeqCst);
             generations.forget_all();
+            if subscribed_before {
+                crate::trace::channel_reconnected(&channel);
+            }
+            subscribed_before = true;
             while let Some(message) = subscription.next().await {
                 let Ok(text) = std::str::from_utf8(&message) else {
                     continue;
