@@ -110,6 +110,7 @@ impl Breaker {
             self.cool_down_micros
                 .store(MIN_COOL_DOWN.as_micros() as u64, SeqCst);
             crate::trace::breaker_closed();
+            crate::stats::breaker_metric(false);
         }
         if self.probing.load(SeqCst) {
             self.probing.store(false, SeqCst);
@@ -127,6 +128,7 @@ impl Breaker {
             let cool_down = self.cool_down_micros.load(SeqCst);
             if self.open_until.swap(now + cool_down, SeqCst) == 0 {
                 crate::trace::breaker_opened(cool_down / 1_000);
+                crate::stats::breaker_metric(true);
             }
             if was_probing {
                 let doubled = (cool_down * 2).min(MAX_COOL_DOWN.as_micros() as u64);

@@ -231,6 +231,12 @@ impl Cache {
     /// says how the caller waits for it (a sync caller for at most two
     /// shared-tier operations).
     async fn invalidate<W: Wait>(&self, wait: W, change: Change<'_>) -> Result<(), Error> {
+        crate::stats::invalidation_metric(match &change {
+            Change::Key(_) => "key",
+            Change::Id(GenId::Tag(_)) => "tag",
+            Change::Id(GenId::Namespace(_)) => "namespace",
+            Change::Id(_) => "clear",
+        });
         let Some((l2, pending)) = self.invalidate_locally(change) else {
             return Ok(());
         };

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 #[derive(Default)]
 pub(crate) struct Striped {
     stripes: Box<[Stripe; STRIPES]>,
+    metric: Metric,
 }
 
 /// Stripes per counter: threads beyond it share lines, which costs speed,
@@ -28,9 +29,17 @@ impl std::fmt::Debug for Striped {
 }
 
 impl Striped {
+    fn with(metric: Metric) -> Self {
+        Striped {
+            stripes: Box::default(),
+            metric,
+        }
+    }
+
     #[inline]
     pub(crate) fn bump(&self) {
         self.stripes[this_threads_stripe()].0.fetch_add(1, Relaxed);
+        self.metric.increment();
     }
 
     pub(crate) fn get(&self) -> u64 {
@@ -61,44 +70,168 @@ fn this_threads_stripe() -> usize {
         .unwrap_or(0)
 }
 
+/// The `metrics` counter a stats counter also moves (feature `metrics`);
+/// nothing without the feature, or for counters `metrics` does not show.
+#[derive(Default)]
+pub(crate) struct Metric(#[cfg(feature = "metrics")] Option<metrics::Counter>);
+
+impl Metric {
+    /// `cachette_{name}{function, extra labels}`, from the recorder
+    /// installed now.
+    #[cfg(feature = "metrics")]
+    fn new(
+        name: &'static str,
+        function: &'static str,
+        labels: &[(&'static str, &'static str)],
+    ) -> Self {
+        let mut all = vec![metrics::Label::new("function", function)];
+        all.extend(labels.iter().map(|&(k, v)| metrics::Label::new(k, v)));
+        Metric(Some(metrics::counter!(name, all)))
+    }
+
+    #[cfg(not(feature = "metrics"))]
+    fn new(_: &'static str, _: &'static str, _: &[(&'static str, &'static str)]) -> Self {
+        Metric()
+    }
+
+    #[inline]
+    fn increment(&self) {
+        #[cfg(feature = "metrics")]
+        if let Some(counter) = &self.0 {
+            counter.increment(1);
+        }
+    }
+}
+
+/// `cachette_l2_errors_total{kind}` (feature `metrics`).
+#[inline]
+pub(crate) fn l2_error_metric(kind: &'static str) {
+    #[cfg(feature = "metrics")]
+    metrics::counter!("cachette_l2_errors_total", "kind" => kind).increment(1);
+    #[cfg(not(feature = "metrics"))]
+    let _ = kind;
+}
+
+/// `cachette_invalidations_total{kind}` (feature `metrics`).
+#[inline]
+pub(crate) fn invalidation_metric(kind: &'static str) {
+    #[cfg(feature = "metrics")]
+    metrics::counter!("cachette_invalidations_total", "kind" => kind).increment(1);
+    #[cfg(not(feature = "metrics"))]
+    let _ = kind;
+}
+
+/// `cachette_breaker_open` (feature `metrics`): 1 while the breaker is open.
+#[inline]
+pub(crate) fn breaker_metric(open: bool) {
+    #[cfg(feature = "metrics")]
+    metrics::gauge!("cachette_breaker_open").set(if open { 1.0 } else { 0.0 });
+    #[cfg(not(feature = "metrics"))]
+    let _ = open;
+}
+
+/// One counter of [`Counters`].
+#[derive(Default)]
+pub(crate) struct Count {
+    value: AtomicU64,
+    metric: Metric,
+}
+
+impl std::fmt::Debug for Count {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.get().fmt(f)
+    }
+}
+
+impl Count {
+    fn with(metric: Metric) -> Self {
+        Count {
+            value: AtomicU64::new(0),
+            metric,
+        }
+    }
+
+    pub(crate) fn get(&self) -> u64 {
+        self.value.load(Relaxed)
+    }
+}
+
 /// Live counters of one cached function on one cache.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     pub(crate) l1_hits: Striped,
-    pub(crate) l2_hits: AtomicU64,
-    pub(crate) misses: AtomicU64,
-    pub(crate) body_runs: AtomicU64,
-    pub(crate) errors: AtomicU64,
-    pub(crate) stale_served: AtomicU64,
-    pub(crate) lock_waits: AtomicU64,
-    pub(crate) l2_errors: AtomicU64,
-    pub(crate) refreshes: AtomicU64,
-    pub(crate) early_refreshes: AtomicU64,
-    pub(crate) refresh_errors: AtomicU64,
-    pub(crate) errors_served_stale: AtomicU64,
+    pub(crate) l2_hits: Count,
+    pub(crate) misses: Count,
+    pub(crate) body_runs: Count,
+    pub(crate) errors: Count,
+    pub(crate) stale_served: Count,
+    pub(crate) lock_waits: Count,
+    pub(crate) l2_errors: Count,
+    pub(crate) refreshes: Count,
+    pub(crate) early_refreshes: Count,
+    pub(crate) refresh_errors: Count,
+    pub(crate) errors_served_stale: Count,
+    /// `cachette_body_seconds{function}` (feature `metrics`).
+    #[cfg(feature = "metrics")]
+    pub(crate) body_seconds: Option<metrics::Histogram>,
 }
 
 impl Counters {
+    /// The counters of `function`, with their `metrics` handles taken from
+    /// the recorder installed now (feature `metrics`).
+    fn named(function: &'static str) -> Self {
+        let requests =
+            |outcome| Metric::new("cachette_requests_total", function, &[("outcome", outcome)]);
+        let total = |name| Metric::new(name, function, &[]);
+        Counters {
+            l1_hits: Striped::with(requests("hit_l1")),
+            l2_hits: Count::with(requests("hit_l2")),
+            misses: Count::with(requests("miss")),
+            stale_served: Count::with(requests("stale")),
+            errors: Count::with(requests("error")),
+            body_runs: Count::with(total("cachette_body_runs_total")),
+            lock_waits: Count::with(total("cachette_lock_waits_total")),
+            refreshes: Count::with(total("cachette_refreshes_total")),
+            #[cfg(feature = "metrics")]
+            body_seconds: Some(
+                metrics::histogram!("cachette_body_seconds", "function" => function),
+            ),
+            ..Counters::default()
+        }
+    }
+
     #[inline]
-    pub(crate) fn bump(counter: &AtomicU64) {
-        counter.fetch_add(1, Relaxed);
+    pub(crate) fn bump(counter: &Count) {
+        counter.value.fetch_add(1, Relaxed);
+        counter.metric.increment();
+    }
+
+    /// A body's run time, for `cachette_body_seconds` (feature `metrics`).
+    #[inline]
+    pub(crate) fn body_took(&self, took: std::time::Duration) {
+        #[cfg(feature = "metrics")]
+        if let Some(histogram) = &self.body_seconds {
+            histogram.record(took.as_secs_f64());
+        }
+        #[cfg(not(feature = "metrics"))]
+        let _ = took;
     }
 
     fn snapshot(&self, name: &str) -> FunctionStats {
         FunctionStats {
             name: name.to_owned(),
             l1_hits: self.l1_hits.get(),
-            l2_hits: self.l2_hits.load(Relaxed),
-            misses: self.misses.load(Relaxed),
-            body_runs: self.body_runs.load(Relaxed),
-            errors: self.errors.load(Relaxed),
-            stale_served: self.stale_served.load(Relaxed),
-            lock_waits: self.lock_waits.load(Relaxed),
-            l2_errors: self.l2_errors.load(Relaxed),
-            refreshes: self.refreshes.load(Relaxed),
-            early_refreshes: self.early_refreshes.load(Relaxed),
-            refresh_errors: self.refresh_errors.load(Relaxed),
-            errors_served_stale: self.errors_served_stale.load(Relaxed),
+            l2_hits: self.l2_hits.get(),
+            misses: self.misses.get(),
+            body_runs: self.body_runs.get(),
+            errors: self.errors.get(),
+            stale_served: self.stale_served.get(),
+            lock_waits: self.lock_waits.get(),
+            l2_errors: self.l2_errors.get(),
+            refreshes: self.refreshes.get(),
+            early_refreshes: self.early_refreshes.get(),
+            refresh_errors: self.refresh_errors.get(),
+            errors_served_stale: self.errors_served_stale.get(),
         }
     }
 }
@@ -112,7 +245,10 @@ pub(crate) struct Registry {
 impl Registry {
     pub(crate) fn counters(&self, name: &'static str) -> Arc<Counters> {
         let mut map = self.by_name.lock().unwrap_or_else(PoisonError::into_inner);
-        Arc::clone(map.entry(name).or_default())
+        Arc::clone(
+            map.entry(name)
+                .or_insert_with(|| Arc::new(Counters::named(name))),
+        )
     }
 
     pub(crate) fn snapshot(&self) -> Stats {

@@ -905,12 +905,14 @@ impl<'c> Load<'c> {
         };
         // 5. The body, timed for the shared tier's envelope and `early`.
         let clock = &self.cache.inner.clock;
-        let timed = self.l2.is_some() || self.site.spec.freshness.early > 0.0;
+        let timed =
+            self.l2.is_some() || self.site.spec.freshness.early > 0.0 || cfg!(feature = "metrics");
         let started = timed.then(|| clock.stopwatch());
         let spec = &self.site.spec;
         let ret =
             crate::trace::load(self.site.name(), &self.key, spec.tier, body, Sh::is_error).await;
         let compute = started.map_or(Duration::ZERO, |watch| clock.elapsed(&watch));
+        self.site.counters(self.cache).body_took(compute);
         // 6. L1, and this process's waiters.
         let (fill, failed) = self.finish::<Sh, R>(guard, &ret, compute, sharing);
         // 7. The shared tier, the lock, and other processes' waiters.

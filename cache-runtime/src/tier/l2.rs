@@ -102,6 +102,11 @@ impl L2Load {
     fn error(&self, e: &L2Error) {
         if !matches!(e, L2Error::Open) {
             Counters::bump(&self.counters.l2_errors);
+            crate::stats::l2_error_metric(match e {
+                L2Error::Timeout => "timeout",
+                L2Error::Down(_) => "down",
+                _ => "refused",
+            });
             let now = self.clock.now_millis();
             crate::trace::l2_error(&self.l2.warnings, now, self.spec.name, e);
         }
