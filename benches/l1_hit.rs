@@ -24,6 +24,10 @@
 //! A stale setting times P7: a stale hit, served while its background
 //! refresh runs, against a fresh hit of the same function shape.
 //!
+//! With `--features tracing,metrics`, an observed setting times P6: a hit of
+//! a function whose `metrics` handles come from a recorder, called under a
+//! `tracing` subscriber enabled at `info`, against the same hit with neither.
+//!
 //! Then each P1 target is checked with paired rounds against the peer it
 //! names: the default store against quick_cache and `cached`, the moka store
 //! (with `--features moka`) against raw moka, async against sync, and a
@@ -283,8 +287,118 @@ fn on_two_threads<T>(iters: u64, get: impl Fn(u64) -> T + Sync) -> Duration {
     start.elapsed()
 }
 
+/// P6: the hit path with a `metrics` recorder and a `tracing` subscriber.
+#[cfg(all(feature = "metrics", feature = "tracing"))]
+mod observed {
+    use super::*;
+    use metrics::{Counter, CounterFn, Gauge, GaugeFn, Histogram, HistogramFn, Key, KeyName};
+    use metrics::{Metadata, Recorder, SharedString, Unit};
+
+    static OBSERVED_CACHE: LazyLock<Cache> = LazyLock::new(Cache::local);
+
+    #[cache(key = "user:<id>", ttl = 300, tier = "l1", cache = &OBSERVED_CACHE)]
+    pub(super) fn cachette_get_user_observed(id: u64) -> User {
+        load_user(id)
+    }
+
+    /// A recorder as exporters are: an atomic per metric.
+    #[derive(Default)]
+    struct Atomic(AtomicU64);
+
+    impl CounterFn for Atomic {
+        fn increment(&self, value: u64) {
+            self.0.fetch_add(value, Relaxed);
+        }
+        fn absolute(&self, value: u64) {
+            self.0.store(value, Relaxed);
+        }
+    }
+    impl GaugeFn for Atomic {
+        fn increment(&self, _: f64) {}
+        fn decrement(&self, _: f64) {}
+        fn set(&self, value: f64) {
+            self.0.store(value.to_bits(), Relaxed);
+        }
+    }
+    impl HistogramFn for Atomic {
+        fn record(&self, _: f64) {
+            self.0.fetch_add(1, Relaxed);
+        }
+    }
+
+    struct Exporter;
+
+    impl Recorder for Exporter {
+        fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn register_counter(&self, _: &Key, _: &Metadata<'_>) -> Counter {
+            Counter::from_arc(Arc::new(Atomic::default()))
+        }
+        fn register_gauge(&self, _: &Key, _: &Metadata<'_>) -> Gauge {
+            Gauge::from_arc(Arc::new(Atomic::default()))
+        }
+        fn register_histogram(&self, _: &Key, _: &Metadata<'_>) -> Histogram {
+            Histogram::from_arc(Arc::new(Atomic::default()))
+        }
+    }
+
+    /// A subscriber enabled at `info` and above, as a service runs.
+    struct AtInfo;
+
+    impl tracing::Subscriber for AtInfo {
+        fn enabled(&self, metadata: &tracing::Metadata<'_>) -> bool {
+            *metadata.level() <= tracing::Level::INFO
+        }
+        fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+            tracing::span::Id::from_u64(1)
+        }
+        fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+        fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+        fn event(&self, event: &tracing::Event<'_>) {
+            black_box(event);
+        }
+        fn enter(&self, _: &tracing::span::Id) {}
+        fn exit(&self, _: &tracing::span::Id) {}
+    }
+
+    /// Fills the observed function's entries, its first calls taking their
+    /// handles from the recorder.
+    pub(super) fn warm() {
+        metrics::with_local_recorder(&Exporter, || {
+            for id in 0..KEYS {
+                cachette_get_user_observed(id);
+            }
+        });
+        let stats = OBSERVED_CACHE.stats().total();
+        assert_eq!(stats.misses, KEYS);
+    }
+
+    /// `calls` hits under the subscriber.
+    pub(super) fn hits(calls: u64) -> Duration {
+        let dispatch = tracing::Dispatch::new(AtInfo);
+        tracing::dispatcher::with_default(&dispatch, || {
+            on_one_thread(calls, cachette_get_user_observed)
+        })
+    }
+}
+
 fn settings<'a>(peers: &'a Peers, runtime: &'a tokio::runtime::Runtime) -> Vec<Setting<'a>> {
+    #[cfg(all(feature = "metrics", feature = "tracing"))]
+    observed::warm();
     vec![
+        #[cfg(all(feature = "metrics", feature = "tracing"))]
+        Setting {
+            group: "l1_observed",
+            title: "hit with a metrics recorder and a tracing subscriber at info, ns per call",
+            contenders: vec![
+                (
+                    "cachette_sync",
+                    Box::new(|n| on_one_thread(n, cachette_get_user)),
+                ),
+                ("cachette_observed", Box::new(observed::hits)),
+            ],
+        },
         Setting {
             group: "l1_hit",
             title: "1 thread, ns per call",
@@ -467,6 +581,13 @@ fn targets() -> Vec<Target> {
             candidate: ("l1_stale", "cachette_stale"),
             baseline: ("l1_stale", "cachette_sync"),
             at_most: 2.0,
+        },
+        #[cfg(all(feature = "metrics", feature = "tracing"))]
+        Target {
+            what: "P6: hit with metrics and tracing vs without",
+            candidate: ("l1_observed", "cachette_observed"),
+            baseline: ("l1_observed", "cachette_sync"),
+            at_most: 1.1,
         },
         Target {
             what: "miss and fill vs quick_cache get+insert",

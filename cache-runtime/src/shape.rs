@@ -113,7 +113,7 @@ impl<T: Clone + Send + Sync + 'static, E> Shape<Result<Option<T>, E>> for ResOpt
     }
 }
 
-/// The marker generated code gets from [`crate::pick`] when the function's
+/// The marker generated code gets from a probe (`LocalProbe`, `SharedProbe`) when the function's
 /// value type cannot be cached (not `Clone + Send + Sync + 'static`, or
 /// without serde on the shared tier). Such a build fails at the one check
 /// at the return type; this marker lets every other generated call
