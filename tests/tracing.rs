@@ -24,6 +24,7 @@ use tracing::{Event, Level, Metadata, Subscriber};
 #[derive(Clone, Debug)]
 struct Seen {
     name: String,
+    target: String,
     level: Level,
     fields: BTreeMap<String, String>,
 }
@@ -62,6 +63,7 @@ impl Subscriber for &'static Recorder {
         attrs.record(&mut Fields(&mut fields));
         let seen = Seen {
             name: attrs.metadata().name().to_owned(),
+            target: attrs.metadata().target().to_owned(),
             level: *attrs.metadata().level(),
             fields,
         };
@@ -79,6 +81,7 @@ impl Subscriber for &'static Recorder {
         event.record(&mut Fields(&mut fields));
         self.events.lock().unwrap().push(Seen {
             name: event.metadata().name().to_owned(),
+            target: event.metadata().target().to_owned(),
             level: *event.metadata().level(),
             fields,
         });
@@ -145,6 +148,7 @@ mod local {
         assert_eq!(spans.len(), 1, "{spans:?}");
         let span = &spans[0];
         assert_eq!(span.level, Level::DEBUG);
+        assert_eq!(span.target, "cachette", "filtered with `cachette=debug`");
         assert_eq!(span.field("key"), Some("price:7"));
         assert_eq!(span.field("tier"), Some("l1"));
         assert_eq!(span.field("outcome"), Some("ok"));
@@ -171,6 +175,7 @@ mod local {
             .collect();
         assert_eq!(served.len(), 1, "{served:?}");
         assert_eq!(served[0].level, Level::WARN);
+        assert_eq!(served[0].target, "cachette");
         assert_eq!(served[0].field("key"), Some("quote:3"));
         for seen in spans.iter().chain(served.iter().copied()) {
             assert!(

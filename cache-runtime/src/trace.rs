@@ -6,6 +6,9 @@
 //! hit path calls nothing here. Keys may appear; values and credentials
 //! never do (shared-tier errors are worded without either).
 //!
+//! Every span and event has the target `cachette` (filter with
+//! `cachette=debug`).
+//!
 //! Without the feature every function here is empty and inlined away.
 
 use std::future::Future;
@@ -27,6 +30,7 @@ pub(crate) async fn load<R>(
 ) -> R {
     use tracing::Instrument;
     let span = tracing::debug_span!(
+        target: "cachette",
         "cachette.load",
         function,
         key,
@@ -84,10 +88,11 @@ pub(crate) fn l2_error(limiter: &Limiter, now_ms: u64, function: &str, error: &L
         {
             let error = crate::Error::from(error.clone());
             tracing::warn!(
-                function,
-                %error,
-                "cachette: a shared-tier operation failed; calls go on without it (at most one such event a second)"
-            );
+            target: "cachette",
+                    function,
+                    %error,
+                    "cachette: a shared-tier operation failed; calls go on without it (at most one such event a second)"
+                );
         }
     }
     #[cfg(not(feature = "tracing"))]
@@ -99,6 +104,7 @@ pub(crate) fn l2_error(limiter: &Limiter, now_ms: u64, function: &str, error: &L
 pub(crate) fn breaker_opened(cool_down_ms: u64) {
     #[cfg(feature = "tracing")]
     tracing::warn!(
+        target: "cachette",
         cool_down_ms,
         "cachette: the shared tier keeps failing; calls skip it until a probe passes"
     );
@@ -110,7 +116,7 @@ pub(crate) fn breaker_opened(cool_down_ms: u64) {
 #[inline]
 pub(crate) fn breaker_closed() {
     #[cfg(feature = "tracing")]
-    tracing::warn!("cachette: the shared tier answers again; calls use it");
+    tracing::warn!(target: "cachette", "cachette: the shared tier answers again; calls use it");
 }
 
 /// A body failed and the call answered with the stored value.
@@ -118,6 +124,7 @@ pub(crate) fn breaker_closed() {
 pub(crate) fn served_stale_on_error(function: &str, key: &str) {
     #[cfg(feature = "tracing")]
     tracing::warn!(
+        target: "cachette",
         function,
         key,
         "cachette: the body failed; the call answered with the stored value (stale_if_error)"
@@ -132,6 +139,7 @@ pub(crate) fn served_stale_on_error(function: &str, key: &str) {
 pub(crate) fn channel_reconnected(channel: &str) {
     #[cfg(feature = "tracing")]
     tracing::info!(
+        target: "cachette",
         channel,
         "cachette: the invalidation channel reconnected; L1 entries were dropped, as invalidations may have been missed"
     );
