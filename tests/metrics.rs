@@ -2,8 +2,8 @@
 //! recorder of the test's own: `cachette_requests_total{function, outcome}`
 //! for hits, misses and errors, `cachette_body_runs_total`,
 //! `cachette_body_seconds`, `cachette_invalidations_total{kind}`, and,
-//! against a real Redis that is killed, `cachette_l2_errors_total{kind}`
-//! and the `cachette_breaker_open` gauge.
+//! against a real Redis that is killed, `cachette_l2_seconds{op}`,
+//! `cachette_l2_errors_total{kind}` and the `cachette_breaker_open` gauge.
 
 #![cfg(feature = "metrics")]
 
@@ -182,6 +182,8 @@ mod shared {
             .expect("connects");
         assert_eq!(item(&cache, 1).await, 1);
         assert_eq!(m.get("cachette_breaker_open{}"), 0);
+        assert!(m.get("cachette_l2_seconds{op=get}") >= 1, "the read's round trip is timed");
+        assert!(m.get("cachette_l2_seconds{op=set}") >= 1, "and the fill's");
         let function = "function=metrics::shared::item";
         assert_eq!(
             m.get(&format!(

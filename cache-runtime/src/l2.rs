@@ -330,11 +330,17 @@ impl L2 {
 
     /// Runs one backend operation where the backend says; bounded by the
     /// timeout and guarded by the breaker.
-    async fn run<T: Send + 'static>(&self, call: impl FnOnce() -> Call<T>) -> Result<T, L2Error> {
+    async fn run<T: Send + 'static>(
+        &self,
+        op: &'static str,
+        call: impl FnOnce() -> Call<T>,
+    ) -> Result<T, L2Error> {
         let Some(permit) = self.breaker.permit() else {
             return Err(L2Error::Open);
         };
+        let started = crate::stats::l2_timer();
         let outcome = self.execute(call()).await;
+        crate::stats::l2_seconds(op, started);
         match &outcome {
             // The store answered (with an error, perhaps, about this
             // operation): it is up, whatever it said.
@@ -408,7 +414,9 @@ impl L2 {
     /// The current values of `ids`, in one round trip.
     pub(crate) async fn fetch_generations(&self, ids: &[GenId]) -> Result<Vec<u64>, L2Error> {
         let keys = ids.iter().map(|id| self.keys.generation(id)).collect();
-        let replies = self.run(|| self.backend.get_many(keys)).await?;
+        let replies = self
+            .run("generations", || self.backend.get_many(keys))
+            .await?;
         Ok(replies
             .iter()
             .map(|r| generation_value(r.as_deref()))
@@ -425,7 +433,7 @@ impl L2 {
         let mut keys = Vec::with_capacity(1 + ids.len());
         keys.push(key.to_owned());
         keys.extend(ids.iter().map(|id| self.keys.generation(id)));
-        let replies = self.run(|| self.backend.get_many(keys)).await?;
+        let replies = self.run("get", || self.backend.get_many(keys)).await?;
         let mut replies = replies.into_iter();
         // Nothing, or a key of another type written behind the cache's
         // back: a miss, which the next fill replaces.
@@ -442,7 +450,7 @@ impl L2 {
         value: Vec<u8>,
         ttl: Duration,
     ) -> Result<(), L2Error> {
-        self.run(|| self.backend.set(key, value, ttl)).await
+        self.run("set", || self.backend.set(key, value, ttl)).await
     }
 
     /// Reads one generation, first raising it in the store to at least
@@ -474,7 +482,7 @@ impl L2 {
     ) -> Result<u64, L2Error> {
         let key = self.keys.generation(id);
         let (before, after) = event.around_generation(self.node);
-        self.run(|| {
+        self.run("invalidate", || {
             self.backend
                 .bump_and_announce(key, floor, self.keys.channel(), before, after)
         })
@@ -484,13 +492,16 @@ impl L2 {
     /// Moves one generation on by `by` and returns its new value.
     pub(crate) async fn advance_generation(&self, id: &GenId, by: u64) -> Result<u64, L2Error> {
         let key = self.keys.generation(id);
-        self.run(|| self.backend.increment(key, by)).await
+        self.run("generation", || self.backend.increment(key, by))
+            .await
     }
 
     pub(crate) async fn publish(&self, event: &Event) -> Result<(), L2Error> {
         let message = event.encode(self.node);
-        self.run(|| self.backend.publish(self.keys.channel(), message))
-            .await
+        self.run("publish", || {
+            self.backend.publish(self.keys.channel(), message)
+        })
+        .await
     }
 
     pub(crate) fn lock_key(&self, entry_key: &str) -> String {
@@ -501,7 +512,7 @@ impl L2 {
     /// caller now holds it.
     pub(crate) async fn try_lock(&self, lock_key: String, token: String) -> Result<bool, L2Error> {
         let ttl = self.lease;
-        self.run(|| self.backend.set_if_absent(lock_key, token, ttl))
+        self.run("lock", || self.backend.set_if_absent(lock_key, token, ttl))
             .await
     }
 
@@ -512,14 +523,14 @@ impl L2 {
     /// for the rest of the lease.
     pub(crate) async fn unlock(&self, lock_key: String, token: String) -> Result<(), L2Error> {
         let first = self
-            .run(|| {
+            .run("unlock", || {
                 self.backend
                     .delete_if_equal(lock_key.clone(), token.clone())
             })
             .await;
         match first {
             Err(L2Error::Down(_)) => {
-                self.run(|| self.backend.delete_if_equal(lock_key, token))
+                self.run("unlock", || self.backend.delete_if_equal(lock_key, token))
                     .await
             }
             other => other,
@@ -536,7 +547,9 @@ impl L2 {
             loop {
                 tokio::time::sleep(l2.lease / 3).await;
                 let ttl = l2.lease;
-                let renew = l2.run(|| l2.backend.expire_if_equal(key.clone(), value.clone(), ttl));
+                let renew = l2.run("renew", || {
+                    l2.backend.expire_if_equal(key.clone(), value.clone(), ttl)
+                });
                 // A failed renewal is retried at the next tick; the lease
                 // covers a few of them.
                 let _ = renew.await;

@@ -121,6 +121,26 @@ pub(crate) fn invalidation_metric(kind: &'static str) {
     let _ = kind;
 }
 
+/// When a shared-tier operation began, for [`l2_seconds`] (feature
+/// `metrics`; nothing without it).
+#[inline]
+pub(crate) fn l2_timer() -> Option<std::time::Instant> {
+    cfg!(feature = "metrics").then(std::time::Instant::now)
+}
+
+/// `cachette_l2_seconds{op}` (feature `metrics`): one shared-tier
+/// operation's round trip, including a timeout.
+#[inline]
+pub(crate) fn l2_seconds(op: &'static str, started: Option<std::time::Instant>) {
+    #[cfg(feature = "metrics")]
+    if let Some(started) = started {
+        metrics::histogram!("cachette_l2_seconds", "op" => op)
+            .record(started.elapsed().as_secs_f64());
+    }
+    #[cfg(not(feature = "metrics"))]
+    let _ = (op, started);
+}
+
 /// `cachette_breaker_open` (feature `metrics`): 1 while the breaker is open.
 #[inline]
 pub(crate) fn breaker_metric(open: bool) {
