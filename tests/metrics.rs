@@ -182,7 +182,10 @@ mod shared {
             .expect("connects");
         assert_eq!(item(&cache, 1).await, 1);
         assert_eq!(m.get("cachette_breaker_open{}"), 0);
-        assert!(m.get("cachette_l2_seconds{op=get}") >= 1, "the read's round trip is timed");
+        assert!(
+            m.get("cachette_l2_seconds{op=get}") >= 1,
+            "the read's round trip is timed"
+        );
         assert!(m.get("cachette_l2_seconds{op=set}") >= 1, "and the fill's");
         let function = "function=metrics::shared::item";
         assert_eq!(
