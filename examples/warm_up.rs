@@ -57,9 +57,14 @@ fn warm_up(limit: u64) -> Result<usize, cachette::Error> {
 }
 
 fn main() -> Result<(), cachette::Error> {
-    let warmed = warm_up(500)?;
+    let warmed = warm_up(
+        std::env::var("WARM")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(500),
+    )?;
     // The first requests after start-up: mostly the hot users.
-    for id in 0..500 {
+    for id in 0..warmed as u64 {
         assert_eq!(get_user(id).map(|u| u.id), Some(id));
     }
     assert_eq!(
