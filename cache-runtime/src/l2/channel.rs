@@ -131,10 +131,16 @@ pub(crate) async fn listen(
             tokio::time::timeout(Duration::from_secs(2), subscribing).await
         {
             backoff = Duration::from_millis(20);
-            era.fetch_add(1, SeqCst);
-            generations.forget_all();
             if subscribed_before {
+                era.fetch_add(1, SeqCst);
+                generations.forget_all();
                 crate::trace::channel_reconnected(&channel);
+            } else {
+                // The first subscription: the cache's start waits for the
+                // era to move, so the flush goes first and no load or put
+                // begun after the start meets it.
+                generations.forget_all();
+                era.fetch_add(1, SeqCst);
             }
             subscribed_before = true;
             while let Some(message) = subscription.next().await {
