@@ -162,6 +162,7 @@ mod shared {
     use super::*;
     use cachette::{cache, Cache};
     use std::time::Duration;
+    use support::cache::redis_cache;
     use support::redis::RedisServer;
 
     #[cache(key = "item:<id>", ttl = 300, cache = cache)]
@@ -173,13 +174,7 @@ mod shared {
     async fn shared_tier_errors_by_kind_and_the_breaker_gauge() {
         let m = recording();
         let server = RedisServer::start();
-        let cache = Cache::builder()
-            .prefix("me")
-            .redis(&server.url())
-            .l2_timeout(Duration::from_millis(50))
-            .build()
-            .await
-            .expect("connects");
+        let cache = redis_cache(&server.url(), "me", Duration::from_millis(50), None).await;
         assert_eq!(item(&cache, 1).await, 1);
         assert_eq!(m.get("cachette_breaker_open{}"), 0);
         assert!(

@@ -190,6 +190,7 @@ mod local {
 mod shared {
     use super::*;
     use cachette::{cache, Cache};
+    use support::cache::redis_cache;
     use support::redis::RedisServer;
     use support::wait::eventually;
 
@@ -202,13 +203,7 @@ mod shared {
     async fn shared_tier_errors_breaker_changes_and_reconnections_are_events() {
         recorder();
         let server = RedisServer::start();
-        let cache = Cache::builder()
-            .prefix("tr")
-            .redis(&server.url())
-            .l2_timeout(Duration::from_millis(50))
-            .build()
-            .await
-            .expect("connects");
+        let cache = redis_cache(&server.url(), "tr", Duration::from_millis(50), None).await;
         assert_eq!(item(&cache, 1).await, 1);
         let errors_before = events("a shared-tier operation failed").len();
 

@@ -908,9 +908,18 @@ impl<'c> Load<'c> {
         let timed =
             self.l2.is_some() || self.site.spec.freshness.early > 0.0 || cfg!(feature = "metrics");
         let started = timed.then(|| clock.stopwatch());
-        let spec = &self.site.spec;
-        let ret =
-            crate::trace::load(self.site.name(), &self.key, spec.tier, body, Sh::is_error).await;
+        // Without `tracing`, the body as it is: no extra future on the miss path.
+        #[cfg(feature = "tracing")]
+        let ret = crate::trace::load(
+            self.site.name(),
+            &self.key,
+            self.site.spec.tier,
+            body,
+            Sh::is_error,
+        )
+        .await;
+        #[cfg(not(feature = "tracing"))]
+        let ret = body.await;
         let compute = started.map_or(Duration::ZERO, |watch| clock.elapsed(&watch));
         self.site.counters(self.cache).body_took(compute);
         // 6. L1, and this process's waiters.

@@ -9,13 +9,16 @@
 //! Every span and event has the target `cachette` (filter with
 //! `cachette=debug`).
 //!
-//! Without the feature every function here is empty and inlined away.
+//! Without the feature every function here is empty and inlined away, and
+//! the load path runs its body without a span.
 
+#[cfg(feature = "tracing")]
 use std::future::Future;
 #[cfg(feature = "tracing")]
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use crate::l2::L2Error;
+#[cfg(feature = "tracing")]
 use crate::spec::Tier;
 
 /// Runs `body` inside the `cachette.load` span, and records its outcome
@@ -42,18 +45,6 @@ pub(crate) async fn load<R>(
         span.record("outcome", if failed(&ret) { "error" } else { "ok" });
     }
     ret
-}
-
-#[cfg(not(feature = "tracing"))]
-#[inline(always)]
-pub(crate) async fn load<R>(
-    _: &str,
-    _: &str,
-    _: Tier,
-    body: impl Future<Output = R>,
-    _: impl FnOnce(&R) -> bool,
-) -> R {
-    body.await
 }
 
 #[cfg(feature = "tracing")]
