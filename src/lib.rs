@@ -35,7 +35,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 
-pub use cache_macros::{cache, tag, KeyPart};
+pub use cache_macros::{cache, cache_many, tag, KeyPart};
 pub use cache_runtime::{
     clear, clear_blocking, invalidate_key, invalidate_key_blocking, invalidate_namespace,
     invalidate_namespace_blocking, invalidate_tag, invalidate_tag_blocking, set_global, stats,

@@ -20,6 +20,10 @@ use crate::companions::{internal, turbofish, Companions};
 use crate::plan::{CacheSource, Piece, Plan, Rendering, Scope};
 use crate::signature::{generics_needed, mentioned_names, ParamKind};
 
+mod many;
+
+pub(crate) use many::expand_many;
+
 /// The wrapper, the two helpers and the five companions.
 pub(crate) fn expand(plan: &Plan) -> TokenStream {
     let generator = Generator::new(plan);

@@ -18,6 +18,7 @@ mod derive;
 mod enclosing;
 mod expand;
 mod fallback;
+mod many;
 mod plan;
 mod signature;
 mod tag;
@@ -282,6 +283,47 @@ pub fn cache(args: TokenStream, item: TokenStream) -> TokenStream {
 /// The one error for `#[cache]` on a method of a trait `impl`, where the
 /// companions cannot go; the method is kept as written, so that nothing
 /// else is reported.
+/// Caches a function of many keys per element (see the `cachette` crate).
+#[proc_macro_attribute]
+pub fn cache_many(args: TokenStream, item: TokenStream) -> TokenStream {
+    let call_site = proc_macro::Span::call_site();
+    let trait_impl = call_site
+        .local_file()
+        .and_then(|file| enclosing::trait_impl_around(&file, call_site.line(), call_site.column()));
+    if let Some(header) = trait_impl {
+        return in_trait_impl(&header, item.into()).into();
+    }
+    expand_many_attribute(args.into(), item.into()).into()
+}
+
+/// `#[cache_many]`: the per-element twin goes through the `#[cache]`
+/// checks; any problem leaves the function as written, next to the errors.
+fn expand_many_attribute(
+    args: proc_macro2::TokenStream,
+    item: proc_macro2::TokenStream,
+) -> proc_macro2::TokenStream {
+    let cx = Ctxt::new();
+    let args = args::parse(&cx, args);
+    let checked = signature::parse_item(&cx, item.clone())
+        .and_then(|original| many::analyze(&cx, &args, &original))
+        .map(|(twin, many)| (validate::check(&cx, args, Function::new(twin)), many));
+    match (cx.check(), checked) {
+        (Ok(()), Some((Ok(plan), many))) => expand::expand_many(&plan, &many),
+        (Err(errors), _) => {
+            let errors = errors.into_compile_error();
+            quote::quote!(#item #errors)
+        }
+        (Ok(()), _) => {
+            let error = syn::Error::new(
+                Span::call_site(),
+                "`#[cache_many]` could not read this function",
+            )
+            .into_compile_error();
+            quote::quote!(#item #error)
+        }
+    }
+}
+
 fn in_trait_impl(header: &str, item: proc_macro2::TokenStream) -> proc_macro2::TokenStream {
     let name = syn::parse2::<syn::ImplItemFn>(item.clone())
         .map(|function| function.sig.ident.to_string())

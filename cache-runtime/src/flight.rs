@@ -23,6 +23,10 @@ pub(crate) enum Outcome {
     Failed(Option<Arc<dyn Any + Send + Sync>>),
     /// The leader panicked or was cancelled before finishing.
     Abandoned,
+    /// A batch found the key absent, with nothing to store for it
+    /// (`#[cache_many]` without `negative_ttl`): a waiter of another
+    /// function loads it itself.
+    Absent,
 }
 
 #[derive(Debug)]

@@ -96,6 +96,10 @@ impl<T> Call<T> {
     }
 }
 
+/// What [`Backend::lock_and_get`] answers: whether each lock was taken,
+/// and the values read.
+pub(crate) type LockedRead = (Vec<bool>, Vec<Option<Vec<u8>>>);
+
 /// Messages from the invalidation channel, until the subscription drops.
 pub(crate) trait Subscription: Send {
     /// The next message's bytes; `None` once the subscription is gone.
@@ -134,6 +138,67 @@ pub(crate) trait Backend: Send + Sync + 'static {
     fn delete_if_equal(&self, key: String, value: String) -> Call<()>;
     /// Makes `key` expire `ttl` from now if it still holds `value`.
     fn expire_if_equal(&self, key: String, value: String, ttl: Duration) -> Call<()>;
+    /// In one round trip and in this order: takes each lock of `locks`
+    /// with `token` for `ttl` unless it is held ([`set_if_absent`]), then
+    /// reads `keys` ([`get_many`]). Whether each lock was taken, and the
+    /// values. A batch's read (`#[cache_many]`).
+    ///
+    /// [`set_if_absent`]: Backend::set_if_absent
+    /// [`get_many`]: Backend::get_many
+    fn lock_and_get(
+        &self,
+        locks: Vec<String>,
+        token: String,
+        ttl: Duration,
+        keys: Vec<String>,
+    ) -> Call<LockedRead> {
+        let taking: Vec<_> = locks
+            .into_iter()
+            .map(|lock| self.set_if_absent(lock, token.clone(), ttl).op)
+            .collect();
+        let reading = self.get_many(keys).op;
+        Call::background(async move {
+            let mut taken = Vec::with_capacity(taking.len());
+            for op in taking {
+                taken.push(op.await?);
+            }
+            Ok((taken, reading.await?))
+        })
+    }
+
+    /// In one round trip and in this order: stores each of `sets` (key,
+    /// value, TTL), releases each lock of `unlocks` that still holds
+    /// `token`, reads `keys`, and sends `publish` (channel, message). The
+    /// values of `keys`. A batch's write (`#[cache_many]`).
+    fn write_many(
+        &self,
+        sets: Vec<(String, Vec<u8>, Duration)>,
+        unlocks: Vec<String>,
+        token: String,
+        keys: Vec<String>,
+        publish: Option<(String, String)>,
+    ) -> Call<Vec<Option<Vec<u8>>>> {
+        let mut steps: Vec<BoxFuture<'static, Result<(), Fault>>> = Vec::new();
+        for (key, value, ttl) in sets {
+            steps.push(self.set(key, value, ttl).op);
+        }
+        for lock in unlocks {
+            steps.push(self.delete_if_equal(lock, token.clone()).op);
+        }
+        let reading = self.get_many(keys).op;
+        let announcing = publish.map(|(channel, message)| self.publish(channel, message).op);
+        Call::background(async move {
+            for step in steps {
+                step.await?;
+            }
+            let values = reading.await?;
+            if let Some(announcing) = announcing {
+                announcing.await?;
+            }
+            Ok(values)
+        })
+    }
+
     /// Asks the store for an answer, any answer: whether it is up.
     fn ping(&self) -> Call<()>;
     /// Subscribes to `channel`; called on the cache's runtime, again after
@@ -442,6 +507,63 @@ impl L2 {
             entry,
             replies.map(|r| generation_value(r.as_deref())).collect(),
         ))
+    }
+
+    /// A batch's read: takes the locks of `locks` (with `token`, for one
+    /// lease) and reads `entries` and the generations `ids`, in one round
+    /// trip. Whether each lock was taken, the entries, and the
+    /// generations' values.
+    #[allow(clippy::type_complexity, reason = "three lists, in order")]
+    pub(crate) async fn lock_and_read(
+        &self,
+        locks: Vec<String>,
+        token: String,
+        entries: Vec<String>,
+        ids: &[GenId],
+    ) -> Result<(Vec<bool>, Vec<Option<Vec<u8>>>, Vec<u64>), L2Error> {
+        let count = entries.len();
+        let mut keys = entries;
+        keys.extend(ids.iter().map(|id| self.keys.generation(id)));
+        let ttl = self.lease;
+        let (taken, mut replies) = self
+            .run("get", || self.backend.lock_and_get(locks, token, ttl, keys))
+            .await?;
+        let generations = replies
+            .split_off(count.min(replies.len()))
+            .iter()
+            .map(|r| generation_value(r.as_deref()))
+            .collect();
+        Ok((taken, replies, generations))
+    }
+
+    /// A batch's write: stores `sets`, releases the locks of `unlocks`
+    /// held with `token`, reads the generations `ids` again and, when
+    /// `announce`, tells waiting processes of the fills, in one round
+    /// trip. The generations' values.
+    pub(crate) async fn write_many(
+        &self,
+        sets: Vec<(String, Vec<u8>, Duration)>,
+        unlocks: Vec<String>,
+        token: String,
+        ids: &[GenId],
+        announce: bool,
+    ) -> Result<Vec<u64>, L2Error> {
+        let keys = ids.iter().map(|id| self.keys.generation(id)).collect();
+        let publish = announce.then(|| (self.keys.channel(), Event::Filled.encode(self.node)));
+        let replies = self
+            .run("set", || {
+                self.backend.write_many(sets, unlocks, token, keys, publish)
+            })
+            .await?;
+        Ok(replies
+            .iter()
+            .map(|r| generation_value(r.as_deref()))
+            .collect())
+    }
+
+    /// Runs `work` on the cache's own runtime, without waiting for it.
+    pub(crate) fn spawn(&self, work: impl Future<Output = ()> + Send + 'static) {
+        self.bridge.handle().spawn(work);
     }
 
     pub(crate) async fn set(

@@ -75,14 +75,15 @@ pub mod __private {
     pub use crate::global::global;
     pub use crate::key::{Escape, KeyPart, KeyWriter};
     pub use crate::pick::{LocalProbe, Pick, PickLocal, PickShared, PickUnusable, SharedProbe};
-    pub use crate::shape::{Never, Opt, Plain, Res, ResOpt, Shape, Stores, Unusable};
+    pub use crate::shape::{Element, Never, Opt, Plain, Res, ResOpt, Shape, Stores, Unusable};
     pub use crate::share::{KeepResults, Probe, ShareResults, Sharing};
     pub use crate::spec::{Freshness, Site, Spec, Tier};
     pub use crate::tier::{
-        invalidate_async, invalidate_blocking, key_string, lookup, put_async, put_blocking,
-        refresh, Load, Lookup, Tag,
+        invalidate_async, invalidate_blocking, invalidate_many_async, invalidate_many_blocking,
+        key_string, lookup, put_async, put_blocking, refresh, Batch, Load, Lookup, ManyTag, Step,
+        Tag,
     };
-    pub use crate::value::{local, shared, ValueCodec};
+    pub use crate::value::{local, shared, ManyElement, ValueCodec};
     pub use crate::Cache;
     pub use crate::Error;
     pub use core::time::Duration;

@@ -191,3 +191,100 @@ impl<R, V> Stores<R, V> for Unusable {
         None
     }
 }
+
+/// How a `#[cache_many]` function stores one element's value: the marker
+/// of the `#[cache]` function whose entries it shares. Without
+/// `negative_ttl` the entry holds the value itself (`Plain`, `Res`), with
+/// it an `Option` of it (`Opt`, `ResOpt`), where `None` is an element the
+/// body's map left out.
+pub trait Element<V> {
+    /// What an entry holds.
+    type Stored: Clone + Send + Sync + 'static;
+
+    /// The entry for a value the body returned.
+    fn present(value: V) -> Option<Self::Stored>;
+
+    /// The entry for an element the body left out of its map, if it may
+    /// have one.
+    fn absent() -> Option<Self::Stored>;
+
+    /// The value an entry holds; `None` for an absent element.
+    fn value(stored: &Self::Stored) -> Option<V>;
+}
+
+impl<V: Clone + Send + Sync + 'static> Element<V> for Plain {
+    type Stored = V;
+    #[inline]
+    fn present(value: V) -> Option<V> {
+        Some(value)
+    }
+    #[inline]
+    fn absent() -> Option<V> {
+        None
+    }
+    #[inline]
+    fn value(stored: &V) -> Option<V> {
+        Some(stored.clone())
+    }
+}
+
+impl<V: Clone + Send + Sync + 'static> Element<V> for Res {
+    type Stored = V;
+    #[inline]
+    fn present(value: V) -> Option<V> {
+        Some(value)
+    }
+    #[inline]
+    fn absent() -> Option<V> {
+        None
+    }
+    #[inline]
+    fn value(stored: &V) -> Option<V> {
+        Some(stored.clone())
+    }
+}
+
+impl<V: Clone + Send + Sync + 'static> Element<V> for Opt {
+    type Stored = Option<V>;
+    #[inline]
+    fn present(value: V) -> Option<Option<V>> {
+        Some(Some(value))
+    }
+    #[inline]
+    fn absent() -> Option<Option<V>> {
+        Some(None)
+    }
+    #[inline]
+    fn value(stored: &Option<V>) -> Option<V> {
+        stored.clone()
+    }
+}
+
+impl<V: Clone + Send + Sync + 'static> Element<V> for ResOpt {
+    type Stored = Option<V>;
+    #[inline]
+    fn present(value: V) -> Option<Option<V>> {
+        Some(Some(value))
+    }
+    #[inline]
+    fn absent() -> Option<Option<V>> {
+        Some(None)
+    }
+    #[inline]
+    fn value(stored: &Option<V>) -> Option<V> {
+        stored.clone()
+    }
+}
+
+impl<V> Element<V> for Unusable {
+    type Stored = Never;
+    fn present(_: V) -> Option<Never> {
+        None
+    }
+    fn absent() -> Option<Never> {
+        None
+    }
+    fn value(stored: &Never) -> Option<V> {
+        match *stored {}
+    }
+}

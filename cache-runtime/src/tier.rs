@@ -26,6 +26,9 @@ use crate::wait::{block_now, Awaiting, Blocking, Wait};
 #[cfg(test)]
 mod faults;
 mod l2;
+mod many;
+
+pub use many::{Batch, ManyTag, Step};
 
 use l2::Fill;
 
@@ -356,6 +359,45 @@ pub fn invalidate_async<'c>(
 ) -> impl Future<Output = Result<(), Error>> + Send + 'c {
     let key = key_string(site, key);
     async move { cache.invalidate_key(&key).await }
+}
+
+/// The `{fn}_invalidate` companion of a `#[cache_many]` function, for
+/// async functions: drops the key of every element. Keys are rendered
+/// before the future is returned.
+///
+/// # Errors
+///
+/// As [`Cache::invalidate_key`], for the first key that failed.
+pub fn invalidate_many_async<'c, K>(
+    site: &'static Site,
+    cache: &'c Cache,
+    elements: impl IntoIterator<Item = K>,
+    key: impl Fn(&mut KeyWriter<'_>, K),
+) -> impl Future<Output = Result<(), Error>> + Send + 'c {
+    let keys = elements
+        .into_iter()
+        .map(|element| key_string(site, |w| key(w, element)))
+        .collect();
+    many::invalidate_many(cache, Awaiting, keys)
+}
+
+/// The `{fn}_invalidate` companion of a `#[cache_many]` function, for sync
+/// functions.
+///
+/// # Errors
+///
+/// As [`Cache::invalidate_key`], for the first key that failed.
+pub fn invalidate_many_blocking<K>(
+    site: &'static Site,
+    cache: &Cache,
+    elements: impl IntoIterator<Item = K>,
+    key: impl Fn(&mut KeyWriter<'_>, K),
+) -> Result<(), Error> {
+    let keys = elements
+        .into_iter()
+        .map(|element| key_string(site, |w| key(w, element)))
+        .collect();
+    block_now(many::invalidate_many(cache, Blocking, keys))
 }
 
 /// The `{fn}_invalidate` companion for sync functions.
@@ -1043,7 +1085,7 @@ impl<'c> Load<'c> {
                     None => AfterWait::RunOwn,
                 }
             }
-            Outcome::Abandoned | Outcome::Running => {
+            Outcome::Abandoned | Outcome::Absent | Outcome::Running => {
                 match with_fresh(&self.cache.inner, &self.key, |e| {
                     join_value::<Sh, R>(&*e.value)
                 }) {

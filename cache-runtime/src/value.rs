@@ -117,3 +117,20 @@ where
 pub fn local() -> Option<ValueCodec> {
     None
 }
+
+/// What the elements of a `#[cache_many]` collection need: generated code
+/// calls `<K as ManyElement>::check()` at the element type, where a type
+/// that lacks them is reported once.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be an element of a `#[cache_many]` collection",
+    label = "the elements of the collection must be `Clone + Eq + Hash`",
+    note = "each element is looked up, loaded and returned as a key of the map on its own: derive `Clone`, `PartialEq`, `Eq` and `Hash` for it"
+)]
+pub trait ManyElement {
+    /// Nothing.
+    #[inline]
+    fn check() {}
+}
+
+#[diagnostic::do_not_recommend]
+impl<T: Clone + Eq + std::hash::Hash> ManyElement for T {}

@@ -11,7 +11,9 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use redis::{RedisError, RedisResult};
 
-use super::{Backend, BoxFuture, Call, Connect, ConnectContext, Fault, Place, Subscription};
+use super::{
+    Backend, BoxFuture, Call, Connect, ConnectContext, Fault, LockedRead, Place, Subscription,
+};
 use crate::error::Error;
 
 mod routes;
@@ -178,6 +180,103 @@ impl Backend for RedisBackend {
         })
     }
 
+    fn lock_and_get(
+        &self,
+        locks: Vec<String>,
+        token: String,
+        ttl: Duration,
+        keys: Vec<String>,
+    ) -> Call<LockedRead> {
+        let millis = ttl.as_millis().max(1) as u64;
+        let mut pipe = redis::pipe();
+        let taking = locks.len();
+        for lock in &locks {
+            pipe.cmd("SET")
+                .arg(lock.as_str())
+                .arg(token.as_str())
+                .arg("NX")
+                .arg("PX")
+                .arg(millis);
+        }
+        let reads = !keys.is_empty();
+        if reads {
+            let mget = pipe.cmd("MGET");
+            for key in &keys {
+                mget.arg(key.as_str());
+            }
+        }
+        self.call(move |conn| async move {
+            if taking == 0 && !reads {
+                return Ok((Vec::new(), Vec::new()));
+            }
+            let mut replies = conn.pipeline(pipe).await?.into_iter();
+            let taken = replies
+                .by_ref()
+                .take(taking)
+                .map(|reply| !matches!(reply, redis::Value::Nil))
+                .collect();
+            let values = match replies.next() {
+                Some(redis::Value::Array(values)) => values.into_iter().map(bulk).collect(),
+                _ => vec![None; keys.len()],
+            };
+            Ok((taken, values))
+        })
+    }
+
+    fn write_many(
+        &self,
+        sets: Vec<(String, Vec<u8>, Duration)>,
+        unlocks: Vec<String>,
+        token: String,
+        keys: Vec<String>,
+        publish: Option<(String, String)>,
+    ) -> Call<Vec<Option<Vec<u8>>>> {
+        let mut pipe = redis::pipe();
+        for (key, value, ttl) in &sets {
+            let millis = ttl.as_millis().max(1) as u64;
+            pipe.cmd("SET")
+                .arg(key.as_str())
+                .arg(value.as_slice())
+                .arg("PX")
+                .arg(millis)
+                .ignore();
+        }
+        for lock in &unlocks {
+            pipe.cmd("EVAL")
+                .arg(UNLOCK)
+                .arg(1)
+                .arg(lock.as_str())
+                .arg(token.as_str())
+                .ignore();
+        }
+        let reads = !keys.is_empty();
+        if reads {
+            let mget = pipe.cmd("MGET");
+            for key in &keys {
+                mget.arg(key.as_str());
+            }
+        }
+        if let Some((channel, message)) = &publish {
+            pipe.cmd("PUBLISH")
+                .arg(channel.as_str())
+                .arg(message.as_str())
+                .ignore();
+        }
+        let empty = sets.is_empty() && unlocks.is_empty() && !reads && publish.is_none();
+        self.call(move |conn| async move {
+            if empty {
+                return Ok(Vec::new());
+            }
+            let replies = conn.pipeline(pipe).await?;
+            Ok(match replies.into_iter().next() {
+                Some(redis::Value::Array(values)) if reads => {
+                    values.into_iter().map(bulk).collect()
+                }
+                _ => vec![None; keys.len()],
+            })
+        })
+    }
+
     fn ping(&self) -> Call<()> {
         self.call(|conn| async move { conn.query::<String>(redis::cmd("PING")).await.map(drop) })
     }
@@ -275,13 +374,17 @@ impl Conn {
     /// cluster the client splits it by node and joins the replies.
     async fn mget(self, mget: redis::Cmd) -> RedisResult<Vec<Option<Vec<u8>>>> {
         let replies: Vec<redis::Value> = self.query(mget).await?;
-        Ok(replies
-            .into_iter()
-            .map(|v| match v {
-                redis::Value::BulkString(bytes) => Some(bytes),
-                _ => None,
-            })
-            .collect())
+        Ok(replies.into_iter().map(bulk).collect())
+    }
+
+    /// The replies of the commands of `pipe` not marked ignored, in
+    /// order, sent in one round trip.
+    async fn pipeline(mut self, pipe: redis::Pipeline) -> RedisResult<Vec<redis::Value>> {
+        match &mut self {
+            Conn::Single(c) => pipe.query_async(c).await,
+            #[cfg(feature = "cluster")]
+            Conn::Cluster(c) => pipe.query_async(c).await,
+        }
     }
 
     async fn script<T: redis::FromRedisValue>(
@@ -299,6 +402,14 @@ impl Conn {
             #[cfg(feature = "cluster")]
             Conn::Cluster(c) => invocation.invoke_async(c).await,
         }
+    }
+}
+
+/// A string value's bytes; `None` for nil or a value of another type.
+fn bulk(value: redis::Value) -> Option<Vec<u8>> {
+    match value {
+        redis::Value::BulkString(bytes) => Some(bytes),
+        _ => None,
     }
 }
 

@@ -99,7 +99,7 @@ pub(super) struct Fill {
 }
 
 impl L2Load {
-    fn error(&self, e: &L2Error) {
+    pub(super) fn error(&self, e: &L2Error) {
         if !matches!(e, L2Error::Open) {
             Counters::bump(&self.counters.l2_errors);
             crate::stats::l2_error_metric(match e {
@@ -204,7 +204,7 @@ impl L2Load {
     /// Judges a stored entry against the generations Redis holds now.
     /// `current` holds the values of `self.ids`, in order; `epoch` is the
     /// generations' epoch from before they were read.
-    fn check(&self, bytes: &[u8], current: &[u64], epoch: (u64, u64)) -> Option<Found> {
+    pub(super) fn check(&self, bytes: &[u8], current: &[u64], epoch: (u64, u64)) -> Option<Found> {
         let (header, payload) = envelope::decode(bytes, self.l2.max_value_size).ok()?;
         // Compressed by a process with `compression`: decompressed here, or
         // a miss for a build without it or bytes that do not decompress.
@@ -375,7 +375,7 @@ impl L2Load {
     }
 
     /// The generations this key depends on.
-    fn generation_ids(&self) -> Vec<GenId> {
+    pub(super) fn generation_ids(&self) -> Vec<GenId> {
         let mut ids = vec![
             GenId::Clear,
             GenId::KeySlot(self.generations.slot(&self.key)),
@@ -406,22 +406,14 @@ impl L2Load {
         }
     }
 
-    /// [`write`](Self::write) without a lock, reporting whether the shared
-    /// tier took the value (`{fn}_put`).
-    pub(super) async fn write_checked(self, fill: Option<Fill>) -> Result<(), Error> {
-        let (Some(fill), Some(fence)) = (fill, self.fence.as_ref()) else {
-            return Ok(());
-        };
-        // A fence with a generation the tier has not confirmed: the tier
-        // may give that value to another process's invalidation, whose
-        // readers would take this value for a newer one.
-        if !self.confirmed {
-            return Ok(());
-        }
-        if !self.generations.is_current(fence) || self.missed_messages() {
-            // An invalidation came first: the value must not be stored.
-            return Ok(());
-        }
+    /// The stored key, bytes and Redis TTL of `fill` under `fence`; an
+    /// error when it is too large or cannot be encoded (it stays in L1).
+    #[allow(clippy::type_complexity, reason = "a key, its bytes and a TTL")]
+    pub(super) fn encode(
+        &self,
+        fill: &Fill,
+        fence: &Fence,
+    ) -> Result<(String, Vec<u8>, Duration), Error> {
         let created = self.clock.now_millis();
         let fresh_until = created.saturating_add(fill.ttl.as_millis() as u64);
         // Kept through its stale window; the Redis TTL ends it there.
@@ -458,11 +450,27 @@ impl L2Load {
                 )))
             }
         };
-        if let Err(e) = self
-            .l2
-            .set(self.redis_key.clone(), bytes, fill.ttl + window)
-            .await
-        {
+        Ok((self.redis_key.clone(), bytes, fill.ttl + window))
+    }
+
+    /// [`write`](Self::write) without a lock, reporting whether the shared
+    /// tier took the value (`{fn}_put`).
+    pub(super) async fn write_checked(self, fill: Option<Fill>) -> Result<(), Error> {
+        let (Some(fill), Some(fence)) = (fill, self.fence.as_ref()) else {
+            return Ok(());
+        };
+        // A fence with a generation the tier has not confirmed: the tier
+        // may give that value to another process's invalidation, whose
+        // readers would take this value for a newer one.
+        if !self.confirmed {
+            return Ok(());
+        }
+        if !self.generations.is_current(fence) || self.missed_messages() {
+            // An invalidation came first: the value must not be stored.
+            return Ok(());
+        }
+        let (key, bytes, ttl) = self.encode(&fill, fence)?;
+        if let Err(e) = self.l2.set(key, bytes, ttl).await {
             self.error(&e);
             return Err(e.into());
         }
@@ -473,5 +481,184 @@ impl L2Load {
             }
         }
         Ok(())
+    }
+}
+
+/// One element of a batch after the batch's shared-tier read.
+pub(super) struct Read {
+    /// Its shared-tier side, with the fence to fill it under.
+    pub(super) load: L2Load,
+    pub(super) found: Option<Found>,
+    /// Whether this batch took the element's lock.
+    pub(super) locked: bool,
+}
+
+impl L2Load {
+    /// The shared-tier side of another key of the same function and cache.
+    pub(super) fn sibling(&self, key: String, tags: Vec<String>) -> L2Load {
+        let mut load = self.clone();
+        load.key = key;
+        load.tags = tags;
+        load.redis_key = String::new();
+        load.fence = None;
+        load.confirmed = false;
+        load.ids = Vec::new();
+        load
+    }
+}
+
+/// A batch's read (`#[cache_many]`): names each element's entry, then, in
+/// one round trip, takes the elements' locks when `token` is given and
+/// reads every entry with the generations they depend on. Each element's
+/// fence is taken after the generations were learned, for the fill that
+/// follows. Learning a namespace generation this process does not know
+/// yet costs one round trip before, once.
+pub(super) async fn read_batch(
+    mut loads: Vec<L2Load>,
+    token: Option<String>,
+) -> Result<Vec<Read>, L2Error> {
+    let Some(first) = loads.first() else {
+        return Ok(Vec::new());
+    };
+    let (l2, generations, spec) = (
+        Arc::clone(&first.l2),
+        Arc::clone(&first.generations),
+        first.spec,
+    );
+    if let Some(ns) = spec.namespace {
+        let id = GenId::Namespace(ns.to_owned());
+        if !generations.unknown([id.clone()]).is_empty() {
+            let floor = generations.get(&id);
+            match l2.fetch_generation_at_least(&id, floor).await {
+                Ok(value) => generations.learn(&id, value),
+                Err(e) => {
+                    first.error(&e);
+                    return Err(e);
+                }
+            }
+        }
+    }
+    let era = l2.era();
+    let mut ids: Vec<GenId> = Vec::new();
+    let mut entries = Vec::with_capacity(loads.len());
+    for load in &mut loads {
+        load.era = era;
+        load.ids = load.generation_ids();
+        for id in &load.ids {
+            if !ids.contains(id) {
+                ids.push(id.clone());
+            }
+        }
+        let fence = generations.fence(&load.key, spec.namespace, load.tags.clone());
+        let namespace = spec.namespace.zip(fence.namespace_generation());
+        load.redis_key = l2.entry_key(namespace, spec.version, load.rendered());
+        load.fence = Some(fence);
+        entries.push(load.redis_key.clone());
+    }
+    let locks = match &token {
+        Some(_) => entries.iter().map(|key| l2.lock_key(key)).collect(),
+        None => Vec::new(),
+    };
+    let epoch = generations.epoch();
+    let read = l2
+        .lock_and_read(locks, token.unwrap_or_default(), entries, &ids)
+        .await;
+    let (taken, values, current) = match read {
+        Ok(read) => read,
+        Err(e) => {
+            loads[0].error(&e);
+            return Err(e);
+        }
+    };
+    for (id, generation) in ids.iter().zip(&current) {
+        generations.learn_announced(id, *generation);
+    }
+    let mut reads = Vec::with_capacity(loads.len());
+    for (index, mut load) in loads.into_iter().enumerate() {
+        let now: Vec<u64> = load
+            .ids
+            .iter()
+            .map(|id| {
+                ids.iter()
+                    .position(|i| i == id)
+                    .and_then(|at| current.get(at).copied())
+                    .unwrap_or_else(|| generations.get(id))
+            })
+            .collect();
+        let found = values
+            .get(index)
+            .and_then(Option::as_deref)
+            .and_then(|bytes| load.check(bytes, &now, epoch));
+        let (fence, confirmed) =
+            generations.fence_confirmed(&load.key, spec.namespace, load.tags.clone());
+        load.fence = Some(fence);
+        load.confirmed = confirmed;
+        reads.push(Read {
+            load,
+            found,
+            locked: taken.get(index).copied().unwrap_or(false),
+        });
+    }
+    Ok(reads)
+}
+
+/// A batch's write (`#[cache_many]`, `{fn}_put` of a map): stores every
+/// fill that no invalidation covers, releases `unlocks` (held with
+/// `token`), reads the generations of what it stored again (G7) and, with
+/// `lock`, wakes waiting processes, in one round trip. The first value
+/// that could not be stored is the error; the others are stored.
+pub(super) async fn write_batch(
+    l2: Arc<L2>,
+    fills: Vec<(L2Load, Fill)>,
+    unlocks: Vec<String>,
+    token: String,
+) -> Result<(), Error> {
+    let mut sets = Vec::with_capacity(fills.len());
+    let mut ids: Vec<GenId> = Vec::new();
+    let mut refused = Ok(());
+    let mut announce = false;
+    let mut reporter = None;
+    for (load, fill) in &fills {
+        let Some(fence) = load.fence.as_ref() else {
+            continue;
+        };
+        if !load.confirmed || !load.generations.is_current(fence) || load.missed_messages() {
+            continue;
+        }
+        match load.encode(fill, fence) {
+            Ok(set) => sets.push(set),
+            Err(e) => {
+                if refused.is_ok() {
+                    refused = Err(e);
+                }
+                continue;
+            }
+        }
+        announce |= load.spec.lock;
+        for id in load.generation_ids() {
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+        reporter.get_or_insert(load);
+    }
+    if sets.is_empty() && unlocks.is_empty() {
+        return refused;
+    }
+    match l2.write_many(sets, unlocks, token, &ids, announce).await {
+        Ok(current) => {
+            if let Some(load) = reporter {
+                for (id, generation) in ids.iter().zip(current) {
+                    load.generations.learn_announced(id, generation);
+                }
+            }
+            refused
+        }
+        Err(e) => {
+            if let Some((load, _)) = fills.first() {
+                load.error(&e);
+            }
+            Err(e.into())
+        }
     }
 }

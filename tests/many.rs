@@ -1,0 +1,214 @@
+//! G14 in process: `#[cache_many]` runs its body with only the elements
+//! that missed, once per element with `lock`, and shares entries with
+//! `#[cache]` functions of the same template.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cachette::{cache, cache_many, Cache};
+
+#[derive(Debug)]
+struct DbError;
+
+/// Records every batch the body saw.
+#[derive(Default)]
+struct Db {
+    batches: Mutex<Vec<Vec<u64>>>,
+    fail: std::sync::atomic::AtomicBool,
+}
+
+impl Db {
+    fn seen(&self) -> Vec<Vec<u64>> {
+        self.batches.lock().unwrap().clone()
+    }
+
+    fn fetch(&self, ids: &[u64]) -> Result<HashMap<u64, String>, DbError> {
+        let mut sorted = ids.to_vec();
+        sorted.sort_unstable();
+        self.batches.lock().unwrap().push(sorted);
+        if self.fail.load(SeqCst) {
+            return Err(DbError);
+        }
+        // Odd ids do not exist.
+        Ok(ids
+            .iter()
+            .filter(|id| *id % 2 == 0)
+            .map(|id| (*id, format!("user {id}")))
+            .collect())
+    }
+}
+
+#[cache_many(key = "user:<ids>", ttl = 300, negative_ttl = 60, lock, skip(db), cache = cache)]
+async fn get_users(cache: &Cache, db: &Db, ids: &[u64]) -> Result<HashMap<u64, String>, DbError> {
+    db.fetch(ids)
+}
+
+#[cache(key = "user:<id>", ttl = 300, negative_ttl = 60, skip(db), cache = cache)]
+async fn get_user(cache: &Cache, db: &Db, id: u64) -> Result<Option<String>, DbError> {
+    Ok(db.fetch(&[id])?.remove(&id))
+}
+
+#[tokio::test]
+async fn the_body_sees_only_the_missing_elements_each_once() {
+    let (cache, db) = (Cache::local(), Db::default());
+    let first = get_users(&cache, &db, &[1, 2, 3, 4, 2, 4]).await.unwrap();
+    assert_eq!(first.len(), 2, "{first:?}");
+    assert_eq!(first[&2], "user 2");
+    assert_eq!(db.seen(), vec![vec![1, 2, 3, 4]], "duplicates are removed");
+    let second = get_users(&cache, &db, &[2, 3, 4, 5, 6]).await.unwrap();
+    assert_eq!(
+        second.keys().copied().collect::<BTreeSet<_>>(),
+        BTreeSet::from([2, 4, 6])
+    );
+    assert_eq!(
+        db.seen()[1],
+        vec![5, 6],
+        "absent 3 is cached with negative_ttl"
+    );
+    let third = get_users(&cache, &db, &[2, 6]).await.unwrap();
+    assert_eq!(third.len(), 2);
+    assert_eq!(db.seen().len(), 2, "all hits: no body run");
+    let stats = cache.stats().total();
+    assert_eq!(stats.body_runs, 2);
+}
+
+#[tokio::test]
+async fn entries_are_shared_with_cache_of_the_same_template() {
+    let (cache, db) = (Cache::local(), Db::default());
+    get_users(&cache, &db, &[7, 8]).await.unwrap();
+    assert_eq!(
+        get_user(&cache, &db, 8).await.unwrap().as_deref(),
+        Some("user 8")
+    );
+    assert_eq!(
+        get_user(&cache, &db, 7).await.unwrap(),
+        None,
+        "the absent element too"
+    );
+    assert_eq!(db.seen().len(), 1, "get_user hit both");
+    get_user(&cache, &db, 10).await.unwrap();
+    let batch = get_users(&cache, &db, &[8, 10, 12]).await.unwrap();
+    assert_eq!(batch.len(), 3);
+    assert_eq!(db.seen().last().unwrap(), &vec![12]);
+    assert_eq!(get_users_key(&cache, 8), get_user_key(&cache, 8));
+}
+
+#[tokio::test]
+async fn companions_invalidate_put_refresh_and_uncached() {
+    let (cache, db) = (Cache::local(), Db::default());
+    get_users(&cache, &db, &[2, 4]).await.unwrap();
+    get_users_invalidate(&cache, &[2]).await.unwrap();
+    get_users(&cache, &db, &[2, 4]).await.unwrap();
+    assert_eq!(
+        db.seen()[1],
+        vec![2],
+        "only the invalidated element reloads"
+    );
+
+    let warm: HashMap<u64, String> = (100..110).map(|id| (id, format!("warm {id}"))).collect();
+    get_users_put(&cache, warm).await.unwrap();
+    let warmed = get_users(&cache, &db, &(100..110).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    assert_eq!(warmed[&105], "warm 105");
+    assert_eq!(db.seen().len(), 2, "put filled every element");
+
+    let refreshed = get_users_refresh(&cache, &db, &[100, 101]).await.unwrap();
+    assert_eq!(refreshed.get(&100).map(String::as_str), Some("user 100"));
+    assert!(!refreshed.contains_key(&101));
+    assert_eq!(db.seen()[2], vec![100, 101]);
+    let after = get_users(&cache, &db, &[100, 101, 102]).await.unwrap();
+    assert_eq!(after[&100], "user 100");
+    assert!(
+        !after.contains_key(&101),
+        "the refresh cached 101 as absent"
+    );
+    assert_eq!(after[&102], "warm 102");
+
+    let runs = db.seen().len();
+    get_users_uncached(&cache, &db, &[100]).await.unwrap();
+    assert_eq!(db.seen().len(), runs + 1);
+}
+
+#[tokio::test]
+async fn a_failed_body_is_the_calls_error_and_caches_nothing() {
+    let (cache, db) = (Cache::local(), Db::default());
+    get_users(&cache, &db, &[2]).await.unwrap();
+    db.fail.store(true, SeqCst);
+    assert!(get_users(&cache, &db, &[2, 4]).await.is_err());
+    db.fail.store(false, SeqCst);
+    let map = get_users(&cache, &db, &[2, 4]).await.unwrap();
+    assert_eq!(map.len(), 2);
+    assert_eq!(db.seen(), vec![vec![2], vec![4], vec![4]]);
+}
+
+/// A slow source that counts each element's loads.
+#[derive(Default)]
+struct Slow {
+    loads: Mutex<HashMap<u64, usize>>,
+    calls: AtomicUsize,
+}
+
+#[cache_many(key = "slow:<ids>", ttl = 300, lock, skip(source), cache = cache)]
+async fn get_slow(cache: &Cache, source: &Slow, ids: Vec<u64>) -> HashMap<u64, u64> {
+    source.calls.fetch_add(1, SeqCst);
+    {
+        let mut loads = source.loads.lock().unwrap();
+        for id in &ids {
+            *loads.entry(*id).or_default() += 1;
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    ids.iter().map(|id| (*id, id * 10)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fifty_overlapping_batches_load_each_element_once() {
+    let cache = Cache::local();
+    let source = Arc::new(Slow::default());
+    let mut tasks = Vec::new();
+    for task in 0..50u64 {
+        let (cache, source) = (cache.clone(), Arc::clone(&source));
+        tasks.push(tokio::spawn(async move {
+            // Overlapping windows of 20 over 0..100.
+            let ids: Vec<u64> = (0..20).map(|i| (task * 7 + i) % 100).collect();
+            let map = get_slow(&cache, &source, ids.clone()).await;
+            for id in ids {
+                assert_eq!(map[&id], id * 10, "task {task}");
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let loads = source.loads.lock().unwrap();
+    assert!(
+        loads.values().all(|&n| n == 1),
+        "an element loaded twice: {loads:?}"
+    );
+    assert!(!loads.is_empty());
+}
+
+#[cache_many(key = "sync:<ids>", ttl = 300, tier = "l1")]
+fn squares(ids: &BTreeSet<u32>) -> BTreeMap<u32, u64> {
+    ids.iter()
+        .map(|id| (*id, u64::from(*id) * u64::from(*id)))
+        .collect()
+}
+
+#[cache_many(key = "set:<ids>", ttl = 300, tier = "l1")]
+fn lengths(ids: HashSet<String>) -> HashMap<String, usize> {
+    ids.into_iter().map(|id| (id.clone(), id.len())).collect()
+}
+
+#[test]
+fn sync_functions_and_other_collections() {
+    let map = squares(&BTreeSet::from([2, 3]));
+    assert_eq!(map, BTreeMap::from([(2, 4), (3, 9)]));
+    assert_eq!(squares(&BTreeSet::from([3, 4]))[&4], 16);
+    let lens = lengths(HashSet::from(["ab".to_owned(), "abc".to_owned()]));
+    assert_eq!(lens["abc"], 3);
+    squares_invalidate(&BTreeSet::from([2])).unwrap();
+}
