@@ -212,3 +212,40 @@ fn sync_functions_and_other_collections() {
     assert_eq!(lens["abc"], 3);
     squares_invalidate(&BTreeSet::from([2])).unwrap();
 }
+
+/// A source whose batches fail when they hold element 1.
+#[derive(Default)]
+struct Flaky {
+    batches: Mutex<Vec<Vec<u64>>>,
+}
+
+#[cache_many(key = "g4:<ids>", ttl = 300, lock, skip(source), cache = cache)]
+async fn flaky(cache: &Cache, source: &Flaky, ids: &[u64]) -> Result<HashMap<u64, u64>, DbError> {
+    let mut sorted = ids.to_vec();
+    sorted.sort_unstable();
+    source.batches.lock().unwrap().push(sorted);
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    match ids.contains(&1) {
+        true => Err(DbError),
+        false => Ok(ids.iter().map(|id| (*id, id * 2)).collect()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn g4_a_failed_batch_leaves_its_waiters_to_load_their_elements() {
+    let cache = Cache::local();
+    let source = Arc::new(Flaky::default());
+    let first = {
+        let (cache, source) = (cache.clone(), Arc::clone(&source));
+        tokio::spawn(async move { flaky(&cache, &source, &[1, 2]).await })
+    };
+    tokio::time::sleep(Duration::from_millis(15)).await;
+    let second = flaky(&cache, &source, &[2, 3]).await.expect("2 and 3 load");
+    assert!(first.await.unwrap().is_err());
+    assert_eq!(second, HashMap::from([(2, 4), (3, 6)]));
+    assert_eq!(
+        *source.batches.lock().unwrap(),
+        vec![vec![1, 2], vec![3], vec![2]],
+        "2 waited for the first batch, then was loaded by the second"
+    );
+}
