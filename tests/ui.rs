@@ -17,4 +17,5 @@ fn every_check_reports_its_error_and_every_supported_shape_caches() {
     cases.compile_fail("tests/ui/freshness/*.rs");
     cases.compile_fail("tests/ui/derive/*.rs");
     cases.compile_fail("tests/ui/tags/*.rs");
+    cases.compile_fail("tests/ui/many/*.rs");
 }
