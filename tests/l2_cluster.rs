@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
-use cachette::{cache, Cache};
+use cachette::{cache, cache_many, Cache};
 use support::redis::RedisCluster;
 use support::wait::eventually;
 
@@ -378,4 +378,41 @@ async fn cluster_g6_invalidations_arrive_after_the_node_listened_to_dies() {
     })
     .await;
     assert!(missed, "b hears the invalidation on its new node");
+}
+
+// ---------------------------------------------------------------------------
+// `#[cache_many]` on a cluster: the batch's pipelines span every node.
+
+static BATCH_LOADS: AtomicUsize = AtomicUsize::new(0);
+
+#[cache_many(key = "crate:<ids>", ttl = 300, lock, cache = cache)]
+async fn crates(cache: &Cache, ids: &[u64]) -> std::collections::HashMap<u64, String> {
+    BATCH_LOADS.fetch_add(ids.len(), SeqCst);
+    ids.iter().map(|id| (*id, format!("crate {id}"))).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_g14_a_batch_over_every_node_is_stored_and_served_per_element() {
+    let cluster = RedisCluster::start(3);
+    let a = process(&cluster, "cm", Duration::from_millis(500)).await;
+    let b = process(&cluster, "cm", Duration::from_millis(500)).await;
+    let ids = ids_on_every_node(&cluster, 24, |id| format!("cm:v1:crate:{id}"));
+    let keys: Vec<u64> = ids.iter().map(|(id, _)| *id).collect();
+
+    let first = crates(&a, &keys).await;
+    assert_eq!(first.len(), keys.len());
+    assert_eq!(BATCH_LOADS.load(SeqCst), keys.len());
+    for (id, node) in &ids {
+        assert!(
+            exists_on(&cluster, *node, &format!("cm:v1:crate:{id}")),
+            "crate {id} is stored on node {node}"
+        );
+    }
+    let second = crates(&b, &keys).await;
+    assert_eq!(second, first);
+    assert_eq!(
+        BATCH_LOADS.load(SeqCst),
+        keys.len(),
+        "b read every element from the cluster"
+    );
 }

@@ -188,28 +188,24 @@ impl Backend for RedisBackend {
         keys: Vec<String>,
     ) -> Call<LockedRead> {
         let millis = ttl.as_millis().max(1) as u64;
-        let mut pipe = redis::pipe();
-        let taking = locks.len();
-        for lock in &locks {
-            pipe.cmd("SET")
-                .arg(lock.as_str())
-                .arg(token.as_str())
-                .arg("NX")
-                .arg("PX")
-                .arg(millis);
-        }
-        let reads = !keys.is_empty();
-        if reads {
-            let mget = pipe.cmd("MGET");
-            for key in &keys {
-                mget.arg(key.as_str());
-            }
+        let mut commands: Vec<redis::Cmd> = locks
+            .iter()
+            .map(|lock| {
+                redis::cmd("SET")
+                    .arg(lock.as_str())
+                    .arg(token.as_str())
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(millis)
+                    .clone()
+            })
+            .collect();
+        let taking = commands.len();
+        if !keys.is_empty() {
+            commands.push(mget(&keys));
         }
         self.call(move |conn| async move {
-            if taking == 0 && !reads {
-                return Ok((Vec::new(), Vec::new()));
-            }
-            let mut replies = conn.pipeline(pipe).await?.into_iter();
+            let mut replies = conn.phases(vec![commands]).await?.into_iter();
             let taken = replies
                 .by_ref()
                 .take(taking)
@@ -231,45 +227,42 @@ impl Backend for RedisBackend {
         keys: Vec<String>,
         publish: Option<(String, String)>,
     ) -> Call<Vec<Option<Vec<u8>>>> {
-        let mut pipe = redis::pipe();
-        for (key, value, ttl) in &sets {
-            let millis = ttl.as_millis().max(1) as u64;
-            pipe.cmd("SET")
-                .arg(key.as_str())
-                .arg(value.as_slice())
-                .arg("PX")
-                .arg(millis)
-                .ignore();
-        }
-        for lock in &unlocks {
-            pipe.cmd("EVAL")
+        let mut writes: Vec<redis::Cmd> = sets
+            .iter()
+            .map(|(key, value, ttl)| {
+                redis::cmd("SET")
+                    .arg(key.as_str())
+                    .arg(value.as_slice())
+                    .arg("PX")
+                    .arg(ttl.as_millis().max(1) as u64)
+                    .clone()
+            })
+            .collect();
+        writes.extend(unlocks.iter().map(|lock| {
+            redis::cmd("EVAL")
                 .arg(UNLOCK)
                 .arg(1)
                 .arg(lock.as_str())
                 .arg(token.as_str())
-                .ignore();
-        }
-        let reads = !keys.is_empty();
-        if reads {
-            let mget = pipe.cmd("MGET");
-            for key in &keys {
-                mget.arg(key.as_str());
-            }
+                .clone()
+        }));
+        let written = writes.len();
+        let mut after = Vec::new();
+        if !keys.is_empty() {
+            after.push(mget(&keys));
         }
         if let Some((channel, message)) = &publish {
-            pipe.cmd("PUBLISH")
-                .arg(channel.as_str())
-                .arg(message.as_str())
-                .ignore();
+            after.push(
+                redis::cmd("PUBLISH")
+                    .arg(channel.as_str())
+                    .arg(message.as_str())
+                    .clone(),
+            );
         }
-        let empty = sets.is_empty() && unlocks.is_empty() && !reads && publish.is_none();
         self.call(move |conn| async move {
-            if empty {
-                return Ok(Vec::new());
-            }
-            let replies = conn.pipeline(pipe).await?;
-            Ok(match replies.into_iter().next() {
-                Some(redis::Value::Array(values)) if reads => {
+            let replies = conn.phases(vec![writes, after]).await?;
+            Ok(match replies.into_iter().nth(written) {
+                Some(redis::Value::Array(values)) if !keys.is_empty() => {
                     values.into_iter().map(bulk).collect()
                 }
                 _ => vec![None; keys.len()],
@@ -377,13 +370,35 @@ impl Conn {
         Ok(replies.into_iter().map(bulk).collect())
     }
 
-    /// The replies of the commands of `pipe` not marked ignored, in
-    /// order, sent in one round trip.
-    async fn pipeline(mut self, pipe: redis::Pipeline) -> RedisResult<Vec<redis::Value>> {
-        match &mut self {
-            Conn::Single(c) => pipe.query_async(c).await,
+    /// The replies of every command of `phases`, in order. On one server
+    /// all of them go in one pipeline (one round trip, run in order). On a
+    /// cluster, where a pipeline cannot span slots, each phase's commands
+    /// are sent at once (the client routes each to its node) and the next
+    /// phase follows: one round trip per phase.
+    async fn phases(self, phases: Vec<Vec<redis::Cmd>>) -> RedisResult<Vec<redis::Value>> {
+        match self {
+            Conn::Single(mut c) => {
+                let mut pipe = redis::pipe();
+                for command in phases.into_iter().flatten() {
+                    pipe.add_command(command);
+                }
+                if pipe.is_empty() {
+                    return Ok(Vec::new());
+                }
+                pipe.query_async(&mut c).await
+            }
             #[cfg(feature = "cluster")]
-            Conn::Cluster(c) => pipe.query_async(c).await,
+            Conn::Cluster(c) => {
+                let mut replies = Vec::new();
+                for phase in phases {
+                    let sent = phase.into_iter().map(|command| {
+                        let mut c = c.clone();
+                        async move { command.query_async::<redis::Value>(&mut c).await }
+                    });
+                    replies.extend(futures_util::future::try_join_all(sent).await?);
+                }
+                Ok(replies)
+            }
         }
     }
 
@@ -403,6 +418,15 @@ impl Conn {
             Conn::Cluster(c) => invocation.invoke_async(c).await,
         }
     }
+}
+
+/// `MGET keys..`.
+fn mget(keys: &[String]) -> redis::Cmd {
+    let mut mget = redis::cmd("MGET");
+    for key in keys {
+        mget.arg(key.as_str());
+    }
+    mget
 }
 
 /// A string value's bytes; `None` for nil or a value of another type.
