@@ -31,6 +31,8 @@
 //! `cargo bench --features redis --bench l2_hit` takes about 1.5 minutes.
 
 mod common;
+#[path = "common/entry.rs"]
+mod entry;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
@@ -40,15 +42,15 @@ use std::hint::black_box;
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{LazyLock, OnceLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use cache_runtime::{Bincode, Codec};
 use cachette::{cache, Cache, FunctionStats};
 use common::{
     benchmarking, compare, load_user, measure, median, nanos_per_call, on_one_thread, paired,
     round_robin_async, verdict, Paired, Row, Setting, Timed, User, KEYS, SAMPLES,
 };
 use criterion::Criterion;
+use entry::decode_entry;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use support::redis::RedisServer;
 use tokio::runtime::Runtime;
@@ -141,39 +143,6 @@ async fn local_get_user_async(id: u64) -> User {
 
 /// Ids never used before, so that P4 calls always miss L1.
 static NEXT_ID: AtomicU64 = AtomicU64::new(1_000_000);
-
-fn now_millis() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
-/// The peer's decode of an entry as the cache stores it: check the format
-/// byte and freshness in the envelope's header, skip its tags, then bincode
-/// the payload.
-fn decode_entry(bytes: &[u8]) -> Option<User> {
-    const FORMAT_V1: u8 = 0xCA;
-    // format, codec, flags, created, fresh until, stale until, compute,
-    // clear generation, key generation.
-    const FIXED: usize = 3 + 8 + 8 + 8 + 4 + 8 + 8;
-    let u16_at = |at: usize| Some(u16::from_le_bytes(bytes.get(at..at + 2)?.try_into().ok()?));
-    if bytes.first() != Some(&FORMAT_V1) {
-        return None;
-    }
-    let fresh_until = u64::from_le_bytes(bytes.get(11..19)?.try_into().ok()?);
-    if now_millis() >= fresh_until {
-        return None;
-    }
-    let mut at = FIXED;
-    let tags = u16_at(at)?;
-    at += 2;
-    for _ in 0..tags {
-        at += 2 + usize::from(u16_at(at)?) + 8;
-    }
-    let len = u32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?) as usize;
-    at += 4;
-    Bincode.decode(bytes.get(at..at + len)?).ok()
-}
 
 fn redis_key(id: u64) -> String {
     format!("v1:user:{id}")
