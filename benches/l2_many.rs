@@ -6,7 +6,8 @@
 //! - `read_100`: all 100 elements are in Redis; the functions use
 //!   `tier = "l2"`, so every call reads them (one `MGET` with their
 //!   generations) and the body never runs: the batch's cost over the raw
-//!   read.
+//!   read. A second peer reads as many keys as the batch does (each entry
+//!   and a generation per element), the same work in Redis.
 //! - `read_90_fill_10`: 90 elements are in Redis and 10 are new ids each
 //!   call: the batch reads the 90, runs the body for the 10 and writes them
 //!   in one more round trip. The peer still does one `MGET` of 100: the
@@ -73,6 +74,27 @@ async fn peer_mget(mut conn: ConnectionManager, ids: &[u64]) -> HashMap<u64, Use
     let mut mget = redis::cmd("MGET");
     for id in ids {
         mget.arg(format!("v1:user:{id}"));
+    }
+    let replies: Vec<Option<Vec<u8>>> = mget
+        .query_async(&mut conn)
+        .await
+        .expect("Redis answers MGET");
+    ids.iter()
+        .zip(replies)
+        .filter_map(|(id, bytes)| Some((*id, decode_entry::<User>(&bytes?)?)))
+        .collect()
+}
+
+/// The peer, reading also one generation key per element (and the clear
+/// generation), as many keys as the batch's read: the same job in Redis.
+async fn peer_mget_generations(mut conn: ConnectionManager, ids: &[u64]) -> HashMap<u64, User> {
+    let mut mget = redis::cmd("MGET");
+    for id in ids {
+        mget.arg(format!("v1:user:{id}"));
+    }
+    mget.arg("#gen:clear");
+    for id in ids {
+        mget.arg(format!("#gen:key:{id}"));
     }
     let replies: Vec<Option<Vec<u8>>> = mget
         .query_async(&mut conn)
@@ -233,6 +255,7 @@ fn main() {
     let read_90 = commands_of(&server, || {
         rt.block_on(get_users(&fill_ids));
     });
+    assert_eq!(rt.block_on(peer_mget_generations(peer.clone(), &all)), read);
     let peer_100 = commands_of(&server, || {
         rt.block_on(peer_mget(peer.clone(), &all));
     });
@@ -255,6 +278,13 @@ fn main() {
                         let peer = peer.clone();
                         async move { peer_mget(peer, &ids).await }
                     })) as Timed<'_>,
+                ),
+                (
+                    "redis_rs_mget_generations",
+                    Box::new(|n| calls_to(&rt, n, false, |ids| {
+                        let peer = peer.clone();
+                        async move { peer_mget_generations(peer, &ids).await }
+                    })),
                 ),
                 (
                     "cachette_many",

@@ -210,6 +210,9 @@ pub trait Element<V> {
 
     /// The value an entry holds; `None` for an absent element.
     fn value(stored: &Self::Stored) -> Option<V>;
+
+    /// [`value`](Self::value), taking the entry.
+    fn into_value(stored: Self::Stored) -> Option<V>;
 }
 
 impl<V: Clone + Send + Sync + 'static> Element<V> for Plain {
@@ -225,6 +228,10 @@ impl<V: Clone + Send + Sync + 'static> Element<V> for Plain {
     #[inline]
     fn value(stored: &V) -> Option<V> {
         Some(stored.clone())
+    }
+    #[inline]
+    fn into_value(stored: V) -> Option<V> {
+        Some(stored)
     }
 }
 
@@ -242,6 +249,10 @@ impl<V: Clone + Send + Sync + 'static> Element<V> for Res {
     fn value(stored: &V) -> Option<V> {
         Some(stored.clone())
     }
+    #[inline]
+    fn into_value(stored: V) -> Option<V> {
+        Some(stored)
+    }
 }
 
 impl<V: Clone + Send + Sync + 'static> Element<V> for Opt {
@@ -257,6 +268,10 @@ impl<V: Clone + Send + Sync + 'static> Element<V> for Opt {
     #[inline]
     fn value(stored: &Option<V>) -> Option<V> {
         stored.clone()
+    }
+    #[inline]
+    fn into_value(stored: Option<V>) -> Option<V> {
+        stored
     }
 }
 
@@ -274,6 +289,10 @@ impl<V: Clone + Send + Sync + 'static> Element<V> for ResOpt {
     fn value(stored: &Option<V>) -> Option<V> {
         stored.clone()
     }
+    #[inline]
+    fn into_value(stored: Option<V>) -> Option<V> {
+        stored
+    }
 }
 
 impl<V> Element<V> for Unusable {
@@ -286,5 +305,8 @@ impl<V> Element<V> for Unusable {
     }
     fn value(stored: &Never) -> Option<V> {
         match *stored {}
+    }
+    fn into_value(stored: Never) -> Option<V> {
+        match stored {}
     }
 }

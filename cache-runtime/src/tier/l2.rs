@@ -6,6 +6,7 @@
 //! (and counts an L2 error): a call never fails because of the shared tier.
 
 use std::any::Any;
+use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -539,15 +540,18 @@ pub(super) async fn read_batch(
         }
     }
     let era = l2.era();
+    // Each generation once, with where it is in the read.
     let mut ids: Vec<GenId> = Vec::new();
+    let mut at: HashMap<GenId, usize> = HashMap::new();
     let mut entries = Vec::with_capacity(loads.len());
     for load in &mut loads {
         load.era = era;
         load.ids = load.generation_ids();
         for id in &load.ids {
-            if !ids.contains(id) {
+            at.entry(id.clone()).or_insert_with(|| {
                 ids.push(id.clone());
-            }
+                ids.len() - 1
+            });
         }
         let fence = generations.fence(&load.key, spec.namespace, load.tags.clone());
         let namespace = spec.namespace.zip(fence.namespace_generation());
@@ -579,9 +583,8 @@ pub(super) async fn read_batch(
             .ids
             .iter()
             .map(|id| {
-                ids.iter()
-                    .position(|i| i == id)
-                    .and_then(|at| current.get(at).copied())
+                at.get(id)
+                    .and_then(|&index| current.get(index).copied())
                     .unwrap_or_else(|| generations.get(id))
             })
             .collect();
@@ -615,6 +618,7 @@ pub(super) async fn write_batch(
 ) -> Result<(), Error> {
     let mut sets = Vec::with_capacity(fills.len());
     let mut ids: Vec<GenId> = Vec::new();
+    let mut seen: std::collections::HashSet<GenId> = std::collections::HashSet::new();
     let mut refused = Ok(());
     let mut announce = false;
     let mut reporter = None;
@@ -636,7 +640,7 @@ pub(super) async fn write_batch(
         }
         announce |= load.spec.lock;
         for id in load.generation_ids() {
-            if !ids.contains(&id) {
+            if seen.insert(id.clone()) {
                 ids.push(id);
             }
         }

@@ -576,40 +576,49 @@ where
             found,
             locked,
         } = read;
-        let lock_key = l2.lock_key(&load.redis_key);
+        let lock_key = || l2.lock_key(&load.redis_key);
         let now = self.cache.inner.clock.now_millis();
         let freshness = &self.site.spec.freshness;
         let item = &mut self.items[index];
         if let Some(fence) = &load.fence {
             item.fence = fence.clone();
         }
-        if let Some(found) = found {
-            if let Some(stored) = found.value.downcast_ref::<Sh::Stored>().cloned() {
-                match refresh::age(freshness, now, found.fresh_until_ms, 0, || 1.0) {
-                    Age::Fresh | Age::Early => {
-                        Counters::bump(&self.site.counters(self.cache).l2_hits);
-                        if let Some(entry) = found.entry {
-                            keep(self.cache, &item.key, entry, &load);
-                        }
-                        if let Some(guard) = guard {
-                            guard.finish(Outcome::Done(found.value));
-                        }
-                        if locked {
-                            self.unlocks.push(lock_key);
-                        }
-                        return State::Done(Some(stored));
+        if let Some(found) = found.filter(|found| found.value.is::<Sh::Stored>()) {
+            let age = refresh::age(freshness, now, found.fresh_until_ms, 0, || 1.0);
+            match age {
+                Age::Fresh | Age::Early => {
+                    Counters::bump(&self.site.counters(self.cache).l2_hits);
+                    if let Some(entry) = found.entry {
+                        keep(self.cache, &item.key, entry, &load);
                     }
-                    // Past its TTL: loaded again, and served if that fails.
-                    Age::Stale | Age::Fallback => item.fallback = Some(stored),
-                    Age::Gone => {}
+                    if locked {
+                        self.unlocks.push(lock_key());
+                    }
+                    let stored = match guard {
+                        Some(guard) => {
+                            let stored = found.value.downcast_ref::<Sh::Stored>().cloned();
+                            guard.finish(Outcome::Done(found.value));
+                            stored
+                        }
+                        // Nothing else holds the value (it skips L1): moved,
+                        // not cloned.
+                        None => take_stored::<Sh::Stored>(found.value),
+                    };
+                    return State::Done(stored);
                 }
+                // Past its TTL: loaded again, and served if that fails.
+                Age::Stale | Age::Fallback => {
+                    item.fallback = found.value.downcast_ref::<Sh::Stored>().cloned();
+                }
+                Age::Gone => {}
             }
         }
-        item.l2 = Some(load);
         if locked {
-            item.held = Some(l2.hold(lock_key, self.token.clone()));
+            item.held = Some(l2.hold(lock_key(), self.token.clone()));
+            item.l2 = Some(load);
             return State::Lead(guard);
         }
+        item.l2 = Some(load);
         match wants_lock {
             true => State::Remote(guard),
             false => State::Lead(guard),
@@ -787,16 +796,24 @@ where
             .unwrap_or(Err(Error::L2Timeout))
     }
 
-    /// The call's map: every settled element that has a value.
-    fn collect<M: FromIterator<(K, V)>>(&self) -> M {
-        self.items
-            .iter()
-            .filter_map(|item| match &item.state {
-                State::Done(Some(stored)) => Sh::value(stored).map(|v| (item.element.clone(), v)),
+    /// The call's map: every settled element that has a value. The batch
+    /// is spent: values are moved out, not cloned.
+    fn collect<M: FromIterator<(K, V)>>(&mut self) -> M {
+        std::mem::take(&mut self.items)
+            .into_iter()
+            .filter_map(|item| match item.state {
+                State::Done(Some(stored)) => Sh::into_value(stored).map(|v| (item.element, v)),
                 _ => None,
             })
             .collect()
     }
+}
+
+/// The value behind `value`: moved out when nothing else holds it,
+/// cloned otherwise.
+fn take_stored<S: Clone + Send + Sync + 'static>(value: Arc<dyn Any + Send + Sync>) -> Option<S> {
+    let value = value.downcast::<S>().ok()?;
+    Some(Arc::try_unwrap(value).unwrap_or_else(|shared| (*shared).clone()))
 }
 
 /// An element's L1 entry: its fresh value (settled), or a value past its
