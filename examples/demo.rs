@@ -1,6 +1,6 @@
 //! cachette in front of a real database: a cached SQLite lookup under a
-//! skewed, concurrent workload, then a stampede, invalidation and negative
-//! caching.
+//! skewed, concurrent workload, then a stampede, invalidation, negative
+//! caching, freshness and a batch lookup of a page of users.
 //!
 //! ```text
 //! cargo run --release --example demo
@@ -21,7 +21,7 @@
 //! the options.
 
 use std::cell::RefCell;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::error::Error;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use cachette::{cache, Cache, FunctionStats};
+use cachette::{cache, cache_many, Cache, FunctionStats};
 use rusqlite::{Connection, OptionalExtension};
 
 /// Rows in the `users` table; ids run from 1 to `USERS`.
@@ -186,6 +186,37 @@ impl Db {
         .await
     }
 
+    /// `SELECT .. WHERE id IN (..)`: many users in one query, plus the
+    /// modelled round trip.
+    async fn fetch_users(&self, ids: &[u64]) -> Result<HashMap<u64, User>, DbError> {
+        self.lookups.fetch_add(1, Relaxed);
+        self.queried
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(ids.iter().copied());
+        let ids: Vec<i64> = ids.iter().map(|&id| sql_id(id)).collect();
+        self.with_connection(move |conn| {
+            let marks = vec!["?"; ids.len()].join(", ");
+            let sql = format!("SELECT id, name, email FROM users WHERE id IN ({marks})");
+            let mut query = conn.prepare(&sql)?;
+            let rows = query.query_map(rusqlite::params_from_iter(&ids), |row| {
+                let id = row.get::<_, i64>(0)?.unsigned_abs();
+                Ok((
+                    id,
+                    User {
+                        id,
+                        name: row.get(1)?,
+                        email: row.get(2)?,
+                    },
+                ))
+            })?;
+            let users = rows.collect::<Result<HashMap<u64, User>, _>>();
+            std::thread::sleep(ROUND_TRIP);
+            users
+        })
+        .await
+    }
+
     async fn rename_user(&self, id: u64, name: String) -> Result<(), DbError> {
         self.with_connection(move |conn| {
             conn.execute(
@@ -264,6 +295,22 @@ fn person(id: u64) -> (String, String) {
 )]
 async fn get_user(db: &Db, id: u64) -> Result<Option<User>, DbError> {
     db.fetch_user(id).await
+}
+
+/// The batch twin of `get_user`: the same key template and, with
+/// `negative_ttl`, the same stored value, so the two share entries. The body
+/// gets only the ids that missed both tiers, in one query.
+#[cache_many(
+    key = "user:<ids>",
+    ttl = 300,
+    jitter = 0.1,
+    negative_ttl = 60,
+    lock,
+    skip(db),
+    name = "demo.get_users"
+)]
+async fn get_users(db: &Db, ids: &[u64]) -> Result<HashMap<u64, User>, DbError> {
+    db.fetch_users(ids).await
 }
 
 /// A slow report, kept fresh without making callers wait: past its TTL the
@@ -792,10 +839,13 @@ async fn run(path: &Path, options: &Options) -> Result<(), Box<dyn Error>> {
     // 5. Freshness: a slow query kept fresh in the background.
     freshness(&cache, &db).await?;
 
-    // 6. The counters cachette kept for the function over the whole run.
+    // 6. Batches: a page of users in one query for what missed.
+    batches(&cache, &db, options.redis.as_deref()).await?;
+
+    // 7. The counters cachette kept for the function over the whole run.
     let total = function_stats(&cache);
     println!();
-    println!("6. cache.stats().function({NAME:?}) after everything above");
+    println!("7. cache.stats().function({NAME:?}) after everything above");
     println!();
     if shared {
         println!(
@@ -822,6 +872,151 @@ async fn run(path: &Path, options: &Options) -> Result<(), Box<dyn Error>> {
         );
     }
     Ok(())
+}
+
+/// Section 6: pages of 100 users through `#[cache_many]`, against 100
+/// single lookups.
+async fn batches(cache: &Cache, db: &Db, redis: Option<&str>) -> Result<(), DbError> {
+    const PAGE: u64 = 100;
+    const FIRST: u64 = 9_001;
+    println!();
+    println!(
+        "6. Batches: #[cache_many(key = \"user:<ids>\", ..)] async fn get_users(db: &Db, ids: &[u64]) \
+         -> Result<HashMap<u64, User>, DbError>"
+    );
+    println!();
+    let commands = RedisCommands::open(redis);
+    if commands.0.is_some() {
+        println!(
+            "  (Redis lines: the commands Redis counted, INFO commandstats; a cold page costs three \
+             round trips with `lock`: read, lock and re-read the misses, write; the unlock \
+             script's GET and DEL count too)"
+        );
+        println!();
+    }
+    let stats = || {
+        cache
+            .stats()
+            .function("demo.get_users")
+            .cloned()
+            .unwrap_or_default()
+    };
+    let pages = [FIRST, FIRST + PAGE / 2, FIRST];
+    for first in pages {
+        let ids: Vec<u64> = (first..first + PAGE).collect();
+        db.take_queried();
+        let (before, queries, sent) = (stats(), db.lookups(), commands.snapshot());
+        let started = Instant::now();
+        let users = get_users(db, &ids).await?;
+        let took = started.elapsed();
+        let during = delta(&stats(), &before);
+        let queried = db.take_queried().len();
+        let mut outcome = format!(
+            "{} users in {}: {} from L1, ",
+            users.len(),
+            human(took),
+            during.l1_hits
+        );
+        if redis.is_some() {
+            outcome.push_str(&format!("{} from Redis, ", during.l2_hits));
+        }
+        outcome.push_str(&match db.lookups() - queries {
+            0 => "no database query".to_owned(),
+            1 => format!("{queried} in 1 database query"),
+            n => format!("{queried} in {n} database queries"),
+        });
+        step(
+            &format!("get_users(&[{first}..={}])", first + PAGE - 1),
+            &outcome,
+        );
+        if let Some(sent) = commands.since(sent) {
+            step("", &sent);
+        }
+    }
+    // The same page size, one lookup at a time, for comparison.
+    let singles: Vec<u64> = (FIRST + 2 * PAGE..FIRST + 3 * PAGE).collect();
+    let (queries, started) = (db.lookups(), Instant::now());
+    for id in &singles {
+        get_user(db, *id).await?;
+    }
+    step(
+        &format!("get_user x {PAGE}, one by one"),
+        &format!(
+            "{} in {} database queries",
+            human(started.elapsed()),
+            db.lookups() - queries
+        ),
+    );
+    // Entries are shared: a batch's elements are `get_user` hits.
+    let before = db.lookups();
+    let user = get_user(db, FIRST + 7).await?;
+    step(
+        &format!("get_user({})", FIRST + 7),
+        &format!(
+            "{:?} ({})",
+            user.map(|u| u.name).unwrap_or_default(),
+            if db.lookups() == before {
+                "hit: get_users stored it"
+            } else {
+                "database query"
+            }
+        ),
+    );
+    Ok(())
+}
+
+/// What Redis counted (`INFO commandstats`), to show a batch's round trips;
+/// nothing without `--redis`.
+struct RedisCommands(Option<Mutex<redis::Connection>>);
+
+impl RedisCommands {
+    fn open(url: Option<&str>) -> RedisCommands {
+        let conn = url.and_then(|url| redis::Client::open(url).ok()?.get_connection().ok());
+        RedisCommands(conn.map(Mutex::new))
+    }
+
+    /// Calls of each command so far.
+    fn snapshot(&self) -> HashMap<String, u64> {
+        let Some(conn) = &self.0 else {
+            return HashMap::new();
+        };
+        let mut conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
+        let info: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query(&mut *conn)
+            .unwrap_or_default();
+        info.lines()
+            .filter_map(|line| {
+                let (name, stats) = line.strip_prefix("cmdstat_")?.split_once(':')?;
+                let calls = stats
+                    .strip_prefix("calls=")?
+                    .split(',')
+                    .next()?
+                    .parse()
+                    .ok()?;
+                Some((name.to_uppercase(), calls))
+            })
+            .collect()
+    }
+
+    /// The commands sent since `before`, as `"1 MGET, 100 SET"`.
+    fn since(&self, before: HashMap<String, u64>) -> Option<String> {
+        self.0.as_ref()?;
+        let mut sent: Vec<String> = self
+            .snapshot()
+            .into_iter()
+            .filter(|(name, _)| name != "INFO")
+            .filter_map(|(name, calls)| {
+                let delta = calls - before.get(&name).copied().unwrap_or(0);
+                (delta > 0).then(|| format!("{delta} {name}"))
+            })
+            .collect();
+        sent.sort();
+        Some(match sent.is_empty() {
+            true => "Redis: no command".to_owned(),
+            false => format!("Redis: {}", sent.join(", ")),
+        })
+    }
 }
 
 /// Section 5: callers of a slow, hot query with `stale` and `early` never

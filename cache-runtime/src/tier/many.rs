@@ -337,8 +337,14 @@ where
             true => Phase::Waiting,
             false => Phase::Done,
         };
-        // The locks go at once, so other processes need not wait out
-        // their lease.
+        self.release(helds);
+        covered
+    }
+
+    /// Releases `helds` and the locks of elements found after all, at once
+    /// (on the cache's runtime), so that other processes need not wait out
+    /// their lease.
+    fn release(&mut self, helds: Vec<Held>) {
         let unlocks: Vec<String> = helds
             .iter()
             .map(|held| held.lock_key.clone())
@@ -355,7 +361,6 @@ where
                 drop(helds);
             });
         }
-        covered
     }
 
     async fn step<W: Wait, M: FromIterator<(K, V)>>(&mut self, wait: W) -> Step<K, M> {
@@ -395,6 +400,7 @@ where
                     }
                     if !self.await_others(wait).await {
                         self.phase = Phase::Done;
+                        self.release(Vec::new());
                     }
                 }
                 Phase::Done => return Step::Done(self.collect()),
@@ -533,31 +539,57 @@ where
                 template.sibling(item.key.clone(), item.tags.clone())
             })
             .collect();
-        let token = (self.site.spec.lock && self.reads).then(|| {
-            self.token = format!("{:032x}", fastrand::u128(..));
-            self.token.clone()
-        });
-        let read = wait
-            .l2(&l2, l2.budget(4), read_batch(loads, token.clone()))
-            .await;
+        let read = wait.l2(&l2, l2.budget(4), read_batch(loads, None)).await;
         let Some(Ok(reads)) = read else {
             // The tier did not answer: the body runs, and fills L1 only.
             return;
         };
-        for (index, mut read) in leads.into_iter().zip(reads) {
+        for (index, mut read) in leads.iter().copied().zip(reads) {
             if !self.reads {
                 read.found = None;
             }
-            let Some(State::Lead(guard)) = self
-                .items
-                .get_mut(index)
-                .map(|item| std::mem::replace(&mut item.state, State::Open))
-            else {
-                continue;
-            };
-            let wants_lock = token.is_some();
-            let state = self.settle(index, read, guard, wants_lock, &l2);
+            let guard = self.take_lead(index);
+            let state = self.settle(index, read, guard, false, &l2);
             self.items[index].state = state;
+        }
+        // With `lock`, the elements still to load take their cross-process
+        // locks and are read again under them, in one more round trip: one
+        // another process filled meanwhile is served, one whose lock another
+        // process holds is waited for.
+        if !(self.site.spec.lock && self.reads) {
+            return;
+        }
+        let still: Vec<usize> = leads
+            .into_iter()
+            .filter(|&i| matches!(self.items[i].state, State::Lead(_)))
+            .collect();
+        let loads: Vec<L2Load> = still
+            .iter()
+            .filter_map(|&i| self.items[i].l2.clone())
+            .collect();
+        if loads.is_empty() || loads.len() != still.len() {
+            return;
+        }
+        self.token = format!("{:032x}", fastrand::u128(..));
+        let locking = read_batch(loads, Some(self.token.clone()));
+        let Some(Ok(reads)) = wait.l2(&l2, l2.budget(3), locking).await else {
+            return;
+        };
+        for (index, read) in still.into_iter().zip(reads) {
+            let guard = self.take_lead(index);
+            let state = self.settle(index, read, guard, true, &l2);
+            self.items[index].state = state;
+        }
+    }
+
+    /// The guard of an element this batch leads, leaving it open.
+    fn take_lead(&mut self, index: usize) -> Option<LeaderGuard<'c>> {
+        match std::mem::replace(&mut self.items[index].state, State::Open) {
+            State::Lead(guard) => guard,
+            other => {
+                self.items[index].state = other;
+                None
+            }
         }
     }
 
