@@ -249,3 +249,70 @@ async fn g4_a_failed_batch_leaves_its_waiters_to_load_their_elements() {
         "2 waited for the first batch, then was loaded by the second"
     );
 }
+
+#[cache_many(key = "member:<org>:<ids>", ttl = 300, tags = ["org:<org>", "member:<ids>"], tier = "l1", cache = cache)]
+fn members(cache: &Cache, org: u32, ids: &[u64]) -> HashMap<u64, String> {
+    ids.iter().map(|id| (*id, format!("{org}/{id}"))).collect()
+}
+
+#[test]
+fn tags_render_per_element_and_invalidate_what_they_name() {
+    let cache = Cache::local();
+    assert_eq!(members(&cache, 1, &[1, 2])[&2], "1/2");
+    members(&cache, 2, &[1]);
+    assert_eq!(members_tag_org(&cache, 1), "org:1");
+    assert_eq!(members_tag_member(&cache, 2), "member:2");
+    assert_eq!(cache.stats().total().body_runs, 2);
+    members_invalidate_member(&cache, 2).unwrap();
+    members(&cache, 1, &[1, 2]);
+    assert_eq!(
+        cache.stats().total().body_runs,
+        3,
+        "member 2 of org 1 reloaded"
+    );
+    members_invalidate_org(&cache, 1).unwrap();
+    members(&cache, 1, &[1, 2]);
+    members(&cache, 2, &[1]);
+    assert_eq!(
+        cache.stats().total().body_runs,
+        4,
+        "org 1 reloaded, org 2 still cached"
+    );
+}
+
+/// A repository whose methods use its own cache.
+struct Repo {
+    cache: Cache,
+    tenant: String,
+    loads: AtomicUsize,
+}
+
+impl Repo {
+    #[cache_many(key = "<self.tenant>:doc:<ids>", ttl = 300, cache = self.cache)]
+    async fn docs(&self, ids: Vec<u64>) -> HashMap<u64, String> {
+        self.loads.fetch_add(ids.len(), SeqCst);
+        ids.into_iter()
+            .map(|id| (id, format!("{} doc {id}", self.tenant)))
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn methods_key_by_self_and_use_their_cache() {
+    let repo = Repo {
+        cache: Cache::local(),
+        tenant: "acme".to_owned(),
+        loads: AtomicUsize::new(0),
+    };
+    assert_eq!(repo.docs(vec![1, 2]).await[&1], "acme doc 1");
+    repo.docs(vec![2, 3]).await;
+    assert_eq!(repo.loads.load(SeqCst), 3);
+    assert_eq!(repo.docs_key(2), "acme:doc:2");
+    repo.docs_invalidate(vec![1]).await.unwrap();
+    repo.docs(vec![1, 2, 3]).await;
+    assert_eq!(repo.loads.load(SeqCst), 4);
+    repo.docs_put(HashMap::from([(9, "nine".to_owned())]))
+        .await
+        .unwrap();
+    assert_eq!(repo.docs(vec![9]).await[&9], "nine");
+}

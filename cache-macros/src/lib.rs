@@ -283,7 +283,55 @@ pub fn cache(args: TokenStream, item: TokenStream) -> TokenStream {
 /// The one error for `#[cache]` on a method of a trait `impl`, where the
 /// companions cannot go; the method is kept as written, so that nothing
 /// else is reported.
-/// Caches a function of many keys per element (see the `cachette` crate).
+/// Caches a function of many keys per element: a call runs the body only
+/// for the elements that are not cached, all of them in one call, and
+/// stores each element's value under its own key.
+///
+/// One parameter named in the key is the collection (`&[K]`, `Vec<K>`,
+/// `&Vec<K>`, `HashSet<K>`, `BTreeSet<K>` or a reference to one), and its
+/// placeholder stands for each element. The function returns a
+/// `HashMap<K, V>` or `BTreeMap<K, V>`, or a `Result` of one; an element
+/// the map leaves out is absent (cached with `negative_ttl` only). Every
+/// argument of [`cache`](macro@cache) applies per element. With a shared
+/// tier, the elements L1 did not have are read in one round trip and the
+/// body's map is written in one more.
+///
+/// Entries are those of a `#[cache]` function with the same key template
+/// that stores the same value: `V` without `negative_ttl`, `Option<V>` with
+/// it.
+///
+/// ```rust
+/// use std::collections::HashMap;
+/// use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+///
+/// use cachette::{cache, cache_many};
+///
+/// static LOADED: AtomicUsize = AtomicUsize::new(0);
+///
+/// #[cache_many(key = "square:<ids>", ttl = 60, tier = "l1")]
+/// fn squares(ids: &[u64]) -> HashMap<u64, u64> {
+///     LOADED.fetch_add(ids.len(), SeqCst);
+///     ids.iter().map(|id| (*id, id * id)).collect()
+/// }
+///
+/// #[cache(key = "square:<id>", ttl = 60, tier = "l1")]
+/// fn square(id: u64) -> u64 {
+///     id * id
+/// }
+///
+/// assert_eq!(squares(&[2, 3])[&3], 9);
+/// assert_eq!(squares(&[3, 4, 4]).len(), 2); // the body sees [4] only
+/// assert_eq!(LOADED.load(SeqCst), 3);
+/// assert_eq!(square(4), 16);                // a hit: stored by `squares`
+/// assert_eq!(squares_key(4), square_key(4));
+/// squares_put(HashMap::from([(5, 25)])).unwrap();
+/// squares_invalidate(&[2, 5]).unwrap();
+/// ```
+///
+/// Besides `{fn}_key` (one element) it adds `{fn}_invalidate` (the
+/// collection), `{fn}_put` (a map, in place of the collection),
+/// `{fn}_refresh` and `{fn}_uncached` (all arguments), and the tag
+/// companions. The README's "Batches" section has the rules in full.
 #[proc_macro_attribute]
 pub fn cache_many(args: TokenStream, item: TokenStream) -> TokenStream {
     let call_site = proc_macro::Span::call_site();
