@@ -7,6 +7,7 @@
 
 use std::any::Any;
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -540,9 +541,14 @@ pub(super) async fn read_batch(
         }
     }
     let era = l2.era();
+    // The namespace generation the entries are named with.
+    let named_in = spec
+        .namespace
+        .map(|ns| generations.get(&GenId::Namespace(ns.to_owned())));
+    let namespace = spec.namespace.zip(named_in);
     // Each generation once, with where it is in the read.
     let mut ids: Vec<GenId> = Vec::new();
-    let mut at: HashMap<GenId, usize> = HashMap::new();
+    let mut at: HashMap<GenId, usize, BuildHasherDefault<Fnv>> = HashMap::default();
     let mut entries = Vec::with_capacity(loads.len());
     for load in &mut loads {
         load.era = era;
@@ -553,10 +559,7 @@ pub(super) async fn read_batch(
                 ids.len() - 1
             });
         }
-        let fence = generations.fence(&load.key, spec.namespace, load.tags.clone());
-        let namespace = spec.namespace.zip(fence.namespace_generation());
         load.redis_key = l2.entry_key(namespace, spec.version, load.rendered());
-        load.fence = Some(fence);
         entries.push(load.redis_key.clone());
     }
     let locks = match &token {
@@ -578,24 +581,37 @@ pub(super) async fn read_batch(
         generations.learn_announced(id, *generation);
     }
     let mut reads = Vec::with_capacity(loads.len());
+    let mut now: Vec<u64> = Vec::new();
     for (index, mut load) in loads.into_iter().enumerate() {
-        let now: Vec<u64> = load
-            .ids
-            .iter()
-            .map(|id| {
-                at.get(id)
-                    .and_then(|&index| current.get(index).copied())
-                    .unwrap_or_else(|| generations.get(id))
-            })
-            .collect();
-        let found = values
-            .get(index)
-            .and_then(Option::as_deref)
-            .and_then(|bytes| load.check(bytes, &now, epoch));
+        now.clear();
+        now.extend(load.ids.iter().map(|id| {
+            at.get(id)
+                .and_then(|&index| current.get(index).copied())
+                .unwrap_or_else(|| generations.get(id))
+        }));
+        // The fence for the fill, taken once the generations are learned.
         let (fence, confirmed) =
             generations.fence_confirmed(&load.key, spec.namespace, load.tags.clone());
+        // The namespace moved on since the entry was named: the name is
+        // void, and so is a fill under it.
+        let renamed = fence.namespace_generation() != named_in;
+        let taken_at = fence.epoch;
         load.fence = Some(fence);
-        load.confirmed = confirmed;
+        load.confirmed = confirmed && !renamed;
+        let found = match renamed {
+            true => None,
+            false => values
+                .get(index)
+                .and_then(Option::as_deref)
+                .and_then(|bytes| load.check(bytes, &now, epoch)),
+        };
+        // Reading the entry raised a generation: the fence is taken again.
+        if generations.epoch().0 != taken_at {
+            let (fence, confirmed) =
+                generations.fence_confirmed(&load.key, spec.namespace, load.tags.clone());
+            load.fence = Some(fence);
+            load.confirmed = confirmed && !renamed;
+        }
         reads.push(Read {
             load,
             found,
@@ -664,5 +680,29 @@ pub(super) async fn write_batch(
             }
             Err(e.into())
         }
+    }
+}
+
+/// FNV-1a, for the small maps of generation ids a batch keeps: no
+/// randomness is needed, and SipHash costs more than the rest of an
+/// element's bookkeeping.
+#[derive(Default)]
+struct Fnv(u64);
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut hash = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for byte in bytes {
+            hash = (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = hash;
     }
 }

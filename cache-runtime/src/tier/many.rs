@@ -189,8 +189,9 @@ where
         let inner = &*cache.inner;
         let spec = &site.spec;
         let counters = site.counters(cache);
-        let mut seen = HashSet::new();
-        let mut items = Vec::new();
+        let elements = elements.into_iter();
+        let mut seen = HashSet::with_capacity(elements.size_hint().0);
+        let mut items = Vec::with_capacity(elements.size_hint().0);
         for element in elements {
             if !seen.insert(element) {
                 continue;
