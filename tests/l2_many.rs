@@ -309,3 +309,54 @@ async fn g9_a_garbled_entry_is_a_miss_for_its_element_only() {
     assert_eq!(users.len(), 3);
     assert_eq!(*db_b.batches.lock().unwrap(), vec![vec![2]]);
 }
+
+#[cache_many(key = "sync:<ids>", ttl = 300, lock, skip(db), cache = cache)]
+fn get_users_blocking(cache: &Cache, db: &Db, ids: &[u64]) -> HashMap<u64, User> {
+    db.fetch(ids)
+}
+
+/// A sync function's batch with Redis, called from plain threads (no
+/// runtime) and from inside a runtime: the same round trips, and shared
+/// entries between the two caches.
+#[test]
+fn g14_sync_batches_read_and_fill_redis_from_threads_and_runtimes() {
+    let server = RedisServer::start();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (a, b) =
+        runtime.block_on(async { (cache_on(&server.url()).await, cache_on(&server.url()).await) });
+    let (db_a, db_b) = (Db::default(), Db::default());
+    let ids: Vec<u64> = (0..50).collect();
+    std::thread::scope(|scope| {
+        for _ in 0..4 {
+            scope.spawn(|| {
+                let users = get_users_blocking(&a, &db_a, &ids);
+                assert_eq!(users.len(), 50);
+            });
+        }
+    });
+    let loaded: usize = db_a.batches.lock().unwrap().iter().map(Vec::len).sum();
+    assert_eq!(
+        loaded, 50,
+        "with lock, four threads loaded each element once"
+    );
+    let users = runtime.block_on(async {
+        tokio::task::spawn_blocking({
+            let (b, ids) = (b.clone(), ids.clone());
+            move || get_users_blocking(&b, &Db::default(), &ids)
+        })
+        .await
+        .unwrap()
+    });
+    assert_eq!(users.len(), 50);
+    let more = get_users_blocking(&b, &db_b, &[10, 60]);
+    assert_eq!(more.len(), 2);
+    assert_eq!(
+        *db_b.batches.lock().unwrap(),
+        vec![vec![60]],
+        "b read 10 from Redis"
+    );
+}

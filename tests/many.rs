@@ -316,3 +316,16 @@ async fn methods_key_by_self_and_use_their_cache() {
         .unwrap();
     assert_eq!(repo.docs(vec![9]).await[&9], "nine");
 }
+
+#[cache_many(ttl = 300, tier = "l1", skip(factor))]
+fn scaled(factor: u64, ids: &[u64]) -> HashMap<u64, u64> {
+    ids.iter().map(|id| (*id, id * factor)).collect()
+}
+
+#[test]
+fn the_default_key_names_each_element() {
+    assert_eq!(scaled(3, &[1, 2])[&2], 6);
+    assert_eq!(scaled_key(2), "scaled:2");
+    // `factor` is skipped: the stored values stand.
+    assert_eq!(scaled(5, &[2])[&2], 6);
+}
