@@ -80,8 +80,8 @@ pub mod __private {
     pub use crate::spec::{Freshness, Site, Spec, Tier};
     pub use crate::tier::{
         invalidate_async, invalidate_blocking, invalidate_many_async, invalidate_many_blocking,
-        key_string, lookup, put_async, put_blocking, refresh, Batch, Load, Lookup, ManyTag, Step,
-        Tag,
+        key_string, lookup, put_async, put_blocking, refresh, Batch, ElementProbe, Hashed,
+        KeyStore, Keys, Load, Lookup, ManyTag, PickKeys, PickUnkeyed, Step, Tag, Unbatched,
     };
     pub use crate::value::{local, shared, ManyElement, ValueCodec};
     pub use crate::Cache;

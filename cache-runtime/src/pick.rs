@@ -16,11 +16,11 @@ use std::marker::PhantomData;
 use crate::error::Error;
 use crate::handle::Cache;
 use crate::key::KeyWriter;
-use crate::shape::Element;
 use crate::shape::{Shape, Stores, Unusable};
 use crate::share::Sharing;
 use crate::spec::Site;
-use crate::tier::{self, Batch, Load, Lookup, ManyTag, Tag};
+use crate::tier::{self, Load, Lookup, ManyTag, Tag};
+use crate::tier::{KeyStore, Keys};
 use crate::value::{SharedValue, ValueCodec};
 
 /// A shape marker, as a value.
@@ -181,97 +181,42 @@ impl<Sh> Pick<Sh> {
     }
 
     /// A `#[cache_many]` call under this marker: looks every element up in
-    /// L1 ([`Batch`]).
+    /// L1 ([`Batch`]). `keys` says whether the element type can key a
+    /// batch; when it cannot, the batch is one under which nothing fails,
+    /// so that the check at the element type is the only error.
     #[inline]
-    pub fn many<'c, 'k, V, K>(
+    #[allow(clippy::too_many_arguments, reason = "what one generated call passes")]
+    pub fn many<'c, 'k, V, K: 'k, E: KeyStore<'c, Sh, K, V>>(
         self,
+        keys: Keys<E>,
         site: &'static Site,
         cache: &'c Cache,
         value: Option<ValueCodec>,
         elements: impl IntoIterator<Item = &'k K>,
         key: impl Fn(&mut KeyWriter<'_>, &K),
         tags: &[ManyTag<'_, K>],
-    ) -> Batch<'c, Sh, K, V>
-    where
-        Sh: Element<V>,
-        K: Clone + Eq + std::hash::Hash + 'k,
-    {
-        Batch::new(site, cache, value, elements, key, tags)
+    ) -> E::Batch {
+        let _ = keys;
+        E::batch(site, cache, value, elements, key, tags, true)
     }
 
-    /// `{fn}_refresh` of a `#[cache_many]` function under this marker: a
-    /// batch that invalidates every element and loads them all.
+    /// `{fn}_refresh` and `{fn}_put` of a `#[cache_many]` function under
+    /// this marker: a batch that invalidates every element first, then
+    /// loads them all or stores given values.
     #[inline]
-    pub fn refresh_many<'c, 'k, V, K>(
+    #[allow(clippy::too_many_arguments, reason = "what one generated call passes")]
+    pub fn write_many<'c, 'k, V, K: 'k, E: KeyStore<'c, Sh, K, V>>(
         self,
+        keys: Keys<E>,
         site: &'static Site,
         cache: &'c Cache,
         value: Option<ValueCodec>,
         elements: impl IntoIterator<Item = &'k K>,
         key: impl Fn(&mut KeyWriter<'_>, &K),
         tags: &[ManyTag<'_, K>],
-    ) -> Batch<'c, Sh, K, V>
-    where
-        Sh: Element<V>,
-        K: Clone + Eq + std::hash::Hash + 'k,
-    {
-        Batch::refreshing(site, cache, value, elements, key, tags)
-    }
-
-    /// `{fn}_put` of a `#[cache_many]` function (a map) under this marker,
-    /// for async functions. Arguments are read before the future is
-    /// returned.
-    pub fn put_many_async<'c, V, K>(
-        self,
-        site: &'static Site,
-        cache: &'c Cache,
-        value: Option<ValueCodec>,
-        map: impl IntoIterator<Item = (K, V)>,
-        key: impl Fn(&mut KeyWriter<'_>, &K),
-        tags: &[ManyTag<'_, K>],
-    ) -> impl Future<Output = Result<(), Error>> + Send + 'c
-    where
-        Sh: Element<V> + 'c,
-        K: Clone + Eq + std::hash::Hash + Send + Sync + 'c,
-        V: Send + 'c,
-    {
-        let values: Vec<(K, V)> = map.into_iter().collect();
-        let batch = Batch::<Sh, K, V>::refreshing(
-            site,
-            cache,
-            value,
-            values.iter().map(|(k, _)| k),
-            key,
-            tags,
-        );
-        batch.put(crate::wait::Awaiting, values)
-    }
-
-    /// `{fn}_put` of a `#[cache_many]` function under this marker, for
-    /// sync functions.
-    pub fn put_many_blocking<V, K>(
-        self,
-        site: &'static Site,
-        cache: &Cache,
-        value: Option<ValueCodec>,
-        map: impl IntoIterator<Item = (K, V)>,
-        key: impl Fn(&mut KeyWriter<'_>, &K),
-        tags: &[ManyTag<'_, K>],
-    ) -> Result<(), Error>
-    where
-        Sh: Element<V>,
-        K: Clone + Eq + std::hash::Hash,
-    {
-        let values: Vec<(K, V)> = map.into_iter().collect();
-        let batch = Batch::<Sh, K, V>::refreshing(
-            site,
-            cache,
-            value,
-            values.iter().map(|(k, _)| k),
-            key,
-            tags,
-        );
-        crate::wait::block_now(batch.put(crate::wait::Blocking, values))
+    ) -> E::Batch {
+        let _ = keys;
+        E::batch(site, cache, value, elements, key, tags, false)
     }
 
     /// [`tier::put_async`] under this marker.

@@ -28,7 +28,9 @@ mod faults;
 mod l2;
 mod many;
 
-pub use many::{Batch, ManyTag, Step};
+pub use many::{
+    Batch, ElementProbe, Hashed, KeyStore, Keys, ManyTag, PickKeys, PickUnkeyed, Step, Unbatched,
+};
 
 use l2::Fill;
 

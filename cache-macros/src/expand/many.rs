@@ -120,6 +120,24 @@ impl ManyGenerator<'_> {
         (self.render_closure(0), quote!(&[#(#tags),*]))
     }
 
+    /// `let keys = (&ElementProbe::<K>::new()).keys();`: whether the element
+    /// type can key a batch, so that one that cannot is reported once, at
+    /// the check.
+    fn keys(&self) -> TokenStream {
+        let private = self.private();
+        let element = &self.many.element;
+        let keys = internal("__cachette_keys");
+        quote! {
+            let #keys = {
+                #[allow(unused_imports)]
+                use #private::{PickKeys as _, PickUnkeyed as _};
+                #[allow(clippy::needless_borrow)]
+                let k = (&#private::ElementProbe::<#element>::new()).keys();
+                k
+            };
+        }
+    }
+
     /// `<K as ManyElement>::check();`, spanned at the element type.
     fn element_check(&self) -> TokenStream {
         let private = self.private();
@@ -168,9 +186,11 @@ impl ManyGenerator<'_> {
         let collection = self.collection();
         let batch = internal("__cachette_batch");
         let start = match refresh {
-            true => quote!(refresh_many),
+            true => quote!(write_many),
             false => quote!(many),
         };
+        let keys = self.keys();
+        let keys_var = internal("__cachette_keys");
         let (step, fill, await_) = match generator.is_async() {
             true => (quote!(step_async), quote!(fill_async), quote!(.await)),
             false => (
@@ -237,8 +257,9 @@ impl ManyGenerator<'_> {
                 #check
                 #cache_binding
                 #fetch
-                let mut #batch = #pick.#start::<#value, #element>(
-                    #site, #cache, #codec, (#collection).iter(), #key, #tags,
+                #keys
+                let mut #batch = #pick.#start::<#value, #element, _>(
+                    #keys_var, #site, #cache, #codec, (#collection).iter(), #key, #tags,
                 );
                 loop {
                     match #batch.#step::<#map>() #await_ {
@@ -365,14 +386,14 @@ impl ManyGenerator<'_> {
         let (element, value_ty) = (&self.many.element, &self.many.value);
         let result = internal("__cachette_put");
         let (asyncness, function, await_) = match self.generator.is_async() {
-            true => (quote!(async), quote!(put_many_async), quote!(.await)),
-            false => (
-                TokenStream::new(),
-                quote!(put_many_blocking),
-                TokenStream::new(),
-            ),
+            true => (quote!(async), quote!(put_async), quote!(.await)),
+            false => (TokenStream::new(), quote!(put_blocking), TokenStream::new()),
         };
         let check = self.element_check();
+        let keys = self.keys();
+        let keys_var = internal("__cachette_keys");
+        let values = internal("__cachette_values");
+        let pair = internal("__cachette_pair");
         quote! {
             #head
             #vis #asyncness fn #fn_name #generics(#(#params),*)
@@ -381,9 +402,19 @@ impl ManyGenerator<'_> {
                 #check
                 #cache_binding
                 #fetch
-                let #result = #pick.#function::<#value_ty, #element>(
-                    #site, #cache, #codec, #value, #key, #tags,
-                );
+                #keys
+                let #values: ::std::vec::Vec<(#element, #value_ty)> =
+                    ::core::iter::Iterator::collect(::core::iter::IntoIterator::into_iter(#value));
+                let #result = #pick.write_many::<#value_ty, #element, _>(
+                    #keys_var,
+                    #site,
+                    #cache,
+                    #codec,
+                    ::core::iter::Iterator::map(#values.iter(), |#pair| &#pair.0),
+                    #key,
+                    #tags,
+                )
+                .#function(#values);
                 #result #await_
             }
         }

@@ -142,39 +142,10 @@ where
     Sh: Element<V>,
     K: Clone + Eq + Hash,
 {
-    /// Looks every element up in L1; generated code calls this first.
-    pub(crate) fn new<'k>(
-        site: &'static Site,
-        cache: &'c Cache,
-        codec: Option<ValueCodec>,
-        elements: impl IntoIterator<Item = &'k K>,
-        key: impl Fn(&mut KeyWriter<'_>, &K),
-        tags: &[ManyTag<'_, K>],
-    ) -> Self
-    where
-        K: 'k,
-    {
-        Self::build(site, cache, codec, elements, key, tags, true)
-    }
-
-    /// A write-through of every element (`{fn}_refresh`): their keys are
-    /// invalidated everywhere, then the body runs for all of them and its
-    /// map is stored.
-    pub(crate) fn refreshing<'k>(
-        site: &'static Site,
-        cache: &'c Cache,
-        codec: Option<ValueCodec>,
-        elements: impl IntoIterator<Item = &'k K>,
-        key: impl Fn(&mut KeyWriter<'_>, &K),
-        tags: &[ManyTag<'_, K>],
-    ) -> Self
-    where
-        K: 'k,
-    {
-        Self::build(site, cache, codec, elements, key, tags, false)
-    }
-
-    fn build<'k>(
+    /// Looks every element up in L1 (`reads`), or, for a write-through
+    /// (`{fn}_refresh`, `{fn}_put`), leaves them all to be invalidated and
+    /// loaded or stored.
+    pub(crate) fn build<'k>(
         site: &'static Site,
         cache: &'c Cache,
         codec: Option<ValueCodec>,
@@ -407,6 +378,34 @@ where
                 Phase::Done => return Step::Done(self.collect()),
             }
         }
+    }
+
+    /// `{fn}_put` of a map, for async functions: stores every value as its
+    /// element's entry, in every tier.
+    ///
+    /// # Errors
+    ///
+    /// As [`Cache::invalidate_key`], or the shared tier's refusal of a
+    /// value; L1 takes every value whatever the shared tier said.
+    pub fn put_async(
+        self,
+        values: Vec<(K, V)>,
+    ) -> impl std::future::Future<Output = Result<(), Error>> + Send + 'c
+    where
+        Sh: 'c,
+        K: Send + Sync + 'c,
+        V: Send + 'c,
+    {
+        self.put(Awaiting, values)
+    }
+
+    /// [`put_async`](Self::put_async) for sync functions.
+    ///
+    /// # Errors
+    ///
+    /// As [`put_async`](Self::put_async).
+    pub fn put_blocking(self, values: Vec<(K, V)>) -> Result<(), Error> {
+        block_now(self.put(Blocking, values))
     }
 
     /// Stores known values (`{fn}_put` of a map) in every tier, after
@@ -1002,4 +1001,178 @@ pub(crate) async fn invalidate_many<W: Wait>(
         }
     }
     result
+}
+
+/// Whether a `#[cache_many]` element type can key a batch, as a probe of
+/// it found ([`ElementProbe`]).
+pub struct Keys<E>(PhantomData<fn() -> E>);
+
+impl<E> std::fmt::Debug for Keys<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(std::any::type_name::<E>())
+    }
+}
+
+/// The marker of an element type that is `Clone + Eq + Hash`.
+#[derive(Debug)]
+pub enum Hashed {}
+
+/// Probes a `#[cache_many]` element type `K` by autoref: [`PickKeys`]
+/// applies when it is `Clone + Eq + Hash`, [`PickUnkeyed`] otherwise.
+pub struct ElementProbe<K>(PhantomData<fn() -> K>);
+
+impl<K> std::fmt::Debug for ElementProbe<K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ElementProbe").finish()
+    }
+}
+
+impl<K> ElementProbe<K> {
+    /// The probe.
+    pub const fn new() -> Self {
+        ElementProbe(PhantomData)
+    }
+}
+
+impl<K> Default for ElementProbe<K> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Chosen when the element type can key a batch.
+pub trait PickKeys {
+    /// `Keys<Hashed>`.
+    fn keys(&self) -> Keys<Hashed>;
+}
+
+impl<K: Clone + Eq + Hash> PickKeys for ElementProbe<K> {
+    #[inline]
+    fn keys(&self) -> Keys<Hashed> {
+        Keys(PhantomData)
+    }
+}
+
+/// Chosen otherwise: the build fails at the check at the element type.
+pub trait PickUnkeyed {
+    /// `Keys<Unusable>`.
+    fn keys(&self) -> Keys<crate::shape::Unusable>;
+}
+
+impl<K> PickUnkeyed for &ElementProbe<K> {
+    fn keys(&self) -> Keys<crate::shape::Unusable> {
+        Keys(PhantomData)
+    }
+}
+
+/// The batch an element marker gives.
+pub trait KeyStore<'c, Sh, K, V> {
+    /// [`Batch`], or [`Unbatched`] for an element type that cannot key one.
+    type Batch;
+
+    /// The batch of `elements`; `reads` false for a write-through.
+    fn batch<'k>(
+        site: &'static Site,
+        cache: &'c Cache,
+        codec: Option<ValueCodec>,
+        elements: impl IntoIterator<Item = &'k K>,
+        key: impl Fn(&mut KeyWriter<'_>, &K),
+        tags: &[ManyTag<'_, K>],
+        reads: bool,
+    ) -> Self::Batch
+    where
+        K: 'k;
+}
+
+impl<'c, Sh: Element<V>, K: Clone + Eq + Hash, V> KeyStore<'c, Sh, K, V> for Hashed {
+    type Batch = Batch<'c, Sh, K, V>;
+
+    #[inline]
+    fn batch<'k>(
+        site: &'static Site,
+        cache: &'c Cache,
+        codec: Option<ValueCodec>,
+        elements: impl IntoIterator<Item = &'k K>,
+        key: impl Fn(&mut KeyWriter<'_>, &K),
+        tags: &[ManyTag<'_, K>],
+        reads: bool,
+    ) -> Batch<'c, Sh, K, V>
+    where
+        K: 'k,
+    {
+        Batch::build(site, cache, codec, elements, key, tags, reads)
+    }
+}
+
+impl<'c, Sh, K, V> KeyStore<'c, Sh, K, V> for crate::shape::Unusable {
+    type Batch = Unbatched<K, V>;
+
+    fn batch<'k>(
+        _: &'static Site,
+        _: &'c Cache,
+        _: Option<ValueCodec>,
+        _: impl IntoIterator<Item = &'k K>,
+        _: impl Fn(&mut KeyWriter<'_>, &K),
+        _: &[ManyTag<'_, K>],
+        _: bool,
+    ) -> Unbatched<K, V>
+    where
+        K: 'k,
+    {
+        Unbatched(PhantomData)
+    }
+}
+
+/// The batch of an element type that cannot key one: it type-checks like
+/// [`Batch`] and does nothing, in a build that fails at the element type.
+pub struct Unbatched<K, V>(PhantomData<fn() -> (K, V)>);
+
+impl<K, V> std::fmt::Debug for Unbatched<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Unbatched")
+    }
+}
+
+impl<K, V> Unbatched<K, V> {
+    /// As [`Batch::step_async`]; never called (the build fails), so it asks
+    /// for nothing and builds no map.
+    pub async fn step_async<M>(&mut self) -> Step<K, M> {
+        Step::Load(Vec::new())
+    }
+
+    /// As [`Batch::step_blocking`].
+    pub fn step_blocking<M>(&mut self) -> Step<K, M> {
+        Step::Load(Vec::new())
+    }
+
+    /// As [`Batch::fill_async`].
+    pub async fn fill_async(&mut self, map: impl IntoIterator<Item = (K, V)>) {
+        drop(map);
+    }
+
+    /// As [`Batch::fill_blocking`].
+    pub fn fill_blocking(&mut self, map: impl IntoIterator<Item = (K, V)>) {
+        drop(map);
+    }
+
+    /// As [`Batch::fail`].
+    pub fn fail(&mut self) -> bool {
+        false
+    }
+
+    /// As [`Batch::put_async`].
+    pub async fn put_async(self, values: Vec<(K, V)>) -> Result<(), Error> {
+        drop(values);
+        Err(Error::BadData(
+            "the element type cannot key a batch".to_owned(),
+        ))
+    }
+
+    /// As [`Batch::put_blocking`].
+    pub fn put_blocking(self, values: Vec<(K, V)>) -> Result<(), Error> {
+        drop(values);
+        Err(Error::BadData(
+            "the element type cannot key a batch".to_owned(),
+        ))
+    }
 }
