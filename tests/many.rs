@@ -329,3 +329,16 @@ fn the_default_key_names_each_element() {
     // `factor` is skipped: the stored values stand.
     assert_eq!(scaled(5, &[2])[&2], 6);
 }
+
+/// Another name of the element type keys the map as well.
+type Id = u64;
+
+#[cache_many(key = "aliased:<ids>", ttl = 300, tier = "l1")]
+fn aliased(ids: &[Id]) -> HashMap<u64, Id> {
+    ids.iter().map(|id| (*id, id + 1)).collect()
+}
+
+#[test]
+fn an_alias_of_the_element_type_keys_the_map() {
+    assert_eq!(aliased(&[1, 2])[&2], 3);
+}

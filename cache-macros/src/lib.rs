@@ -357,9 +357,11 @@ fn expand_many_attribute(
         .map(|(twin, many)| (validate::check(&cx, args, Function::new(twin)), many));
     match (cx.check(), checked) {
         (Ok(()), Some((Ok(plan), many))) => expand::expand_many(&plan, &many),
+        // A parameter only the attribute uses (`cache = store`) is not
+        // reported unused as well.
         (Err(errors), _) => {
             let errors = errors.into_compile_error();
-            quote::quote!(#item #errors)
+            quote::quote!(#[allow(unused_variables)] #item #errors)
         }
         (Ok(()), _) => {
             let error = syn::Error::new(

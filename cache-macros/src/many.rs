@@ -38,6 +38,8 @@ pub(crate) struct Many {
     pub(crate) value: Type,
     /// The map type, `HashMap<K, V>` or `BTreeMap<K, V>`.
     pub(crate) map: Type,
+    /// The map's key type as written: `K`, or another name of it.
+    pub(crate) map_key: Type,
     /// Whether the function returns a `Result` of the map.
     pub(crate) fallible: bool,
     /// The function as written.
@@ -108,7 +110,7 @@ pub(crate) fn analyze(cx: &Ctxt, args: &Args, item: &ItemFn) -> Option<(ItemFn, 
         return None;
     }
     let (param, name, collection, element) = found.remove(0);
-    let (map, value, fallible) = map_of(cx, item, &element, &name)?;
+    let (map, map_key, value, fallible) = map_of(cx, item, &element, &name)?;
     let mut twin = item.clone();
     if let Some(FnArg::Typed(typed)) = twin.sig.inputs.iter_mut().nth(param) {
         *typed.ty = element.clone();
@@ -134,6 +136,7 @@ pub(crate) fn analyze(cx: &Ctxt, args: &Args, item: &ItemFn) -> Option<(ItemFn, 
             element,
             value,
             map,
+            map_key,
             fallible,
             original: item.clone(),
         },
@@ -191,7 +194,16 @@ fn collection_element(ty: &Type) -> Option<Type> {
 
 /// The map the function returns, its value type and whether it is in a
 /// `Result`; reports a return type that is not a map keyed by the element.
-fn map_of(cx: &Ctxt, item: &ItemFn, element: &Type, name: &str) -> Option<(Type, Type, bool)> {
+#[allow(
+    clippy::type_complexity,
+    reason = "the map, its key and value types, and whether in a Result"
+)]
+fn map_of(
+    cx: &Ctxt,
+    item: &ItemFn,
+    element: &Type,
+    name: &str,
+) -> Option<(Type, Type, Type, bool)> {
     let element_text = type_text(element);
     let wrong = |ty: &dyn ToTokens| {
         cx.error_spanned_by(
@@ -225,7 +237,10 @@ fn map_of(cx: &Ctxt, item: &ItemFn, element: &Type, name: &str) -> Option<(Type,
         return None;
     }
     let key = &args[0];
-    if squash(key) != squash(element) {
+    // Two names of one type (an alias) are the compiler's to tell apart:
+    // the generated check reports a real difference. Only types that no
+    // alias can stand for are compared here, for a clearer message.
+    if squash(key) != squash(element) && plainly_named(key) && plainly_named(element) {
         cx.error_spanned_by(
             key,
             format!(
@@ -236,7 +251,25 @@ fn map_of(cx: &Ctxt, item: &ItemFn, element: &Type, name: &str) -> Option<(Type,
         );
         return None;
     }
-    Some((map.clone(), args[1].clone(), fallible))
+    Some((map.clone(), key.clone(), args[1].clone(), fallible))
+}
+
+/// Whether `ty` is named so that no alias can be behind it: a primitive,
+/// `String`, or a reference or tuple of those.
+fn plainly_named(ty: &Type) -> bool {
+    const PLAIN: [&str; 18] = [
+        "u8", "u16", "u32", "u64", "u128", "usize", "i8", "i16", "i32", "i64", "i128", "isize",
+        "bool", "char", "str", "String", "f32", "f64",
+    ];
+    match ungroup(ty) {
+        Type::Reference(reference) => plainly_named(&reference.elem),
+        Type::Tuple(tuple) => tuple.elems.iter().all(plainly_named),
+        Type::Path(path) if path.qself.is_none() && path.path.segments.len() == 1 => {
+            let segment = &path.path.segments[0];
+            segment.arguments.is_empty() && PLAIN.contains(&segment.ident.to_string().as_str())
+        }
+        _ => false,
+    }
 }
 
 fn squash(ty: &Type) -> String {

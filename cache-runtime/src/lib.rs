@@ -66,7 +66,7 @@ pub use key::{KeyPart, KeyWriter};
 pub use l1::L1Store;
 pub use spec::Tier;
 pub use stats::{FunctionStats, Stats};
-pub use value::{CacheValue, SharedValue, ThreadShareable};
+pub use value::{CacheValue, KeyedBy, ManyElement, SharedValue, ThreadShareable};
 
 /// What generated code calls. Not public API: it changes without notice.
 #[doc(hidden)]

@@ -134,3 +134,19 @@ pub trait ManyElement {
 
 #[diagnostic::do_not_recommend]
 impl<T: Clone + Eq + std::hash::Hash> ManyElement for T {}
+
+/// That a `#[cache_many]` function's map is keyed by its collection's
+/// element type: generated code calls `<MapKey as KeyedBy<K>>::check()` at
+/// the map's key type. Any name of the element type will do (an alias).
+#[diagnostic::on_unimplemented(
+    message = "the map is keyed by `{Self}`, but the collection's elements are `{K}`",
+    label = "a `#[cache_many]` function returns each element's value under the element itself",
+    note = "key the map by the collection's element type"
+)]
+pub trait KeyedBy<K> {
+    /// Nothing.
+    #[inline]
+    fn check() {}
+}
+
+impl<K> KeyedBy<K> for K {}

@@ -138,12 +138,16 @@ impl ManyGenerator<'_> {
         }
     }
 
-    /// `<K as ManyElement>::check();`, spanned at the element type.
+    /// `<K as ManyElement>::check();`, spanned at the element type, and
+    /// `<MapKey as KeyedBy<K>>::check();`, spanned at the map's key type.
     fn element_check(&self) -> TokenStream {
-        let private = self.private();
-        let element = &self.many.element;
+        let root = &self.generator.plan.outline.root;
+        let (element, map_key) = (&self.many.element, &self.many.map_key);
         let span = element.span();
-        quote_spanned!(span=> <#element as #private::ManyElement>::check();)
+        let element_check = quote_spanned!(span=> <#element as #root::ManyElement>::check(););
+        let span = map_key.span();
+        let keyed = quote_spanned!(span=> <#map_key as #root::KeyedBy<#element>>::check(););
+        quote!(#element_check #keyed)
     }
 
     /// The wrapper (`refresh` false) or `{fn}_refresh`: a batch, and the

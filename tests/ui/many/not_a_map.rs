@@ -20,4 +20,13 @@ fn touch(ids: &[u64]) {
     let _ = ids;
 }
 
+/// Keyed by a type that is not the element's, behind a name.
+struct Code(u64);
+
+#[cache_many(key = "code:<ids>", ttl = 60, tier = "l1")]
+fn get_codes(ids: &[u64]) -> HashMap<Code, u64> {
+    let _ = ids;
+    HashMap::new()
+}
+
 fn main() {}
