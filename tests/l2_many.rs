@@ -249,7 +249,7 @@ fn g14_overlapping_batches_in_two_processes_load_each_element_once() {
     }
     redis_cmd(port, &["SET", "go", "1"]).unwrap();
     for child in children {
-        child.succeeds(Duration::from_secs(30));
+        child.succeeds(Duration::from_secs(60));
     }
     let mut loads = HashMap::new();
     for id in 0..60u64 {

@@ -629,39 +629,7 @@ impl<'a> Generator<'a> {
     /// only copy of the body, so the compiler reports its errors and lints
     /// once. Key args are used by the key even where the body ignores them.
     fn uncached_companion(&self) -> TokenStream {
-        let head = self.companions.head("uncached");
-        let item = &self.plan.outline.function.item;
-        let lints = item
-            .attrs
-            .iter()
-            .filter(|attr| matches!(attr.style, AttrStyle::Outer) && is_lint(attr));
-        let inner = item
-            .attrs
-            .iter()
-            .filter(|attr| matches!(attr.style, AttrStyle::Inner(_)));
-        let vis = &item.vis;
-        let mut sig = item.sig.clone();
-        sig.ident = self.companions.name("uncached");
-        let function = &self.plan.outline.function;
-        for &index in &self.plan.outline.key_params {
-            if let (ParamKind::Named { .. }, Some(FnArg::Typed(typed))) = (
-                &function.params[index].kind,
-                sig.inputs.iter_mut().nth(index),
-            ) {
-                typed
-                    .attrs
-                    .push(syn::parse_quote!(#[allow(unused_variables)]));
-            }
-        }
-        let stmts = &item.block.stmts;
-        quote! {
-            #head
-            #(#lints)*
-            #vis #sig {
-                #(#inner)*
-                #(#stmts)*
-            }
-        }
+        uncached_of(&self.companions)
     }
 
     /// `Spec { .. }`.
@@ -935,6 +903,46 @@ fn parenthesized(ty: &Type) -> TokenStream {
         Type::ImplTrait(inner) if inner.bounds.len() > 1 => quote!((#ty)),
         Type::TraitObject(inner) if inner.bounds.len() > 1 => quote!((#ty)),
         _ => ty.to_token_stream(),
+    }
+}
+
+/// `{fn}_uncached(all args)` of the function `companions` describe, as
+/// written: the only copy of the body, so the compiler reports its errors
+/// and lints once. Key args are used by the key even where the body
+/// ignores them.
+pub(crate) fn uncached_of(companions: &Companions<'_>) -> TokenStream {
+    let head = companions.head("uncached");
+    let function = &companions.outline.function;
+    let item = &function.item;
+    let lints = item
+        .attrs
+        .iter()
+        .filter(|attr| matches!(attr.style, AttrStyle::Outer) && is_lint(attr));
+    let inner = item
+        .attrs
+        .iter()
+        .filter(|attr| matches!(attr.style, AttrStyle::Inner(_)));
+    let vis = &item.vis;
+    let mut sig = item.sig.clone();
+    sig.ident = companions.name("uncached");
+    for &index in &companions.outline.key_params {
+        if let (ParamKind::Named { .. }, Some(FnArg::Typed(typed))) = (
+            &function.params[index].kind,
+            sig.inputs.iter_mut().nth(index),
+        ) {
+            typed
+                .attrs
+                .push(syn::parse_quote!(#[allow(unused_variables)]));
+        }
+    }
+    let stmts = &item.block.stmts;
+    quote! {
+        #head
+        #(#lints)*
+        #vis #sig {
+            #(#inner)*
+            #(#stmts)*
+        }
     }
 }
 

@@ -270,14 +270,19 @@ pub fn derive_key_part(item: TokenStream) -> TokenStream {
 ///   default keys share entries; give one of them a `key`.
 #[proc_macro_attribute]
 pub fn cache(args: TokenStream, item: TokenStream) -> TokenStream {
-    let call_site = proc_macro::Span::call_site();
-    let trait_impl = call_site
-        .local_file()
-        .and_then(|file| enclosing::trait_impl_around(&file, call_site.line(), call_site.column()));
-    if let Some(header) = trait_impl {
+    if let Some(header) = trait_impl_header() {
         return in_trait_impl(&header, item.into()).into();
     }
     expand_attribute(args.into(), item.into()).into()
+}
+
+/// The header of the trait `impl` the attribute stands in, if it does
+/// (read from the source file the compiler names for the attribute).
+fn trait_impl_header() -> Option<String> {
+    let call_site = proc_macro::Span::call_site();
+    call_site
+        .local_file()
+        .and_then(|file| enclosing::trait_impl_around(&file, call_site.line(), call_site.column()))
 }
 
 /// The one error for `#[cache]` on a method of a trait `impl`, where the
@@ -334,11 +339,7 @@ pub fn cache(args: TokenStream, item: TokenStream) -> TokenStream {
 /// companions. The README's "Batches" section has the rules in full.
 #[proc_macro_attribute]
 pub fn cache_many(args: TokenStream, item: TokenStream) -> TokenStream {
-    let call_site = proc_macro::Span::call_site();
-    let trait_impl = call_site
-        .local_file()
-        .and_then(|file| enclosing::trait_impl_around(&file, call_site.line(), call_site.column()));
-    if let Some(header) = trait_impl {
+    if let Some(header) = trait_impl_header() {
         return in_trait_impl(&header, item.into()).into();
     }
     expand_many_attribute(args.into(), item.into()).into()

@@ -9,7 +9,7 @@ use quote::{quote, quote_spanned, ToTokens};
 use syn::spanned::Spanned;
 use syn::{AttrStyle, FnArg, Generics, Ident, Type};
 
-use super::{expectation_met_elsewhere, generic_name, is_lint, Generator};
+use super::{expectation_met_elsewhere, generic_name, uncached_of, Generator};
 use crate::companions::{internal, turbofish, Companions};
 use crate::many::{owned_collection, Many};
 use crate::plan::{Outline, Plan};
@@ -426,38 +426,6 @@ impl ManyGenerator<'_> {
 
     /// `{fn}_uncached(all args)`: the function as written, renamed.
     fn uncached_companion(&self) -> TokenStream {
-        let head = self.original.head("uncached");
-        let item = &self.many.original;
-        let lints = item
-            .attrs
-            .iter()
-            .filter(|attr| matches!(attr.style, AttrStyle::Outer) && is_lint(attr));
-        let inner = item
-            .attrs
-            .iter()
-            .filter(|attr| matches!(attr.style, AttrStyle::Inner(_)));
-        let vis = &item.vis;
-        let mut sig = item.sig.clone();
-        sig.ident = self.original.name("uncached");
-        let function = &self.original.outline.function;
-        for &index in &self.original.outline.key_params {
-            if let (ParamKind::Named { .. }, Some(FnArg::Typed(typed))) = (
-                &function.params[index].kind,
-                sig.inputs.iter_mut().nth(index),
-            ) {
-                typed
-                    .attrs
-                    .push(syn::parse_quote!(#[allow(unused_variables)]));
-            }
-        }
-        let stmts = &item.block.stmts;
-        quote! {
-            #head
-            #(#lints)*
-            #vis #sig {
-                #(#inner)*
-                #(#stmts)*
-            }
-        }
+        uncached_of(&self.original)
     }
 }
