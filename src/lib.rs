@@ -39,10 +39,10 @@ pub use cache_macros::{cache, cache_many, tag, KeyPart};
 pub use cache_runtime::{
     clear, clear_blocking, invalidate_key, invalidate_key_blocking, invalidate_namespace,
     invalidate_namespace_blocking, invalidate_tag, invalidate_tag_blocking, set_global, stats,
-    Bincode, Builder, Cache, CacheValue, Clock, Codec, CodecError, Error, FunctionStats, KeyPart,
-    KeyWriter, KeyedBy, L1Store, ManualClock, ManyElement, SharedValue, Stats, SystemClock,
-    ThreadShareable, Tier, DEFAULT_COMPRESS_ABOVE, DEFAULT_L1_CAPACITY, DEFAULT_L2_TIMEOUT,
-    DEFAULT_LOCK_TIMEOUT, DEFAULT_MAX_VALUE_SIZE, DEFAULT_SHARED_L1_MAX_TTL,
+    Bincode, Builder, Cache, CacheValue, Clock, Codec, CodecError, ETag, Entry, Error,
+    FunctionStats, KeyPart, KeyWriter, KeyedBy, L1Store, ManualClock, ManyElement, SharedValue,
+    Source, Stats, SystemClock, ThreadShareable, Tier, DEFAULT_COMPRESS_ABOVE, DEFAULT_L1_CAPACITY,
+    DEFAULT_L2_TIMEOUT, DEFAULT_LOCK_TIMEOUT, DEFAULT_MAX_VALUE_SIZE, DEFAULT_SHARED_L1_MAX_TTL,
 };
 
 #[cfg(feature = "postcard")]

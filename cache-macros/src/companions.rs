@@ -88,6 +88,9 @@ impl<'a> Companions<'a> {
             "uncached" => format!(
                 " Runs the body of `{name}`, bypassing the cache: nothing is read or stored."
             ),
+            "entry" => format!(
+                " Calls `{name}` as it is, and returns its value with the entry's facts: when it was computed, until when it is fresh, its ETag and where it was found."
+            ),
             _ => unreachable!("no companion `{kind}`"),
         }
     }
@@ -239,6 +242,19 @@ impl<'a> Companions<'a> {
                 },
             }
         }
+        (sig, args)
+    }
+
+    /// `{fn}_entry`'s signature: the function's, returning
+    /// `ROOT::Entry<R>`; and the arguments that pass its parameters on.
+    pub(crate) fn entry_signature(&self) -> (Signature, Vec<TokenStream>) {
+        let (mut sig, args) = self.forwarding(self.name("entry"));
+        let root = &self.outline.root;
+        let ret = match &self.outline.function.item.sig.output {
+            syn::ReturnType::Default => quote!(()),
+            syn::ReturnType::Type(_, ty) => ty.to_token_stream(),
+        };
+        sig.output = syn::parse_quote!(-> #root::Entry<#ret>);
         (sig, args)
     }
 

@@ -106,6 +106,15 @@ fn stubs(outline: &Outline) -> TokenStream {
         });
     }
 
+    let entry = {
+        let head = companions.head("entry");
+        let (sig, _) = companions.entry_signature();
+        quote! {
+            #head #allow
+            #vis #sig { #never }
+        }
+    };
+
     let tags = outline.tags.iter().map(|tag| {
         let ([(render, render_head), (invalidate, invalidate_head)], params, uses) =
             companions.tag_heads(tag);
@@ -125,6 +134,7 @@ fn stubs(outline: &Outline) -> TokenStream {
         #key
         #(#results)*
         #(#runs)*
+        #entry
         #(#tags)*
     }
 }

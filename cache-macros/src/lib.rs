@@ -237,6 +237,10 @@ pub fn derive_key_part(item: TokenStream) -> TokenStream {
 /// - `get_user_put(key args, value) -> Result<(), Error>`: store a value.
 /// - `get_user_refresh(all args)`: run the body now and store its result.
 /// - `get_user_uncached(all args)`: run the body, bypassing the cache.
+/// - `get_user_entry(all args) -> cachette::Entry<R>`: the same call as
+///   `get_user`, returning the value with its entry's facts (`created`,
+///   `fresh_until`, `stale_until`, an `etag`, and the `source`: L1, L2, the
+///   body or a stale value), for HTTP validators.
 /// - Per tag template, named from the words of its literal text
 ///   (`"org:<org_id>"` → `org`, `"org:<o>:team:<t>"` → `org_team`,
 ///   `"users"` → `users`, a template without words → `tag0`, `tag1`, ...):
@@ -245,8 +249,8 @@ pub fn derive_key_part(item: TokenStream) -> TokenStream {
 ///   invalidates it on the cache the function uses. "Tag args" are the
 ///   parameters the tag and `cache = ...` use.
 ///
-/// `_invalidate`, `_put`, `_refresh`, `_uncached` and the tag invalidations
-/// are `async` when the function is. Each keeps only the generic parameters its own signature
+/// `_invalidate`, `_put`, `_refresh`, `_uncached`, `_entry` and the tag
+/// invalidations are `async` when the function is. Each keeps only the generic parameters its own signature
 /// needs. The body lives in `get_user_uncached`, so warnings about it (an
 /// unused variable, a needless `mut`) are reported there, once; `get_user`
 /// and `get_user_refresh` call it. Hidden helpers beside them hold the

@@ -28,10 +28,19 @@ pub(crate) struct Entry {
     pub(crate) fresh_until_ms: u64,
     /// How long the body took to compute the value, µs (XFetch's `early`).
     pub(crate) compute_us: u32,
+    /// When the body finished, seconds since the epoch (`{fn}_entry`'s
+    /// `created`; `Last-Modified` has no finer grain). It fills what would
+    /// be padding.
+    pub(crate) created_s: u32,
     /// Generations seen before the body ran.
     pub(crate) fence: Fence,
     /// The last epoch at which `fence` was found current.
     pub(crate) checked_epoch: AtomicU64,
+}
+
+/// `ms` since the epoch in whole seconds, saturated at `u32::MAX` (2106).
+pub(crate) fn seconds(ms: u64) -> u32 {
+    (ms / 1000).min(u64::from(u32::MAX)) as u32
 }
 
 /// Which in-process store holds a cache's L1 entries
@@ -333,6 +342,7 @@ mod tests {
             until_ms: u64::MAX,
             fresh_until_ms: u64::MAX,
             compute_us: 0,
+            created_s: 0,
             checked_epoch: AtomicU64::new(fence.epoch),
             fence,
         }

@@ -24,6 +24,7 @@ mod clock;
 mod codec;
 mod compress;
 mod config;
+mod entry;
 mod envelope;
 mod error;
 mod flight;
@@ -56,6 +57,7 @@ pub use config::{
     Builder, DEFAULT_COMPRESS_ABOVE, DEFAULT_L1_CAPACITY, DEFAULT_L2_TIMEOUT, DEFAULT_LOCK_TIMEOUT,
     DEFAULT_MAX_VALUE_SIZE, DEFAULT_SHARED_L1_MAX_TTL,
 };
+pub use entry::{ETag, Entry, Source};
 pub use error::Error;
 pub use global::{
     clear, clear_blocking, invalidate_key, invalidate_key_blocking, invalidate_namespace,
@@ -72,6 +74,7 @@ pub use value::{CacheValue, KeyedBy, ManyElement, SharedValue, ThreadShareable};
 #[doc(hidden)]
 pub mod __private {
     pub use crate::background::{CallerAsync, CallerBlocking, Job, SpawnAsync, SpawnBlocking};
+    pub use crate::entry::Record;
     pub use crate::global::global;
     pub use crate::key::{Escape, KeyPart, KeyWriter};
     pub use crate::pick::{LocalProbe, Pick, PickLocal, PickShared, PickUnusable, SharedProbe};
@@ -80,8 +83,8 @@ pub mod __private {
     pub use crate::spec::{Freshness, Site, Spec, Tier};
     pub use crate::tier::{
         invalidate_async, invalidate_blocking, invalidate_many_async, invalidate_many_blocking,
-        key_string, lookup, put_async, put_blocking, refresh, Batch, ElementProbe, Hashed,
-        KeyStore, Keys, Load, Lookup, ManyTag, PickKeys, PickUnkeyed, Step, Tag, Unbatched,
+        key_string, lookup, lookup_entry, put_async, put_blocking, refresh, Batch, ElementProbe,
+        Hashed, KeyStore, Keys, Load, Lookup, ManyTag, PickKeys, PickUnkeyed, Step, Tag, Unbatched,
     };
     pub use crate::value::{local, shared, ManyElement, ValueCodec};
     pub use crate::Cache;

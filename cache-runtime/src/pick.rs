@@ -142,6 +142,40 @@ impl<Sh> Pick<Sh> {
         tier::lookup::<Sh, R>(site, cache, value, key, tags)
     }
 
+    /// [`tier::lookup_entry`] under this marker.
+    #[inline]
+    pub fn lookup_entry<'c, R>(
+        self,
+        site: &'static Site,
+        cache: &'c Cache,
+        value: Option<ValueCodec>,
+        key: impl FnOnce(&mut KeyWriter<'_>),
+        tags: &[Tag<'_>],
+        record: &'c crate::entry::Record,
+    ) -> Lookup<'c, R>
+    where
+        Sh: Shape<R>,
+    {
+        tier::lookup_entry::<Sh, R>(site, cache, value, key, tags, record)
+    }
+
+    /// [`Record::into_entry`](crate::entry::Record::into_entry) under this
+    /// marker: the `{fn}_entry` call's result.
+    #[inline]
+    pub fn entry<R>(
+        self,
+        record: crate::entry::Record,
+        site: &'static Site,
+        cache: &Cache,
+        value: Option<ValueCodec>,
+        ret: R,
+    ) -> crate::entry::Entry<R>
+    where
+        Sh: Shape<R>,
+    {
+        record.into_entry::<Sh, R>(site, cache, value, ret)
+    }
+
     /// [`crate::value::shared`] under this marker.
     #[inline]
     pub fn shared<R>(self) -> Option<ValueCodec>

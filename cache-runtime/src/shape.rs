@@ -14,6 +14,9 @@ pub trait Shape<R> {
     /// The value to store for `ret`, or `None` when `ret` is an error.
     fn value_of(ret: &R) -> Option<Self::Value>;
 
+    /// [`value_of`](Self::value_of) without the clone.
+    fn value_ref(ret: &R) -> Option<&Self::Value>;
+
     /// Whether a stored value is the absent value (`None`).
     fn is_absent(value: &Self::Value) -> bool;
 
@@ -48,6 +51,10 @@ impl<T: Clone + Send + Sync + 'static> Shape<T> for Plain {
         Some(ret.clone())
     }
     #[inline]
+    fn value_ref(ret: &T) -> Option<&T> {
+        Some(ret)
+    }
+    #[inline]
     fn is_absent(_: &T) -> bool {
         false
     }
@@ -64,6 +71,10 @@ impl<T: Clone + Send + Sync + 'static> Shape<Option<T>> for Opt {
         Some(ret.clone())
     }
     #[inline]
+    fn value_ref(ret: &Option<T>) -> Option<&Option<T>> {
+        Some(ret)
+    }
+    #[inline]
     fn is_absent(value: &Option<T>) -> bool {
         value.is_none()
     }
@@ -78,6 +89,10 @@ impl<T: Clone + Send + Sync + 'static, E> Shape<Result<T, E>> for Res {
     #[inline]
     fn value_of(ret: &Result<T, E>) -> Option<T> {
         ret.as_ref().ok().cloned()
+    }
+    #[inline]
+    fn value_ref(ret: &Result<T, E>) -> Option<&T> {
+        ret.as_ref().ok()
     }
     #[inline]
     fn is_absent(_: &T) -> bool {
@@ -98,6 +113,10 @@ impl<T: Clone + Send + Sync + 'static, E> Shape<Result<Option<T>, E>> for ResOpt
     #[inline]
     fn value_of(ret: &Result<Option<T>, E>) -> Option<Option<T>> {
         ret.as_ref().ok().cloned()
+    }
+    #[inline]
+    fn value_ref(ret: &Result<Option<T>, E>) -> Option<&Option<T>> {
+        ret.as_ref().ok()
     }
     #[inline]
     fn is_absent(value: &Option<T>) -> bool {
@@ -141,6 +160,9 @@ impl<'de> serde::Deserialize<'de> for Never {
 impl<R> Shape<R> for Unusable {
     type Value = Never;
     fn value_of(_: &R) -> Option<Never> {
+        None
+    }
+    fn value_ref(_: &R) -> Option<&Never> {
         None
     }
     fn is_absent(value: &Never) -> bool {

@@ -8,6 +8,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::entry::{Meta, Record, Source};
 use crate::error::Error;
 use crate::flight::{Flight, LeaderGuard, Outcome, Role};
 use crate::handle::{Cache, Inner};
@@ -80,6 +81,8 @@ pub struct Load<'c> {
     /// The shared-tier side of this load, when the function and the cache
     /// both use one.
     l2: Option<Box<l2::L2Load>>,
+    /// Where a `{fn}_entry` call learns the facts of what it served.
+    record: Option<&'c Record>,
 }
 
 thread_local! {
@@ -144,16 +147,41 @@ fn join_value<Sh: Shape<R>, R>(value: &(dyn Any + Send + Sync)) -> Option<R> {
 /// The stored value for `key` if it is fresh, no invalidation covers it
 /// and no hit on it may start a refresh.
 #[inline]
-fn read_l1<Sh: Shape<R>, R>(inner: &Inner, spec: &Spec, key: &str) -> Option<R> {
+fn read_l1<Sh: Shape<R>, R>(
+    inner: &Inner,
+    spec: &Spec,
+    key: &str,
+    record: Option<&Record>,
+) -> Option<R> {
     if spec.freshness.refreshes_early() {
         return None;
     }
-    with_fresh(inner, key, |entry| join_value::<Sh, R>(&*entry.value))
+    with_fresh(inner, key, |entry| {
+        let ret = join_value::<Sh, R>(&*entry.value)?;
+        if let Some(record) = record {
+            record.served(meta_of(entry, Source::L1));
+        }
+        Some(ret)
+    })
+}
+
+/// The facts of an L1 entry, for `{fn}_entry`.
+fn meta_of(entry: &Entry, source: Source) -> Meta {
+    Meta {
+        source,
+        created_ms: u64::from(entry.created_s) * 1000,
+        fresh_until_ms: entry.fresh_until_ms,
+    }
 }
 
 /// The entry for `key` judged by its age, for a function with freshness
 /// arguments; `None` when there is none to use.
-fn read_aged<Sh: Shape<R>, R>(inner: &Inner, spec: &Spec, key: &str) -> Option<Aged<R>> {
+fn read_aged<Sh: Shape<R>, R>(
+    inner: &Inner,
+    spec: &Spec,
+    key: &str,
+    record: Option<&Record>,
+) -> Option<Aged<R>> {
     inner.l1.read(key, |entry| {
         let now = inner.clock.now_millis();
         if now >= entry.until_ms
@@ -170,6 +198,20 @@ fn read_aged<Sh: Shape<R>, R>(inner: &Inner, spec: &Spec, key: &str) -> Option<A
             entry.compute_us,
             refresh::draw,
         );
+        if let Some(record) = record {
+            match age {
+                Age::Gone => {}
+                Age::Fallback => record.fallback(meta_of(entry, Source::Stale)),
+                Age::Stale => {
+                    record.served(meta_of(entry, Source::Stale));
+                    record.fallback(meta_of(entry, Source::Stale));
+                }
+                Age::Fresh | Age::Early => {
+                    record.served(meta_of(entry, Source::L1));
+                    record.fallback(meta_of(entry, Source::Stale));
+                }
+            }
+        }
         match age {
             Age::Gone => None,
             Age::Fallback => Some(Aged::Fallback(Arc::clone(&entry.value))),
@@ -208,23 +250,50 @@ pub fn lookup<'c, Sh: Shape<R>, R>(
     key: impl FnOnce(&mut KeyWriter<'_>),
     tags: &[Tag<'_>],
 ) -> Lookup<'c, R> {
+    lookup_in::<Sh, R>(site, cache, value, key, tags, None)
+}
+
+/// [`lookup`] for `{fn}_entry`: the load path writes the facts of what it
+/// serves into `record`.
+pub fn lookup_entry<'c, Sh: Shape<R>, R>(
+    site: &'static Site,
+    cache: &'c Cache,
+    value: Option<ValueCodec>,
+    key: impl FnOnce(&mut KeyWriter<'_>),
+    tags: &[Tag<'_>],
+    record: &'c Record,
+) -> Lookup<'c, R> {
+    lookup_in::<Sh, R>(site, cache, value, key, tags, Some(record))
+}
+
+#[inline(always)]
+fn lookup_in<'c, Sh: Shape<R>, R>(
+    site: &'static Site,
+    cache: &'c Cache,
+    value: Option<ValueCodec>,
+    key: impl FnOnce(&mut KeyWriter<'_>),
+    tags: &[Tag<'_>],
+    record: Option<&'c Record>,
+) -> Lookup<'c, R> {
     let inner = &*cache.inner;
     if skips_l1(inner, &site.spec) {
         let mut rendered = String::new();
         render_key(&site.spec, &mut rendered, key);
-        return Lookup::Miss(Load::new(site, cache, value, rendered, tags, false));
+        let mut load = Load::new(site, cache, value, rendered, tags, false);
+        load.record = record;
+        return Lookup::Miss(load);
     }
     // The buffer is taken, not borrowed: a KeyPart that calls a cached
     // function re-enters and finds an empty one of its own.
     let mut buf = KEY_BUF.try_with(Cell::take).unwrap_or_default();
     render_key(&site.spec, &mut buf, key);
-    match read_l1::<Sh, R>(inner, &site.spec, &buf) {
+    match read_l1::<Sh, R>(inner, &site.spec, &buf, record) {
         Some(ret) => {
             let _ = KEY_BUF.try_with(|cell| cell.set(buf));
             site.counters(cache).l1_hits.bump();
             Lookup::Hit(ret)
         }
-        None => lookup_cold::<Sh, R>(site, cache, value, buf, tags),
+        None => lookup_cold::<Sh, R>(site, cache, value, buf, tags, record),
     }
 }
 
@@ -238,12 +307,13 @@ fn lookup_cold<'c, Sh: Shape<R>, R>(
     value: Option<ValueCodec>,
     buf: String,
     tags: &[Tag<'_>],
+    record: Option<&'c Record>,
 ) -> Lookup<'c, R> {
     let inner = &*cache.inner;
     let spec = &site.spec;
     let aged = match spec.freshness == crate::spec::Freshness::NONE {
         true => None,
-        false => read_aged::<Sh, R>(inner, spec, &buf),
+        false => read_aged::<Sh, R>(inner, spec, &buf, record),
     };
     // A load needs the key as its own; a stale hit does not, and allocates
     // nothing but the value's clone.
@@ -253,8 +323,13 @@ fn lookup_cold<'c, Sh: Shape<R>, R>(
         key
     };
     let counters = || site.counters(cache);
+    let new_load = |key: String| {
+        let mut load = Load::new(site, cache, value, key, tags, false);
+        load.record = record;
+        load
+    };
     match aged {
-        None => Lookup::Miss(Load::new(site, cache, value, key(buf), tags, false)),
+        None => Lookup::Miss(new_load(key(buf))),
         Some(Aged::Serve(ret, age)) => {
             let _ = KEY_BUF.try_with(|cell| cell.set(buf));
             let counters = counters();
@@ -274,7 +349,7 @@ fn lookup_cold<'c, Sh: Shape<R>, R>(
             // Counted as served stale where the stale value is returned:
             // by a background refresh's caller, or a caller-run refresh
             // that falls back on it.
-            let mut load = Load::new(site, cache, value, key(buf), tags, false);
+            let mut load = new_load(key(buf));
             load.renew = Some(Renew {
                 claim,
                 fresh_until_ms,
@@ -286,7 +361,7 @@ fn lookup_cold<'c, Sh: Shape<R>, R>(
             Lookup::Refresh(ret, load)
         }
         Some(Aged::Fallback(stored)) => {
-            let mut load = Load::new(site, cache, value, key(buf), tags, false);
+            let mut load = new_load(key(buf));
             load.fallback = Some(stored);
             Lookup::Miss(load)
         }
@@ -483,6 +558,7 @@ impl Detached {
             renew,
             fallback,
             l2,
+            record: None,
         }
     }
 }
@@ -546,6 +622,7 @@ impl<'c> Load<'c> {
             renew: None,
             fallback: None,
             l2,
+            record: None,
         }
     }
 
@@ -561,6 +638,7 @@ impl<'c> Load<'c> {
             renew,
             fallback,
             l2,
+            record: _,
         } = self;
         let detached = Detached {
             site,
@@ -582,6 +660,7 @@ impl<'c> Load<'c> {
             Counters::bump(&self.site.counters(self.cache).stale_served);
         }
         self.fallback = None;
+        self.record = None;
         self.detach()
     }
 
@@ -652,8 +731,12 @@ impl<'c> Load<'c> {
         &self,
         found: l2::Found,
         guard: Option<LeaderGuard<'_>>,
+        source: Source,
     ) -> Option<R> {
         let ret = join_value::<Sh, R>(&*found.value)?;
+        if let Some(record) = self.record {
+            record.served(found.meta(source));
+        }
         self.keep(found.entry);
         if let Some(guard) = guard {
             guard.finish(Outcome::Done(found.value));
@@ -737,7 +820,7 @@ impl<'c> Load<'c> {
         match age {
             Age::Fresh | Age::Early => {
                 Counters::bump(&counters.l2_hits);
-                self.found::<Sh, R>(found, guard).ok_or(None)
+                self.found::<Sh, R>(found, guard, Source::L2).ok_or(None)
             }
             // A background refresh is started by the next L1 hit on the
             // entry kept here, so this caller need not run it; a function
@@ -749,13 +832,13 @@ impl<'c> Load<'c> {
             {
                 Counters::bump(&counters.l2_hits);
                 Counters::bump(&counters.stale_served);
-                self.found::<Sh, R>(found, guard).ok_or(None)
+                self.found::<Sh, R>(found, guard, Source::Stale).ok_or(None)
             }
             Age::Stale => match self.cache.inner.refreshes.claim(&self.key, now) {
                 None => {
                     Counters::bump(&counters.l2_hits);
                     Counters::bump(&counters.stale_served);
-                    self.found::<Sh, R>(found, guard).ok_or(None)
+                    self.found::<Sh, R>(found, guard, Source::Stale).ok_or(None)
                 }
                 Some(claim) => {
                     Counters::bump(&counters.refreshes);
@@ -765,11 +848,17 @@ impl<'c> Load<'c> {
                         stale: true,
                     });
                     self.fallback = Some(Arc::clone(&found.value));
+                    if let Some(record) = self.record {
+                        record.fallback(found.meta(Source::Stale));
+                    }
                     self.keep(found.entry);
                     Err(guard)
                 }
             },
             Age::Fallback => {
+                if let Some(record) = self.record {
+                    record.fallback(found.meta(Source::Stale));
+                }
                 self.fallback = Some(found.value);
                 Err(guard)
             }
@@ -780,6 +869,9 @@ impl<'c> Load<'c> {
     /// The stored value this call answers with because its body failed.
     fn fall_back<Sh: Shape<R>, R>(&self) -> Option<R> {
         let ret = join_value::<Sh, R>(&**self.fallback.as_ref()?)?;
+        if let Some(record) = self.record {
+            record.served_fallback();
+        }
         Counters::bump(&self.site.counters(self.cache).errors_served_stale);
         crate::trace::served_stale_on_error(self.site.name(), &self.key);
         Some(ret)
@@ -807,13 +899,17 @@ impl<'c> Load<'c> {
         match led {
             Some(l2::Led::Found(found)) => {
                 Counters::bump(&self.site.counters(self.cache).lock_waits);
-                self.found::<Sh, R>(found, guard).ok_or((None, None))
+                self.found::<Sh, R>(found, guard, Source::L2)
+                    .ok_or((None, None))
             }
             Some(l2::Led::Locked(held)) => Err((guard, Some(held))),
             // Another process is refreshing: this caller keeps the value it
             // has rather than wait for that refresh.
             Some(l2::Led::Busy) => match self.fallback.as_deref().and_then(join_value::<Sh, R>) {
                 Some(ret) => {
+                    if let Some(record) = self.record {
+                        record.served_fallback();
+                    }
                     if self.renew.as_ref().is_some_and(|renew| renew.stale) {
                         Counters::bump(&self.site.counters(self.cache).stale_served);
                     }
@@ -1044,7 +1140,11 @@ impl<'c> Load<'c> {
                 // stored its value and left: serve that instead of a second
                 // run.
                 let stored = with_fresh(inner, &self.key, |entry| {
-                    join_value::<Sh, R>(&*entry.value).map(|ret| (ret, Arc::clone(&entry.value)))
+                    let ret = join_value::<Sh, R>(&*entry.value)?;
+                    if let Some(record) = self.record {
+                        record.served(meta_of(entry, Source::L1));
+                    }
+                    Some((ret, Arc::clone(&entry.value)))
                 });
                 if let Some((ret, value)) = stored {
                     guard.finish(Outcome::Done(value));
@@ -1068,7 +1168,12 @@ impl<'c> Load<'c> {
     ) -> AfterWait<R> {
         match outcome {
             Outcome::Done(value) => match value.downcast_ref::<Sh::Value>() {
-                Some(v) => AfterWait::Value(Sh::join(v.clone())),
+                Some(v) => {
+                    if let Some(record) = self.record {
+                        record.served(self.leader_meta(&value));
+                    }
+                    AfterWait::Value(Sh::join(v.clone()))
+                }
                 None => AfterWait::RunOwn,
             },
             // A stored value stands in for the leader's error.
@@ -1083,19 +1188,47 @@ impl<'c> Load<'c> {
             Outcome::Failed(failed) => {
                 let shared = failed.zip(sharing).and_then(|(r, s)| (s.take)(&*r));
                 match shared {
-                    Some(ret) => AfterWait::Value(ret),
+                    Some(ret) => {
+                        if let Some(record) = self.record {
+                            record.ran(self.cache.inner.clock.now_millis(), None);
+                        }
+                        AfterWait::Value(ret)
+                    }
                     None => AfterWait::RunOwn,
                 }
             }
             Outcome::Abandoned | Outcome::Absent | Outcome::Running => {
                 match with_fresh(&self.cache.inner, &self.key, |e| {
-                    join_value::<Sh, R>(&*e.value)
+                    let ret = join_value::<Sh, R>(&*e.value)?;
+                    if let Some(record) = self.record {
+                        record.served(meta_of(e, Source::L1));
+                    }
+                    Some(ret)
                 }) {
                     Some(ret) => AfterWait::Value(ret),
                     None => AfterWait::Retry,
                 }
             }
         }
+    }
+
+    /// The facts of the value a leader in this process handed over: those
+    /// of its L1 entry, or, where it keeps none, of a fill just now.
+    fn leader_meta(&self, value: &Arc<dyn Any + Send + Sync>) -> Meta {
+        let inner = &*self.cache.inner;
+        inner
+            .l1
+            .read(&self.key, |entry| {
+                Arc::ptr_eq(&entry.value, value).then(|| meta_of(entry, Source::L1))
+            })
+            .unwrap_or_else(|| {
+                let now = inner.clock.now_millis();
+                Meta {
+                    source: Source::L1,
+                    created_ms: now,
+                    fresh_until_ms: now.saturating_add(self.site.spec.ttl.as_millis() as u64),
+                }
+            })
     }
 
     /// Counts the run, stores a cacheable result in L1 and wakes any
@@ -1115,6 +1248,9 @@ impl<'c> Load<'c> {
                 let absent = Sh::is_absent(&value);
                 let value: Arc<dyn Any + Send + Sync> = Arc::new(value);
                 let stored = self.store(Arc::clone(&value), absent, compute);
+                if let Some(record) = self.record {
+                    record.ran(self.cache.inner.clock.now_millis(), stored);
+                }
                 let fill = stored.filter(|_| self.l2.is_some()).map(|ttl| Fill {
                     value: Arc::clone(&value),
                     absent,
@@ -1125,6 +1261,9 @@ impl<'c> Load<'c> {
             }
             None => {
                 Counters::bump(&counters.errors);
+                if let Some(record) = self.record {
+                    record.ran(self.cache.inner.clock.now_millis(), None);
+                }
                 if let Some(renew) = &mut self.renew {
                     // The old entry stays; the key waits before the next try.
                     Counters::bump(&counters.refresh_errors);
@@ -1183,6 +1322,7 @@ impl<'c> Load<'c> {
             until_ms: now.saturating_add(l1_lifetime.as_millis() as u64),
             fresh_until_ms: now.saturating_add(ttl.as_millis() as u64),
             compute_us: compute.as_micros().min(u128::from(u32::MAX)) as u32,
+            created_s: crate::l1::seconds(now),
             fence: self.fence.clone(),
             checked_epoch: AtomicU64::new(self.fence.epoch),
         };

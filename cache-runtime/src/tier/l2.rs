@@ -77,6 +77,19 @@ pub(super) struct Found {
     pub(super) entry: Option<Entry>,
     /// When its TTL ends (ms); it may be stale (§2a).
     pub(super) fresh_until_ms: u64,
+    /// When its body finished (ms).
+    pub(super) created_ms: u64,
+}
+
+impl Found {
+    /// Its facts, for `{fn}_entry`.
+    pub(super) fn meta(&self, source: crate::entry::Source) -> crate::entry::Meta {
+        crate::entry::Meta {
+            source,
+            created_ms: self.created_ms,
+            fresh_until_ms: self.fresh_until_ms,
+        }
+    }
 }
 
 /// What the cross-process lock said.
@@ -261,11 +274,13 @@ impl L2Load {
         }
         let value = (self.codec.decode)(payload, self.l2.codec).ok()?;
         let fresh_until_ms = header.fresh_until_ms;
+        let created_ms = header.created_ms;
         if self.spec.tier == crate::spec::Tier::L2 {
             return Some(Found {
                 value,
                 entry: None,
                 fresh_until_ms,
+                created_ms,
             });
         }
         let l1_until = [self.spec.l1_ttl, self.l1_max_ttl]
@@ -286,6 +301,7 @@ impl L2Load {
             until_ms: l1_until,
             fresh_until_ms,
             compute_us: header.compute_us,
+            created_s: crate::l1::seconds(created_ms),
             checked_epoch: AtomicU64::new(entry_fence.epoch),
             fence: entry_fence,
         });
@@ -293,6 +309,7 @@ impl L2Load {
             value,
             entry,
             fresh_until_ms,
+            created_ms,
         })
     }
 

@@ -921,6 +921,7 @@ fn store_l1<K, S>(
         until_ms: now.saturating_add(l1_lifetime.as_millis() as u64),
         fresh_until_ms: now.saturating_add(ttl.as_millis() as u64),
         compute_us: compute.as_micros().min(u128::from(u32::MAX)) as u32,
+        created_s: crate::l1::seconds(now),
         fence: item.fence.clone(),
         checked_epoch: AtomicU64::new(item.fence.epoch),
     };
