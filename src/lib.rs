@@ -48,6 +48,12 @@ pub use cache_runtime::{
 #[cfg(feature = "postcard")]
 pub use cache_runtime::Postcard;
 
+/// HTTP validators and response caching for axum and tower (feature
+/// `axum`): [`http::Conditional`] answers conditional GETs from a
+/// `{fn}_entry`, and [`http::CacheLayer`] caches whole responses.
+#[cfg(feature = "axum")]
+pub use cache_runtime::http;
+
 /// What generated code calls. Not public API: it changes without notice.
 #[doc(hidden)]
 pub use cache_runtime::__private;

@@ -26,6 +26,19 @@ mod l1 {
         format!("doc {id} v{}", CONTENT.load(SeqCst))
     }
 
+    #[cache(key = "page:<id>", ttl = 60, tags = ["pages", "page:<id>"], lock, cache = CACHE)]
+    async fn tagged(id: u64) -> Result<Option<u64>, String> {
+        Ok(Some(id))
+    }
+
+    #[test]
+    fn the_future_of_an_async_entry_call_is_send_with_tags_and_lock() {
+        fn send<T: Send>(_: &T) {}
+        let future = tagged_entry(1);
+        send(&future);
+        drop(future);
+    }
+
     #[tokio::test]
     async fn the_first_call_runs_the_body_and_the_next_reads_l1_with_the_same_facts() {
         CLOCK.advance(Duration::from_secs(1_000));

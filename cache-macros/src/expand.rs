@@ -192,6 +192,7 @@ impl<'a> Generator<'a> {
             internal("__cachette_cache"),
         );
         let got = internal("__cachette_ret");
+        let lookup = internal("__cachette_lookup");
         // `#[inline]`: compiled only where it is called, so a function whose
         // `_entry` nobody calls costs no code generation.
         quote! {
@@ -201,7 +202,10 @@ impl<'a> Generator<'a> {
                 #cache
                 #fetch
                 let #record = #private::Record::new();
-                let #got: #ret = match #call {
+                // A statement of its own: the key closure and tags are
+                // temporaries that must not live across the body's await.
+                let #lookup = #call;
+                let #got: #ret = match #lookup {
                     #private::Lookup::Hit(#value) => #value,
                     #miss => #run,
                     #refresh

@@ -106,12 +106,21 @@ fn stubs(outline: &Outline) -> TokenStream {
         });
     }
 
-    let entry = {
-        let head = companions.head("entry");
-        let (sig, _) = companions.entry_signature();
-        quote! {
-            #head #allow
-            #vis #sig { #never }
+    // An `Entry<impl Trait>` stub could not name its type: none is
+    // emitted for such a function, whose error already says why.
+    let hides_its_type = match &function.item.sig.output {
+        syn::ReturnType::Type(_, ty) => mentions_impl(ty.to_token_stream()),
+        syn::ReturnType::Default => false,
+    };
+    let entry = match hides_its_type {
+        true => TokenStream::new(),
+        false => {
+            let head = companions.head("entry");
+            let (sig, _) = companions.entry_signature();
+            quote! {
+                #head #allow
+                #vis #sig { #never }
+            }
         }
     };
 
@@ -137,4 +146,13 @@ fn stubs(outline: &Outline) -> TokenStream {
         #entry
         #(#tags)*
     }
+}
+
+/// Whether `tokens` hold `impl` anywhere, inside groups too.
+fn mentions_impl(tokens: TokenStream) -> bool {
+    tokens.into_iter().any(|token| match token {
+        proc_macro2::TokenTree::Ident(ident) => ident == "impl",
+        proc_macro2::TokenTree::Group(group) => mentions_impl(group.stream()),
+        _ => false,
+    })
 }

@@ -180,7 +180,7 @@ impl<R> Entry<R> {
     }
 
     /// The value, and the facts without it.
-    fn split(self) -> (R, Entry<()>) {
+    pub(crate) fn split(self) -> (R, Entry<()>) {
         let Entry {
             value,
             created,

@@ -30,6 +30,8 @@ mod error;
 mod flight;
 mod global;
 mod handle;
+#[cfg(feature = "axum")]
+pub mod http;
 mod invalidate;
 mod key;
 mod l1;
