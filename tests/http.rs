@@ -7,6 +7,7 @@
 #![cfg(feature = "axum")]
 
 mod common;
+mod support;
 
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::time::Duration;
@@ -184,5 +185,333 @@ mod conditional {
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         assert!(!headers.contains_key(header::ETAG));
         FAIL.store(0, SeqCst);
+    }
+}
+
+mod layer {
+    use super::*;
+    use axum::response::IntoResponse;
+    use cachette::http::CacheLayer;
+    use cachette::Cache;
+    use common::Runs;
+
+    static CALLS: Runs = Runs::new();
+    static CONTENT: AtomicU64 = AtomicU64::new(1);
+
+    /// Answers `/r/{kind}` with the headers that kind names, counting calls.
+    async fn resource(Path(kind): Path<String>, headers: HeaderMap) -> axum::response::Response {
+        CALLS.bump();
+        let version = CONTENT.load(SeqCst);
+        let lang = headers
+            .get("accept-language")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("none")
+            .to_owned();
+        let body = format!("{kind} v{version} lang={lang}");
+        let cc = |v: &'static str| [(header::CACHE_CONTROL, v)];
+        match kind.as_str() {
+            "plain" => (cc("max-age=60"), body).into_response(),
+            "swr" => (cc("max-age=10, stale-while-revalidate=60"), body).into_response(),
+            "no-store" => (cc("no-store, max-age=60"), body).into_response(),
+            "private" => (cc("private, max-age=60"), body).into_response(),
+            "no-lifetime" => body.into_response(),
+            "cookie" => (
+                [
+                    (header::CACHE_CONTROL, "max-age=60"),
+                    (header::SET_COOKIE, "session=1"),
+                ],
+                body,
+            )
+                .into_response(),
+            "vary" => (
+                [
+                    (header::CACHE_CONTROL, "max-age=60"),
+                    (header::VARY, "Accept-Language"),
+                ],
+                body,
+            )
+                .into_response(),
+            "tagged" => (
+                [(header::CACHE_CONTROL, "max-age=60")],
+                [("cache-tag", "catalogue, page")],
+                body,
+            )
+                .into_response(),
+            "big" => (cc("max-age=60"), "x".repeat(10_000)).into_response(),
+            "slow" => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                (cc("max-age=60"), body).into_response()
+            }
+            "error" => (StatusCode::INTERNAL_SERVER_ERROR, cc("max-age=60"), body).into_response(),
+            _ => StatusCode::NOT_FOUND.into_response(),
+        }
+    }
+
+    fn app(cache: &Cache) -> Router {
+        Router::new()
+            .route("/r/{kind}", get(resource).post(resource))
+            .layer(CacheLayer::new(cache.clone()).max_body(4096))
+    }
+
+    async fn send(
+        app: &Router,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, HeaderMap, String) {
+        let mut request = Request::builder().method(method).uri(path);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = app
+            .clone()
+            .oneshot(request.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await.unwrap().to_bytes();
+        (
+            parts.status,
+            parts.headers,
+            String::from_utf8_lossy(&body).into_owned(),
+        )
+    }
+
+    async fn get_(app: &Router, path: &str) -> (StatusCode, HeaderMap, String) {
+        send(app, "GET", path, &[]).await
+    }
+
+    fn x_cache(headers: &HeaderMap) -> &str {
+        headers["x-cache"].to_str().unwrap()
+    }
+
+    /// The tests share the call counter: each takes this lock.
+    static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+    #[tokio::test]
+    async fn g16_a_response_is_stored_once_and_served_with_its_age() {
+        let _serial = SERIAL.lock().await;
+        let clock = cachette::ManualClock::new();
+        let cache = Cache::builder().clock(clock.clone()).build_local().unwrap();
+        let app = app(&cache);
+        let before = CALLS.get();
+        let (status, headers, body) = get_(&app, "/r/plain").await;
+        assert_eq!((status, x_cache(&headers)), (StatusCode::OK, "MISS"));
+        clock.advance(Duration::from_secs(7));
+        let (status, headers, again) = get_(&app, "/r/plain").await;
+        assert_eq!((status, x_cache(&headers)), (StatusCode::OK, "HIT"));
+        assert_eq!(again, body);
+        assert_eq!(headers[header::AGE], "7");
+        assert_eq!(headers[header::CACHE_CONTROL], "max-age=60");
+        assert_eq!(CALLS.get() - before, 1);
+        // HEAD is its own entry; POST always reaches the service.
+        assert_eq!(
+            x_cache(&send(&app, "HEAD", "/r/plain", &[]).await.1),
+            "MISS"
+        );
+        assert_eq!(x_cache(&send(&app, "HEAD", "/r/plain", &[]).await.1), "HIT");
+        assert_eq!(
+            x_cache(&send(&app, "POST", "/r/plain", &[]).await.1),
+            "MISS"
+        );
+        assert_eq!(
+            x_cache(&send(&app, "POST", "/r/plain", &[]).await.1),
+            "MISS"
+        );
+        // With Authorization: passed through.
+        let auth = [("authorization", "Bearer x")];
+        assert_eq!(
+            x_cache(&send(&app, "GET", "/r/plain", &auth).await.1),
+            "MISS"
+        );
+        assert_eq!(CALLS.get() - before, 5);
+        // Past max-age without a stale window: fetched again.
+        clock.advance(Duration::from_secs(60));
+        assert_eq!(x_cache(&get_(&app, "/r/plain").await.1), "MISS");
+        assert_eq!(CALLS.get() - before, 6);
+        // `invalidate_namespace("http")` drops every stored response.
+        assert_eq!(x_cache(&get_(&app, "/r/plain").await.1), "HIT");
+        cache.invalidate_namespace("http").await.unwrap();
+        assert_eq!(x_cache(&get_(&app, "/r/plain").await.1), "MISS");
+    }
+
+    #[tokio::test]
+    async fn g16_no_store_private_set_cookie_and_unlimited_responses_are_never_stored() {
+        let _serial = SERIAL.lock().await;
+        let cache = Cache::local();
+        let app = app(&cache);
+        for kind in ["no-store", "private", "cookie", "no-lifetime", "error"] {
+            let before = CALLS.get();
+            for _ in 0..3 {
+                let (_, headers, _) = get_(&app, &format!("/r/{kind}")).await;
+                assert_eq!(x_cache(&headers), "MISS", "{kind}");
+            }
+            assert_eq!(
+                CALLS.get() - before,
+                3,
+                "{kind} reached the service every time"
+            );
+        }
+        // Over the body limit: passed through whole, never stored.
+        let before = CALLS.get();
+        for _ in 0..2 {
+            let (status, headers, body) = get_(&app, "/r/big").await;
+            assert_eq!(
+                (status, x_cache(&headers), body.len()),
+                (StatusCode::OK, "MISS", 10_000)
+            );
+        }
+        assert_eq!(CALLS.get() - before, 2);
+    }
+
+    #[tokio::test]
+    async fn g16_vary_splits_entries_by_the_named_request_headers() {
+        let _serial = SERIAL.lock().await;
+        let cache = Cache::local();
+        let app = app(&cache);
+        let en = [("accept-language", "en")];
+        let fr = [("accept-language", "fr")];
+        let v = CONTENT.load(SeqCst);
+        // The first response teaches the layer the Vary names.
+        assert_eq!(x_cache(&send(&app, "GET", "/r/vary", &en).await.1), "MISS");
+        let (_, headers, body) = send(&app, "GET", "/r/vary", &en).await;
+        assert_eq!(
+            (x_cache(&headers), body),
+            ("MISS", format!("vary v{v} lang=en"))
+        );
+        let (_, headers, body) = send(&app, "GET", "/r/vary", &fr).await;
+        assert_eq!(
+            (x_cache(&headers), body),
+            ("MISS", format!("vary v{v} lang=fr"))
+        );
+        let (_, headers, body) = send(&app, "GET", "/r/vary", &en).await;
+        assert_eq!(
+            (x_cache(&headers), body),
+            ("HIT", format!("vary v{v} lang=en"))
+        );
+        let (_, headers, body) = send(&app, "GET", "/r/vary", &fr).await;
+        assert_eq!(
+            (x_cache(&headers), body),
+            ("HIT", format!("vary v{v} lang=fr"))
+        );
+        let (_, headers, body) = get_(&app, "/r/vary").await;
+        assert_eq!(
+            (x_cache(&headers), body),
+            ("MISS", format!("vary v{v} lang=none"))
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_misses_of_one_url_reach_the_service_once() {
+        let _serial = SERIAL.lock().await;
+        let cache = Cache::local();
+        let app = app(&cache);
+        let before = CALLS.get();
+        let calls: Vec<_> = (0..50)
+            .map(|_| {
+                let app = app.clone();
+                tokio::spawn(async move { get_(&app, "/r/slow").await })
+            })
+            .collect();
+        let mut labels = Vec::new();
+        for call in calls {
+            let (status, headers, _) = call.await.unwrap();
+            assert_eq!(status, StatusCode::OK);
+            labels.push(x_cache(&headers).to_owned());
+        }
+        assert_eq!(CALLS.get() - before, 1);
+        assert_eq!(labels.iter().filter(|l| *l == "MISS").count(), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stale_response_is_served_while_one_background_refresh_replaces_it() {
+        let _serial = SERIAL.lock().await;
+        let clock = cachette::ManualClock::new();
+        let cache = Cache::builder().clock(clock.clone()).build_local().unwrap();
+        let app = app(&cache);
+        let before = CALLS.get();
+        assert_eq!(
+            get_(&app, "/r/swr").await.2,
+            format!("swr v{} lang=none", CONTENT.load(SeqCst))
+        );
+        let old = CONTENT.fetch_add(1, SeqCst);
+        clock.advance(Duration::from_secs(20));
+        let (_, headers, body) = get_(&app, "/r/swr").await;
+        assert_eq!(
+            (x_cache(&headers), body),
+            ("STALE", format!("swr v{old} lang=none"))
+        );
+        // The refresh runs on a task; wait for it, bounded.
+        let start = std::time::Instant::now();
+        loop {
+            let (_, headers, body) = get_(&app, "/r/swr").await;
+            if x_cache(&headers) == "HIT" {
+                assert_eq!(body, format!("swr v{} lang=none", old + 1));
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "no refresh within 10 s"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(CALLS.get() - before, 2, "one refresh");
+        // Past the stale window too: a plain miss.
+        clock.advance(Duration::from_secs(100));
+        assert_eq!(x_cache(&get_(&app, "/r/swr").await.1), "MISS");
+    }
+
+    #[tokio::test]
+    async fn a_cache_tag_purge_drops_the_tagged_responses() {
+        let _serial = SERIAL.lock().await;
+        let cache = Cache::local();
+        let app = app(&cache);
+        // The first response teaches the tags; the second is stored.
+        assert_eq!(x_cache(&get_(&app, "/r/tagged").await.1), "MISS");
+        assert_eq!(x_cache(&get_(&app, "/r/tagged").await.1), "MISS");
+        assert_eq!(x_cache(&get_(&app, "/r/tagged").await.1), "HIT");
+        cache.invalidate_tag("page").await.unwrap();
+        assert_eq!(x_cache(&get_(&app, "/r/tagged").await.1), "MISS");
+        assert_eq!(x_cache(&get_(&app, "/r/tagged").await.1), "HIT");
+        cache.invalidate_tag("unrelated").await.unwrap();
+        assert_eq!(x_cache(&get_(&app, "/r/tagged").await.1), "HIT");
+    }
+
+    /// Two caches on one Redis stand for two processes.
+    #[cfg(feature = "redis")]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn g16_a_cache_tag_purge_reaches_a_second_process_sharing_redis() {
+        let _serial = SERIAL.lock().await;
+        let server = support::redis::RedisServer::start();
+        let url = server.url();
+        let connect = || support::cache::redis_cache(&url, "layer", Duration::from_secs(2), None);
+        let (a, b) = (connect().await, connect().await);
+        let (app_a, app_b) = (app(&a), app(&b));
+        let version = CONTENT.load(SeqCst);
+        assert_eq!(x_cache(&get_(&app_a, "/r/tagged").await.1), "MISS");
+        assert_eq!(x_cache(&get_(&app_a, "/r/tagged").await.1), "MISS");
+        assert_eq!(x_cache(&get_(&app_a, "/r/tagged").await.1), "HIT");
+        // B finds A's response in Redis, and learns its tags from it.
+        let (_, headers, body) = get_(&app_b, "/r/tagged").await;
+        assert_eq!(
+            (x_cache(&headers), body),
+            ("HIT", format!("tagged v{version} lang=none"))
+        );
+        assert_eq!(x_cache(&get_(&app_b, "/r/tagged").await.1), "HIT");
+
+        CONTENT.fetch_add(1, SeqCst);
+        b.invalidate_tag("catalogue").await.unwrap();
+        // A drops its L1 copy when B's message arrives (within ms).
+        let fresh = format!("tagged v{} lang=none", version + 1);
+        let seen = support::wait::eventually(Duration::from_secs(5), async || {
+            get_(&app_a, "/r/tagged").await.2 == fresh
+        })
+        .await;
+        assert!(seen, "the purge on B never reached A");
+        let (_, headers, body) = get_(&app_b, "/r/tagged").await;
+        assert_eq!(
+            (x_cache(&headers), body),
+            ("HIT", format!("tagged v{} lang=none", version + 1))
+        );
     }
 }

@@ -288,6 +288,12 @@ impl Record {
         });
     }
 
+    /// What the call served, as far as known.
+    #[cfg(feature = "axum")]
+    pub(crate) fn meta(&self) -> Option<Meta> {
+        self.with(|slots| slots.served)
+    }
+
     /// The call's [`Entry`]. Used by generated code.
     pub fn into_entry<Sh: Shape<R>, R>(
         self,

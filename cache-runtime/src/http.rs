@@ -1,9 +1,10 @@
-//! HTTP validators and freshness for cached values (feature `axum`, §5b).
+//! HTTP validators and response caching (feature `axum`, §5b).
 //!
 //! [`Conditional`] turns what a `{fn}_entry` companion returns into an
 //! axum response with `ETag`, `Last-Modified`, `Age` and `Cache-Control`
 //! set from the entry, and answers a conditional request whose validator
-//! still matches with `304 Not Modified` and no body.
+//! still matches with `304 Not Modified` and no body. [`CacheLayer`] caches
+//! whole GET and HEAD responses as a reverse proxy does, purged by tag.
 
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
@@ -13,6 +14,10 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::StatusCode;
 
 use crate::entry::Entry;
+
+mod layer;
+
+pub use layer::{CacheLayer, CacheService, DEFAULT_MAX_BODY};
 
 /// Who may store the response, as `Cache-Control` says it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -83,7 +83,14 @@ pub struct Load<'c> {
     l2: Option<Box<l2::L2Load>>,
     /// Where a `{fn}_entry` call learns the facts of what it served.
     record: Option<&'c Record>,
+    /// For values that carry their own lifetime (the HTTP layer's
+    /// responses): how long to keep one, `None` to not store it. The
+    /// function's TTL and jitter otherwise.
+    lifetime: Option<Lifetime>,
 }
+
+/// How long a value that carries its own lifetime is kept.
+pub(crate) type Lifetime = fn(&(dyn Any + Send + Sync)) -> Option<Duration>;
 
 thread_local! {
     /// Keys are rendered here on the read path, so a hit allocates nothing.
@@ -536,6 +543,7 @@ struct Detached {
     renew: Option<Renew>,
     fallback: Option<Arc<dyn Any + Send + Sync>>,
     l2: Option<Box<l2::L2Load>>,
+    lifetime: Option<Lifetime>,
 }
 
 impl Detached {
@@ -548,6 +556,7 @@ impl Detached {
             renew,
             fallback,
             l2,
+            lifetime,
         } = self;
         Load {
             cache,
@@ -559,6 +568,7 @@ impl Detached {
             fallback,
             l2,
             record: None,
+            lifetime,
         }
     }
 }
@@ -623,7 +633,41 @@ impl<'c> Load<'c> {
             fallback: None,
             l2,
             record: None,
+            lifetime: None,
         }
+    }
+
+    /// This load with its values' lifetime given by `lifetime`.
+    #[cfg(feature = "axum")]
+    pub(crate) fn with_lifetime(mut self, lifetime: Lifetime) -> Self {
+        self.lifetime = Some(lifetime);
+        self
+    }
+
+    /// A refresh of a stored value whose TTL ended (§2a), if this process
+    /// can claim it at `now`: it joins no flight, ends when the shared tier
+    /// has a fill newer than `fresh_until_ms`, and leaves the stored value
+    /// in place until the new one replaces it.
+    #[cfg(feature = "axum")]
+    pub(crate) fn renewal(
+        site: &'static Site,
+        cache: &'c Cache,
+        value: Option<ValueCodec>,
+        key: impl FnOnce(&mut KeyWriter<'_>),
+        tags: &[Tag<'_>],
+        now: u64,
+        fresh_until_ms: u64,
+    ) -> Option<Self> {
+        let mut rendered = String::new();
+        render_key(&site.spec, &mut rendered, key);
+        let claim = cache.inner.refreshes.claim(&rendered, now)?;
+        let mut load = Load::new(site, cache, value, rendered, tags, false);
+        load.renew = Some(Renew {
+            claim,
+            fresh_until_ms,
+            stale: true,
+        });
+        Some(load)
     }
 
     /// This load without its borrow of the cache, for a refresh that runs
@@ -639,6 +683,7 @@ impl<'c> Load<'c> {
             fallback,
             l2,
             record: _,
+            lifetime,
         } = self;
         let detached = Detached {
             site,
@@ -648,6 +693,7 @@ impl<'c> Load<'c> {
             renew,
             fallback,
             l2,
+            lifetime,
         };
         (cache.clone(), detached)
     }
@@ -1298,10 +1344,10 @@ impl<'c> Load<'c> {
     ) -> Option<Duration> {
         let spec = &self.site.spec;
         let inner = &*self.cache.inner;
-        let ttl = if absent {
-            spec.negative_ttl?
-        } else {
-            jittered(spec.ttl, spec.jitter)
+        let ttl = match self.lifetime {
+            _ if absent => spec.negative_ttl?,
+            Some(lifetime) => lifetime(&*value)?,
+            None => jittered(spec.ttl, spec.jitter),
         };
         // The entry would never be served; skipping the write keeps it from
         // replacing a newer one filled after the invalidation.
