@@ -17,7 +17,7 @@ use crate::entry::Entry;
 
 mod layer;
 
-pub use layer::{CacheLayer, CacheService, DEFAULT_MAX_BODY};
+pub use layer::{CacheFuture, CacheLayer, CacheService, DEFAULT_MAX_BODY};
 
 /// Who may store the response, as `Cache-Control` says it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -644,6 +644,13 @@ impl<'c> Load<'c> {
         self
     }
 
+    /// This load with its facts written into `record`.
+    #[cfg(feature = "axum")]
+    pub(crate) fn with_record(mut self, record: &'c Record) -> Self {
+        self.record = Some(record);
+        self
+    }
+
     /// A refresh of a stored value whose TTL ended (§2a), if this process
     /// can claim it at `now`: it joins no flight, ends when the shared tier
     /// has a fill newer than `fresh_until_ms`, and leaves the stored value

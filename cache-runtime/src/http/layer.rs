@@ -4,7 +4,7 @@
 
 use std::any::Any;
 use std::collections::{HashMap, VecDeque};
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::future::{poll_fn, Future};
 use std::hash::BuildHasher;
 use std::pin::Pin;
@@ -168,18 +168,62 @@ where
 {
     type Response = Response<Body>;
     type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, S::Error>> + Send>>;
+    type Future = CacheFuture<S::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        // A fresh hit is answered here, without the miss path's future.
+        if let Some(response) = self.layer.fresh_hit::<S::Error, _>(&request) {
+            return CacheFuture(Answer::Ready(Some(Ok(response))));
+        }
         // The clone that was polled ready serves this call.
         let fresh = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, fresh);
         let layer = self.layer.clone();
-        Box::pin(async move { layer.serve(inner, request).await })
+        CacheFuture(Answer::Pending(Box::pin(async move {
+            layer.serve(inner, request).await
+        })))
+    }
+}
+
+/// The future of [`CacheService`]: a fresh hit's response, ready at once, or
+/// the rest of the load.
+pub struct CacheFuture<E>(Answer<E>);
+
+type Pending<E> = Pin<Box<dyn Future<Output = Result<Response<Body>, E>> + Send>>;
+
+enum Answer<E> {
+    Ready(Option<Result<Response<Body>, E>>),
+    Pending(Pending<E>),
+}
+
+impl<E> fmt::Debug for CacheFuture<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self.0 {
+            Answer::Ready(_) => "CacheFuture(ready)",
+            Answer::Pending(_) => "CacheFuture(pending)",
+        })
+    }
+}
+
+// Nothing in it is pinned in place: the pending part is boxed, and the
+// ready answer is moved out.
+impl<E> Unpin for CacheFuture<E> {}
+
+impl<E> Future for CacheFuture<E> {
+    type Output = Result<Response<Body>, E>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.0 {
+            Answer::Ready(answer) => match answer.take() {
+                Some(answer) => Poll::Ready(answer),
+                None => Poll::Pending,
+            },
+            Answer::Pending(future) => future.as_mut().poll(cx),
+        }
     }
 }
 
@@ -188,6 +232,15 @@ where
 enum Pass<E> {
     Response(Box<Response<Body>>),
     Error(E),
+}
+
+impl<E> Pass<E> {
+    fn into_result(self) -> Result<Response<Body>, E> {
+        match self {
+            Pass::Response(response) => Ok(marked(*response, "MISS")),
+            Pass::Error(e) => Err(e),
+        }
+    }
 }
 
 impl<E> fmt::Debug for Pass<E> {
@@ -216,63 +269,104 @@ impl CacheLayer {
         ResBody: HttpBody<Data = Bytes> + Send + 'static,
         ResBody::Error: Into<BoxError>,
     {
-        let cacheable_request = (request.method() == Method::GET
-            || request.method() == Method::HEAD)
-            && !request.headers().contains_key(header::AUTHORIZATION);
-        if !cacheable_request {
+        if !is_cacheable(&request) {
             let response = inner.call(request).await?;
             return Ok(marked(response.map(Body::new), "MISS"));
         }
-        let base = format!("{} {}", request.method(), request.uri());
-        let known = self.learned.get(&base);
-        let key = key_of(&base, &known.vary, request.headers());
+        let (key, base_len, known) = self.key_of(&request);
         let codec = codec::<S::Error>();
-        let record = Record::new();
-        let cache = self.cache.clone();
         let lookup = with_tags(&known.tags, |tags| {
-            tier::lookup_entry::<Res, Loaded<S::Error>>(
+            tier::lookup::<Res, Loaded<S::Error>>(
                 &SITE,
-                &cache,
+                &self.cache,
                 codec,
                 |w: &mut KeyWriter<'_>| w.lit(&key),
                 tags,
-                &record,
             )
         });
-        let (loaded, parts) = match lookup {
-            Lookup::Hit(loaded) => (loaded, Some(request_parts(request))),
-            Lookup::Miss(load) | Lookup::Refresh(_, load) => {
-                let (request, parts) = request_parts_of(request);
-                let fetch =
-                    self.clone()
-                        .fetch(inner.clone(), request, base.clone(), Arc::clone(&known));
-                let load = load.with_lifetime(lifetime_of);
-                (load.run_async::<Res, _, _>(fetch, None).await, Some(parts))
-            }
-        };
-        let stored = match loaded {
-            Ok(stored) => stored,
-            Err(Pass::Response(response)) => return Ok(marked(*response, "MISS")),
-            Err(Pass::Error(e)) => return Err(e),
-        };
-        // A response another process stored names tags this process has
-        // not seen on this URL: its next lookups fence on them too.
-        if stored.0.tags.iter().any(|tag| !known.tags.contains(tag)) {
-            self.learned.learn(&base, &known, Some(&[]), &stored.0.tags);
-        }
-        let now = cache.inner.clock.now_millis();
-        let meta = record.meta();
-        let label = match meta.map(|m| m.source) {
-            Some(Source::Body) => "MISS",
-            _ if now < stored.0.fresh_until_ms => "HIT",
-            _ => {
-                if let (Some(meta), Some(parts)) = (meta, parts) {
-                    self.refresh(inner, parts, base, key, known, meta.fresh_until_ms, now);
+        let record = Record::new();
+        let (stored, from_body, request) = match lookup {
+            Lookup::Hit(Ok(stored)) => {
+                let now = self.cache.inner.clock.now_millis();
+                if now < stored.0.fresh_until_ms {
+                    // The hit path: nothing else to learn or start.
+                    self.learn_tags(&key[..base_len], &known, &stored);
+                    return Ok(stored.respond(now, "HIT"));
                 }
-                "STALE"
+                (stored, false, Some(request))
+            }
+            Lookup::Hit(Err(pass)) => return pass.into_result(),
+            Lookup::Miss(load) | Lookup::Refresh(_, load) => {
+                let base = key[..base_len].to_owned();
+                let fetch = self
+                    .clone()
+                    .fetch(inner.clone(), request, base, Arc::clone(&known));
+                let load = load.with_lifetime(lifetime_of).with_record(&record);
+                match load.run_async::<Res, _, _>(fetch, None).await {
+                    Ok(stored) => {
+                        let from_body = record.meta().map(|m| m.source) == Some(Source::Body);
+                        (stored, from_body, None)
+                    }
+                    Err(pass) => return pass.into_result(),
+                }
             }
         };
-        Ok(stored.respond(now, label))
+        self.learn_tags(&key[..base_len], &known, &stored);
+        let now = self.cache.inner.clock.now_millis();
+        if from_body {
+            return Ok(stored.respond(now, "MISS"));
+        }
+        if now < stored.0.fresh_until_ms {
+            return Ok(stored.respond(now, "HIT"));
+        }
+        // Stale: served as it is while one refresh runs in the background,
+        // sending this request again. (A stale response found in the shared
+        // tier is refreshed by the next request, which finds it in L1.)
+        if let Some(request) = request {
+            let base = key[..base_len].to_owned();
+            self.refresh(inner, request_parts(request), base, key, known, now);
+        }
+        Ok(stored.respond(now, "STALE"))
+    }
+
+    /// The key of `request` (its request line, then the values of the
+    /// request headers its URL's responses vary on), how long the request
+    /// line is, and what is known of the URL.
+    fn key_of<B>(&self, request: &Request<B>) -> (String, usize, Arc<Known>) {
+        let mut key = String::with_capacity(64);
+        key.push_str(request.method().as_str());
+        key.push(' ');
+        let _ = write!(key, "{}", request.uri());
+        let base_len = key.len();
+        let known = self.learned.get(&key);
+        push_vary(&mut key, &known.vary, request.headers());
+        (key, base_len, known)
+    }
+
+    /// The stored response for `request`, if it is fresh in L1.
+    fn fresh_hit<E, B>(&self, request: &Request<B>) -> Option<Response<Body>> {
+        if !is_cacheable(request) {
+            return None;
+        }
+        let (key, base_len, known) = self.key_of(request);
+        let lookup = with_tags(&known.tags, |tags| {
+            tier::lookup::<Res, Loaded<E>>(
+                &SITE,
+                &self.cache,
+                codec::<E>(),
+                |w: &mut KeyWriter<'_>| w.lit(&key),
+                tags,
+            )
+        });
+        let Lookup::Hit(Ok(stored)) = lookup else {
+            return None;
+        };
+        let now = self.cache.inner.clock.now_millis();
+        if now >= stored.0.fresh_until_ms {
+            return None;
+        }
+        self.learn_tags(&key[..base_len], &known, &stored);
+        Some(stored.respond(now, "HIT"))
     }
 
     /// Starts a background refresh of a stale response, unless one runs.
@@ -284,7 +378,6 @@ impl CacheLayer {
         base: String,
         key: String,
         known: Arc<Known>,
-        fresh_until_ms: u64,
         now: u64,
     ) where
         S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
@@ -295,6 +388,22 @@ impl CacheLayer {
         ResBody::Error: Into<BoxError>,
     {
         let codec = codec::<S::Error>();
+        // The stored entry's end as the load path sees it: a shared-tier
+        // fill that ends later is a newer one, which ends the refresh.
+        let record = Record::new();
+        let _ = with_tags(&known.tags, |tags| {
+            tier::lookup_entry::<Res, Loaded<S::Error>>(
+                &SITE,
+                &self.cache,
+                codec,
+                |w: &mut KeyWriter<'_>| w.lit(&key),
+                tags,
+                &record,
+            )
+        });
+        let Some(fresh_until_ms) = record.meta().map(|meta| meta.fresh_until_ms) else {
+            return;
+        };
         let load = with_tags(&known.tags, |tags| {
             Load::renewal(
                 &SITE,
@@ -314,6 +423,14 @@ impl CacheLayer {
         let request = parts.into_request::<ReqBody>();
         let fetch = self.clone().fetch(inner, request, base, known);
         load.spawn_async::<Res, Loaded<S::Error>, _>(fetch);
+    }
+
+    /// Learns the tags of a response another process stored, that this
+    /// process has not seen on this URL: its next lookups fence on them.
+    fn learn_tags(&self, base: &str, known: &Known, stored: &Stored) {
+        if stored.0.tags.iter().any(|tag| !known.tags.contains(tag)) {
+            self.learned.learn(base, known, Some(&[]), &stored.0.tags);
+        }
     }
 
     /// Calls the inner service and judges its answer: a response to store,
@@ -381,6 +498,12 @@ impl CacheLayer {
     }
 }
 
+/// GET and HEAD without `Authorization` are answered from the cache.
+fn is_cacheable<B>(request: &Request<B>) -> bool {
+    (request.method() == Method::GET || request.method() == Method::HEAD)
+        && !request.headers().contains_key(header::AUTHORIZATION)
+}
+
 /// Calls `f` with `tags` as a function's rendered tags.
 fn with_tags<T>(tags: &[String], f: impl FnOnce(&[Tag<'_>]) -> T) -> T {
     let renders: Vec<_> = tags
@@ -408,9 +531,8 @@ fn lifetime_of(value: &(dyn Any + Send + Sync)) -> Option<Duration> {
     Some(Duration::from_millis(stored.0.keep_ms))
 }
 
-/// `base` and the values of the `vary` request headers.
-fn key_of(base: &str, vary: &[String], headers: &HeaderMap) -> String {
-    let mut key = base.to_owned();
+/// Appends the values of the `vary` request headers to `key`.
+fn push_vary(key: &mut String, vary: &[String], headers: &HeaderMap) {
     for name in vary {
         key.push(' ');
         key.push_str(name);
@@ -424,18 +546,11 @@ fn key_of(base: &str, vary: &[String], headers: &HeaderMap) -> String {
             key.push_str(&String::from_utf8_lossy(value.as_bytes()));
         }
     }
-    key
 }
 
 /// The request line, headers and extensions (a router's path parameters
 /// among them), to call the inner service again.
 struct RequestParts(http::request::Parts);
-
-fn request_parts_of<B>(request: Request<B>) -> (Request<B>, RequestParts) {
-    let (parts, body) = request.into_parts();
-    let copy = RequestParts(parts.clone());
-    (Request::from_parts(parts, body), copy)
-}
 
 fn request_parts<B>(request: Request<B>) -> RequestParts {
     RequestParts(request.into_parts().0)
@@ -549,6 +664,9 @@ pub(crate) struct Parts {
     keep_ms: u64,
     /// Its `Cache-Tag` tags, sorted.
     tags: Vec<String>,
+    /// `headers` as a map, built by the first hit in this process.
+    #[serde(skip)]
+    built: std::sync::OnceLock<HeaderMap>,
 }
 
 impl serde::Serialize for Stored {
@@ -614,6 +732,7 @@ impl Stored {
             fresh_until_ms: now.saturating_add(fresh_ms),
             keep_ms: fresh_ms.saturating_add(stale.as_millis() as u64),
             tags,
+            built: std::sync::OnceLock::new(),
         }))
     }
 
@@ -622,16 +741,20 @@ impl Stored {
         let parts = &*self.0;
         let mut response = Response::new(Body::from(parts.body.0.clone()));
         *response.status_mut() = StatusCode::from_u16(parts.status).unwrap_or(StatusCode::OK);
-        let headers = response.headers_mut();
-        headers.reserve(parts.headers.len() + 2);
-        for (name, value) in &parts.headers {
-            if let (Ok(name), Ok(value)) = (
-                HeaderName::from_bytes(name.as_bytes()),
-                HeaderValue::from_maybe_shared(value.0.clone()),
-            ) {
-                headers.append(name, value);
+        let headers = parts.built.get_or_init(|| {
+            let mut map = HeaderMap::with_capacity(parts.headers.len() + 2);
+            for (name, value) in &parts.headers {
+                if let (Ok(name), Ok(value)) = (
+                    HeaderName::from_bytes(name.as_bytes()),
+                    HeaderValue::from_maybe_shared(value.0.clone()),
+                ) {
+                    map.append(name, value);
+                }
             }
-        }
+            map
+        });
+        *response.headers_mut() = headers.clone();
+        let headers = response.headers_mut();
         let age = now.saturating_sub(parts.created_ms) / 1000;
         headers.insert(header::AGE, HeaderValue::from(age));
         headers.insert("x-cache", HeaderValue::from_static(label));
@@ -880,13 +1003,12 @@ mod tests {
         ]);
         assert_eq!(tags_of(&h), ["page", "user:7", "users"]);
         let request = headers(&[("accept-language", "en"), ("accept-language", "fr")]);
-        assert_eq!(
-            key_of(
-                "GET /a",
-                &["accept-language".to_owned(), "x".to_owned()],
-                &request
-            ),
-            "GET /a accept-language=en,fr x="
+        let mut key = "GET /a".to_owned();
+        push_vary(
+            &mut key,
+            &["accept-language".to_owned(), "x".to_owned()],
+            &request,
         );
+        assert_eq!(key, "GET /a accept-language=en,fr x=");
     }
 }
