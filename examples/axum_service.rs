@@ -1,7 +1,8 @@
 //! An HTTP service over SQLite with cached repository methods, conditional
 //! GETs, invalidation on write, `/stats` as JSON and `/metrics` for
-//! Prometheus. With `--redis URL`, several instances share one Redis: a
-//! write on one is seen by the others at once.
+//! Prometheus. The first 100 users are warmed with one query and one batch
+//! `_put` before it listens. With `--redis URL`, several instances share
+//! one Redis: a write on one is seen by the others at once.
 //!
 //! ```text
 //! cargo run --example axum_service --features axum,metrics -- --port 3000
@@ -11,12 +12,13 @@
 //!
 //! | route | does |
 //! |---|---|
-//! | `GET /users/{id}` | the user as JSON, with `ETag`, `Last-Modified` and `Cache-Control`; `304` for a matching `If-None-Match` |
+//! | `GET /users/{id}` | the user as JSON, with `ETag`, `Last-Modified` and `Cache-Control`; `304` for a matching `If-None-Match`; `X-Source` says where the value came from |
 //! | `PUT /users/{id}` | renames the user (the body is the new name) and invalidates its entry and the `users` tag |
 //! | `GET /users` | the first 20 users, a whole response cached by `CacheLayer` under the tag `users` |
 //! | `GET /stats` | `Cache::stats()` as JSON |
 //! | `GET /metrics` | the `cachette_*` counters in Prometheus' text format (feature `metrics`) |
 
+use std::collections::HashMap;
 use std::error::Error;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -29,7 +31,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use cachette::http::{CacheLayer, Conditional};
-use cachette::{cache, Cache};
+use cachette::{cache, cache_many, Cache};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -136,6 +138,37 @@ impl Repo {
             .await
     }
 
+    /// The batch twin of `user` (the same key template and `negative_ttl`,
+    /// so the same entries): its `_put` warms many users in one write.
+    #[cache_many(key = "user:<ids>", ttl = 300, negative_ttl = 30, lock, cache = self.cache)]
+    async fn users(&self, ids: &[u64]) -> Result<HashMap<u64, User>, AppError> {
+        let ids = ids.to_vec();
+        self.db
+            .with(move |c| {
+                let mut query =
+                    c.prepare_cached("SELECT id, name, email FROM users WHERE id = ?1")?;
+                let mut found = HashMap::new();
+                for id in ids {
+                    if let Some(user) = query.query_map([id as i64], user_of)?.next() {
+                        found.insert(id, user?);
+                    }
+                }
+                Ok(found)
+            })
+            .await
+    }
+
+    /// Warming at start-up: the first `limit` users from one query, stored
+    /// with one batch `_put` (one write to Redis), before the service
+    /// listens.
+    async fn warm(&self, limit: u64) -> Result<usize, AppError> {
+        let users = self.first_users(limit).await?;
+        let count = users.len();
+        self.users_put(users.into_iter().map(|user| (user.id, user)).collect())
+            .await?;
+        Ok(count)
+    }
+
     /// The first `limit` users (the listing is cached whole, as a
     /// response, by `CacheLayer`).
     async fn first_users(&self, limit: u64) -> Result<Vec<User>, AppError> {
@@ -173,9 +206,17 @@ async fn get_user(
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
     match repo.user_entry(id).await.transpose()?.transpose() {
-        Some(user) => Ok(Conditional::new(&headers, user.map(Json))
-            .public()
-            .into_response()),
+        Some(user) => {
+            // Where the value came from (L1, L2, Body, Stale), for curious clients.
+            let source = format!("{:?}", user.source);
+            let mut response = Conditional::new(&headers, user.map(Json))
+                .public()
+                .into_response();
+            if let Ok(source) = source.parse() {
+                response.headers_mut().insert("x-source", source);
+            }
+            Ok(response)
+        }
         None => Ok((StatusCode::NOT_FOUND, format!("no user {id}")).into_response()),
     }
 }
@@ -296,9 +337,13 @@ async fn serve(options: Options) -> Result<(), Box<dyn Error>> {
     let db = Db::open(&path, 1_000)?;
     let cache = build_cache(options.redis.as_deref()).await?;
     let repo = Repo { db, cache };
+    let warmed = repo.warm(100).await.map_err(|e| e.0)?;
     let addr = SocketAddr::from(([127, 0, 0, 1], options.port));
     let listener = tokio::net::TcpListener::bind(addr).await?;
-    println!("listening on http://{addr} (database {})", path.display());
+    println!(
+        "listening on http://{addr} (database {}, {warmed} users warmed)",
+        path.display()
+    );
     axum::serve(listener, router(repo)).await?;
     Ok(())
 }
@@ -456,6 +501,10 @@ mod check {
 
         let first = request(a, "GET", "/users/7", &[], "")?;
         expect(first.status == 200, "GET /users/7 on A is 200")?;
+        expect(
+            first.header("x-source").is_some_and(|s| s != "Body"),
+            "user 7 was warmed before A listened: the first GET runs no query",
+        )?;
         let etag = first.header("etag").ok_or("no ETag")?.to_owned();
         expect(!etag.starts_with("W/"), "the ETag is strong")?;
         expect(
