@@ -1,9 +1,10 @@
 //! What the cache tells the `metrics` facade (feature `metrics`), seen by a
 //! recorder of the test's own: `cachette_requests_total{function, outcome}`
 //! for hits, misses and errors, `cachette_body_runs_total`,
-//! `cachette_body_seconds`, `cachette_invalidations_total{kind}`, and,
-//! against a real Redis that is killed, `cachette_l2_seconds{op}`,
-//! `cachette_l2_errors_total{kind}` and the `cachette_breaker_open` gauge.
+//! `cachette_body_seconds`, `cachette_invalidations_total{kind}`, the
+//! `cachette_l1_entries{cache}` gauge, and, against a real Redis that is
+//! killed, `cachette_l2_seconds{op}`, `cachette_l2_errors_total{kind}` and
+//! the `cachette_breaker_open` gauge.
 
 #![cfg(feature = "metrics")]
 
@@ -154,6 +155,30 @@ mod local {
         assert!(m.get("cachette_invalidations_total{kind=tag}") > tags);
         assert!(m.get("cachette_invalidations_total{kind=key}") >= 1);
         assert!(m.get("cachette_invalidations_total{kind=clear}") > clears);
+    }
+}
+
+mod gauge {
+    use super::*;
+    use cachette::{cache, Cache};
+
+    #[cache(key = "square:<n>", ttl = 60, cache = cache, tier = "l1")]
+    fn square(cache: &Cache, n: u64) -> u64 {
+        n * n
+    }
+
+    #[test]
+    fn the_l1_entries_gauge_is_set_every_256_fills_per_cache() {
+        let m = recording();
+        let cache = Cache::builder().prefix("gauged").build_local().unwrap();
+        let other = Cache::builder().prefix("other").build_local().unwrap();
+        for n in 0..300 {
+            assert_eq!(square(&cache, n), n * n);
+        }
+        square(&other, 1);
+        // Set after the first fill and after the 257th.
+        assert_eq!(m.get("cachette_l1_entries{cache=gauged}"), 257);
+        assert_eq!(m.get("cachette_l1_entries{cache=other}"), 1);
     }
 }
 

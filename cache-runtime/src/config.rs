@@ -289,6 +289,8 @@ impl Builder {
                 refreshes: Arc::default(),
                 worker: crate::refresh::Worker::default(),
                 registry: Registry::default(),
+                #[cfg(feature = "metrics")]
+                l1_fills: Default::default(),
             }),
         })
     }

@@ -59,6 +59,27 @@ pub(crate) struct Inner {
     /// Runs sync functions' background refreshes.
     pub(crate) worker: crate::refresh::Worker,
     pub(crate) registry: Registry,
+    /// L1 fills, for the `cachette_l1_entries` gauge.
+    #[cfg(feature = "metrics")]
+    pub(crate) l1_fills: std::sync::atomic::AtomicU64,
+}
+
+impl Inner {
+    /// Stores `entry` in L1, and now and then (every 256 fills) sets the
+    /// `cachette_l1_entries{cache}` gauge to the entries L1 holds (feature
+    /// `metrics`).
+    #[inline]
+    pub(crate) fn fill_l1(&self, key: String, entry: crate::l1::Entry) {
+        self.l1.insert(key, entry);
+        #[cfg(feature = "metrics")]
+        if self
+            .l1_fills
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            .is_multiple_of(256)
+        {
+            crate::stats::l1_entries_metric(&self.prefix, self.l1.entries());
+        }
+    }
 }
 
 impl std::fmt::Debug for Cache {

@@ -128,6 +128,17 @@ impl Store {
         }
     }
 
+    /// Entries held, live or void, as far as the store counts them now
+    /// (moka's count lags its pending work).
+    #[cfg(feature = "metrics")]
+    pub(crate) fn entries(&self) -> u64 {
+        match self {
+            Store::Quick(store) => store.len(),
+            #[cfg(feature = "moka")]
+            Store::Moka(store) => store.cache.entry_count(),
+        }
+    }
+
     /// Entries held, live or void.
     #[cfg(test)]
     pub(crate) fn len(&self) -> u64 {
@@ -296,7 +307,7 @@ impl QuickStore {
         shard.remove(&probe);
     }
 
-    #[cfg(test)]
+    #[cfg(any(test, feature = "metrics"))]
     fn len(&self) -> u64 {
         self.shards
             .iter()

@@ -141,6 +141,14 @@ pub(crate) fn l2_seconds(op: &'static str, started: Option<std::time::Instant>) 
     let _ = (op, started);
 }
 
+/// `cachette_l1_entries{cache}` (feature `metrics`): the entries a cache's
+/// L1 holds, live or void (cleared and invalidated entries stay until they
+/// are replaced or evicted), labelled with the cache's prefix.
+#[cfg(feature = "metrics")]
+pub(crate) fn l1_entries_metric(prefix: &str, entries: u64) {
+    metrics::gauge!("cachette_l1_entries", "cache" => prefix.to_owned()).set(entries as f64);
+}
+
 /// `cachette_breaker_open` (feature `metrics`): 1 while the breaker is open.
 #[inline]
 pub(crate) fn breaker_metric(open: bool) {

@@ -806,7 +806,7 @@ impl<'c> Load<'c> {
         // the value is this caller's only (G7).
         let entry = entry.filter(|e| self.cache.inner.generations.matches(&e.fence));
         if let Some(entry) = entry.filter(|_| !self.missed_messages()) {
-            self.cache.inner.l1.insert(self.key.clone(), entry);
+            self.cache.inner.fill_l1(self.key.clone(), entry);
             // The channel's flush may have come between the check and the
             // insert.
             if self.missed_messages() {
@@ -1381,10 +1381,10 @@ impl<'c> Load<'c> {
         };
         if self.l2.is_none() {
             // Nothing reads the key after this fill: the store takes it.
-            inner.l1.insert(std::mem::take(&mut self.key), entry);
+            inner.fill_l1(std::mem::take(&mut self.key), entry);
             return Some(ttl);
         }
-        inner.l1.insert(self.key.clone(), entry);
+        inner.fill_l1(self.key.clone(), entry);
         // The channel's flush may have come between the check and the insert.
         if self.missed_messages() {
             inner.l1.remove(&self.key);
