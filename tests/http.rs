@@ -141,13 +141,23 @@ mod conditional {
             StatusCode::NOT_MODIFIED
         );
 
-        // If-Modified-Since: at or after creation is 304; before is 200.
+        // If-Modified-Since: a date after the second the entry was made in
+        // is 304. Its own second is 200: another value may have been made
+        // in that second (Last-Modified has whole seconds).
         let modified = headers[header::LAST_MODIFIED].to_str().unwrap().to_owned();
+        let created = httpdate::parse_http_date(&modified).unwrap();
+        let later = httpdate::fmt_http_date(created + Duration::from_secs(1));
+        assert_eq!(
+            call("/articles/1", &[(header::IF_MODIFIED_SINCE, &later)])
+                .await
+                .0,
+            StatusCode::NOT_MODIFIED
+        );
         assert_eq!(
             call("/articles/1", &[(header::IF_MODIFIED_SINCE, &modified)])
                 .await
                 .0,
-            StatusCode::NOT_MODIFIED
+            StatusCode::OK
         );
         let earlier = "Sat, 01 Jan 2000 00:00:00 GMT";
         assert_eq!(
@@ -159,7 +169,7 @@ mod conditional {
         // If-None-Match wins over If-Modified-Since.
         let both = [
             (header::IF_NONE_MATCH, "\"nope\""),
-            (header::IF_MODIFIED_SINCE, modified.as_str()),
+            (header::IF_MODIFIED_SINCE, later.as_str()),
         ];
         assert_eq!(call("/articles/1", &both).await.0, StatusCode::OK);
         // A garbled date is ignored.
@@ -238,6 +248,17 @@ mod layer {
             )
                 .into_response(),
             "big" => (cc("max-age=60"), "x".repeat(10_000)).into_response(),
+            "etag" => {
+                let etag = format!("\"v{version}\"");
+                (
+                    [
+                        (header::CACHE_CONTROL, "max-age=60".to_owned()),
+                        (header::ETAG, etag),
+                    ],
+                    body,
+                )
+                    .into_response()
+            }
             "slow" => {
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 (cc("max-age=60"), body).into_response()
@@ -329,6 +350,25 @@ mod layer {
         clock.advance(Duration::from_secs(60));
         assert_eq!(x_cache(&get_(&app, "/r/plain").await.1), "MISS");
         assert_eq!(CALLS.get() - before, 6);
+        // A stored response with an ETag answers a matching If-None-Match
+        // with a 304 of its own; another tag gets the whole response.
+        let v = CONTENT.load(SeqCst);
+        let (_, headers, _) = get_(&app, "/r/etag").await;
+        let etag = headers[header::ETAG].to_str().unwrap().to_owned();
+        assert_eq!(etag, format!("\"v{v}\""));
+        let (status, headers, body) =
+            send(&app, "GET", "/r/etag", &[("if-none-match", &etag)]).await;
+        assert_eq!(
+            (status, x_cache(&headers), body.as_str()),
+            (StatusCode::NOT_MODIFIED, "HIT", "")
+        );
+        assert_eq!(headers[header::ETAG], etag.as_str());
+        let (status, _, body) =
+            send(&app, "GET", "/r/etag", &[("if-none-match", "W/\"other\"")]).await;
+        assert_eq!(
+            (status, body),
+            (StatusCode::OK, format!("etag v{v} lang=none"))
+        );
         // `invalidate_namespace("http")` drops every stored response.
         assert_eq!(x_cache(&get_(&app, "/r/plain").await.1), "HIT");
         cache.invalidate_namespace("http").await.unwrap();

@@ -65,10 +65,7 @@ impl ETag {
     /// assert!(!entry.etag.matches("\"other\""));
     /// ```
     pub fn matches(&self, if_none_match: &str) -> bool {
-        let ours = self.opaque();
-        if_none_match.split(',').map(str::trim).any(|candidate| {
-            candidate == "*" || candidate.strip_prefix("W/").unwrap_or(candidate) == ours
-        })
+        listed(if_none_match, &self.opaque())
     }
 
     /// The quoted opaque tag, without the weak prefix.
@@ -222,6 +219,15 @@ impl<T> Entry<Option<T>> {
         let (value, facts) = self.split();
         value.map(|value| facts.map(|()| value))
     }
+}
+
+/// Whether an `If-None-Match` list names `etag` (either may be weak): `*`,
+/// or one of its comma-separated tags.
+pub(crate) fn listed(if_none_match: &str, etag: &str) -> bool {
+    let etag = etag.strip_prefix("W/").unwrap_or(etag);
+    if_none_match.split(',').map(str::trim).any(|candidate| {
+        candidate == "*" || candidate.strip_prefix("W/").unwrap_or(candidate) == etag
+    })
 }
 
 /// The facts of the entry a call served, as the load path learns them.

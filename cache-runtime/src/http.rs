@@ -38,9 +38,11 @@ pub enum Visibility {
 /// mapped to something that is a response, such as `axum::Json`):
 ///
 /// - `If-None-Match` naming the entry's ETag (compared weakly, `*`
-///   included), or, without `If-None-Match`, an `If-Modified-Since` at or
-///   after the entry's creation, gives `304 Not Modified` with the
-///   validators and no body;
+///   included), or, without `If-None-Match`, an `If-Modified-Since` after
+///   the second the entry was created in, gives `304 Not Modified` with the
+///   validators and no body (`Last-Modified` has whole seconds, so a date
+///   in the entry's own second could name an older value made in that
+///   second: the ETag is the validator to rely on);
 /// - otherwise the value's own response, with `ETag`, `Last-Modified`
 ///   (`created`), `Age` and `Cache-Control: max-age=<until fresh_until>`,
 ///   plus `stale-while-revalidate` and `stale-if-error` from the function's
@@ -123,8 +125,10 @@ fn is_not_modified<T>(request: &HeaderMap, entry: &Entry<T>) -> bool {
         .get(header::IF_MODIFIED_SINCE)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| httpdate::parse_http_date(value).ok());
-    // The date has whole seconds; so does `Last-Modified`.
-    since.is_some_and(|since| whole_seconds(entry.created) <= since)
+    // `Last-Modified` has whole seconds, so two values made in one second
+    // share it: only a date after the entry's second proves the client
+    // has this value (RFC 9110 §8.8.2.2). `If-None-Match` has no such gap.
+    since.is_some_and(|since| whole_seconds(entry.created) < since)
 }
 
 fn whole_seconds(time: SystemTime) -> SystemTime {

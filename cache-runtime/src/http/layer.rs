@@ -4,7 +4,7 @@
 
 use std::any::Any;
 use std::collections::{HashMap, VecDeque};
-use std::fmt::{self, Write as _};
+use std::fmt;
 use std::future::{poll_fn, Future};
 use std::hash::BuildHasher;
 use std::pin::Pin;
@@ -27,6 +27,14 @@ use crate::shape::Res;
 use crate::spec::{Freshness, Site, Spec, Tier};
 use crate::tier::{self, Load, Lookup, Tag};
 use crate::value::ValueCodec;
+
+/// `Age` values without an allocation.
+const SMALL: [&str; 64] = [
+    "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15", "16",
+    "17", "18", "19", "20", "21", "22", "23", "24", "25", "26", "27", "28", "29", "30", "31", "32",
+    "33", "34", "35", "36", "37", "38", "39", "40", "41", "42", "43", "44", "45", "46", "47", "48",
+    "49", "50", "51", "52", "53", "54", "55", "56", "57", "58", "59", "60", "61", "62", "63",
+];
 
 /// The largest response body [`CacheLayer`] stores by default: 1 MiB.
 pub const DEFAULT_MAX_BODY: usize = 1 << 20;
@@ -73,13 +81,24 @@ static SITE: Site = Site::new(Spec {
 ///   cache's Redis.
 /// - **Single-flight** per key: concurrent misses run the inner service
 ///   once (across processes too, with Redis).
-/// - **`X-Cache: HIT|MISS|STALE`** on every response.
+/// - **Revalidation**: a request whose `If-None-Match` names the stored
+///   response's `ETag` gets `304 Not Modified` from the cache.
+/// - **`X-Cache: HIT|MISS|STALE`** on every response (`MISS` for those
+///   passed through).
 ///
 /// A URL whose responses carry `Vary` or `Cache-Tag` is stored from its
 /// second response on: the first teaches the layer which request headers
 /// key it and which tags to fence it with before the inner service runs,
 /// so that a purge during a load is never lost. Responses count in
-/// [`Cache::stats`] under `cachette::http::CacheLayer`.
+/// [`Cache::stats`] under `cachette::http::CacheLayer`. `Cache-Tag` tags
+/// and functions' `tags` share one name space per cache:
+/// `invalidate_tag("users")` drops both.
+///
+/// Mount it with `route_layer` on the routes whose responses it should
+/// store: on a whole router it would also store the responses of routes
+/// that have a cache of their own (say through
+/// [`Conditional`](super::Conditional)), which that cache's invalidations
+/// do not reach.
 ///
 /// # Example
 ///
@@ -98,8 +117,7 @@ static SITE: Site = Site::new(Spec {
 ///
 /// let cache = Cache::local();
 /// let app: Router = Router::new()
-///     .route("/catalogue", get(catalogue))
-///     .layer(CacheLayer::new(cache.clone()));
+///     .route("/catalogue", get(catalogue).route_layer(CacheLayer::new(cache.clone())));
 /// // After a write: cache.invalidate_tag("catalogue").await
 /// # drop(app);
 /// ```
@@ -291,7 +309,7 @@ impl CacheLayer {
                 if now < stored.0.fresh_until_ms {
                     // The hit path: nothing else to learn or start.
                     self.learn_tags(&key[..base_len], &known, &stored);
-                    return Ok(stored.respond(now, "HIT"));
+                    return Ok(stored.respond(now, "HIT", request.headers()));
                 }
                 (stored, false, Some(request))
             }
@@ -313,12 +331,15 @@ impl CacheLayer {
         };
         self.learn_tags(&key[..base_len], &known, &stored);
         let now = self.cache.inner.clock.now_millis();
+        let none = HeaderMap::new();
+        let asked = request.as_ref().map_or(&none, |r| r.headers());
         if from_body {
-            return Ok(stored.respond(now, "MISS"));
+            return Ok(stored.respond(now, "MISS", &none));
         }
         if now < stored.0.fresh_until_ms {
-            return Ok(stored.respond(now, "HIT"));
+            return Ok(stored.respond(now, "HIT", asked));
         }
+        let response = stored.respond(now, "STALE", asked);
         // Stale: served as it is while one refresh runs in the background,
         // sending this request again. (A stale response found in the shared
         // tier is refreshed by the next request, which finds it in L1.)
@@ -326,17 +347,25 @@ impl CacheLayer {
             let base = key[..base_len].to_owned();
             self.refresh(inner, request_parts(request), base, key, known, now);
         }
-        Ok(stored.respond(now, "STALE"))
+        Ok(response)
     }
 
     /// The key of `request` (its request line, then the values of the
     /// request headers its URL's responses vary on), how long the request
     /// line is, and what is known of the URL.
     fn key_of<B>(&self, request: &Request<B>) -> (String, usize, Arc<Known>) {
-        let mut key = String::with_capacity(64);
+        let uri = request.uri();
+        let path = uri.path_and_query().map_or("/", |p| p.as_str());
+        let mut key = String::with_capacity(16 + path.len());
         key.push_str(request.method().as_str());
         key.push(' ');
-        let _ = write!(key, "{}", request.uri());
+        if let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) {
+            // An absolute-form request (through a proxy) names its host.
+            key.push_str(scheme);
+            key.push_str("://");
+            key.push_str(authority.as_str());
+        }
+        key.push_str(path);
         let base_len = key.len();
         let known = self.learned.get(&key);
         push_vary(&mut key, &known.vary, request.headers());
@@ -366,7 +395,7 @@ impl CacheLayer {
             return None;
         }
         self.learn_tags(&key[..base_len], &known, &stored);
-        Some(stored.respond(now, "HIT"))
+        Some(stored.respond(now, "HIT", request.headers()))
     }
 
     /// Starts a background refresh of a stale response, unless one runs.
@@ -736,11 +765,20 @@ impl Stored {
         }))
     }
 
-    /// The stored response, with `Age` and `X-Cache`.
-    fn respond(&self, now: u64, label: &'static str) -> Response<Body> {
+    /// The stored response, with `Age` and `X-Cache`; `304 Not Modified`
+    /// without a body when the `asked` request headers' `If-None-Match`
+    /// names its `ETag`.
+    fn respond(&self, now: u64, label: &'static str, asked: &HeaderMap) -> Response<Body> {
         let parts = &*self.0;
-        let mut response = Response::new(Body::from(parts.body.0.clone()));
-        *response.status_mut() = StatusCode::from_u16(parts.status).unwrap_or(StatusCode::OK);
+        let not_modified = parts.status == 200 && self.revalidates(asked);
+        let mut response = match not_modified {
+            true => Response::new(Body::empty()),
+            false => Response::new(Body::from(parts.body.0.clone())),
+        };
+        *response.status_mut() = match not_modified {
+            true => StatusCode::NOT_MODIFIED,
+            false => StatusCode::from_u16(parts.status).unwrap_or(StatusCode::OK),
+        };
         let headers = parts.built.get_or_init(|| {
             let mut map = HeaderMap::with_capacity(parts.headers.len() + 2);
             for (name, value) in &parts.headers {
@@ -755,10 +793,35 @@ impl Stored {
         });
         *response.headers_mut() = headers.clone();
         let headers = response.headers_mut();
+        if not_modified {
+            headers.remove(header::CONTENT_LENGTH);
+        }
         let age = now.saturating_sub(parts.created_ms) / 1000;
-        headers.insert(header::AGE, HeaderValue::from(age));
+        let age = match SMALL.get(age as usize) {
+            Some(small) => HeaderValue::from_static(small),
+            None => HeaderValue::from(age),
+        };
+        headers.insert(header::AGE, age);
         headers.insert("x-cache", HeaderValue::from_static(label));
         response
+    }
+
+    /// Whether `asked` holds an `If-None-Match` naming the stored `ETag`.
+    fn revalidates(&self, asked: &HeaderMap) -> bool {
+        let mut lists = asked.get_all(header::IF_NONE_MATCH).iter().peekable();
+        if lists.peek().is_none() {
+            return false;
+        }
+        let Some((_, etag)) = self.0.headers.iter().find(|(name, _)| name == "etag") else {
+            return false;
+        };
+        let Ok(etag) = std::str::from_utf8(&etag.0) else {
+            return false;
+        };
+        lists.any(|list| {
+            list.to_str()
+                .is_ok_and(|list| crate::entry::listed(list, etag))
+        })
     }
 }
 
@@ -870,6 +933,8 @@ struct Learned {
     hasher: foldhash::fast::RandomState,
     shards: Box<[Shard]>,
     none: Arc<Known>,
+    /// Whether anything was learned yet: until then a lookup is skipped.
+    any: std::sync::atomic::AtomicBool,
 }
 
 impl Default for Learned {
@@ -878,6 +943,7 @@ impl Default for Learned {
             hasher: foldhash::fast::RandomState::default(),
             shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
             none: Arc::new(Known::default()),
+            any: std::sync::atomic::AtomicBool::new(false),
         }
     }
 }
@@ -888,6 +954,9 @@ impl Learned {
     }
 
     fn get(&self, base: &str) -> Arc<Known> {
+        if !self.any.load(std::sync::atomic::Ordering::Relaxed) {
+            return Arc::clone(&self.none);
+        }
         let shard = self
             .shard(base)
             .read()
@@ -908,6 +977,7 @@ impl Learned {
             vary: union(&known.vary, vary.unwrap_or_default()),
             tags: union(&known.tags, tags),
         };
+        self.any.store(true, std::sync::atomic::Ordering::Relaxed);
         let mut shard = self
             .shard(base)
             .write()
