@@ -139,6 +139,38 @@ mod local {
         }
     }
 
+    #[cachette::cache_many(key = "stock:<ids>", ttl = 3600, cache = CACHE, tier = "l1")]
+    fn stocks(ids: &[u64]) -> std::collections::HashMap<u64, u64> {
+        ids.iter().map(|&id| (id, id * 2)).collect()
+    }
+
+    #[cachette::cache_many(key = "rate:<ids>", ttl = 3600, cache = CACHE, tier = "l1")]
+    async fn rates(ids: &[u64]) -> Result<std::collections::HashMap<u64, u64>, String> {
+        match ids.contains(&0) {
+            true => Err("no rate for 0".to_owned()),
+            false => Ok(ids.iter().map(|&id| (id, id)).collect()),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_body_run_is_one_span_naming_its_first_key_and_how_many_more() {
+        recorder();
+        assert_eq!(stocks(&[1, 2, 3]).len(), 3);
+        assert_eq!(stocks(&[1, 2, 3]).len(), 3, "hits");
+        assert_eq!(stocks(&[3, 4]).len(), 2, "one miss");
+        let spans = load_spans("tracing::local::stocks");
+        let keys: Vec<_> = spans.iter().filter_map(|s| s.field("key")).collect();
+        assert_eq!(keys, ["stock:1 (+2 more)", "stock:4"]);
+        assert!(spans.iter().all(|s| s.field("outcome") == Some("ok")));
+        assert!(spans.iter().all(|s| s.level == Level::DEBUG));
+
+        assert!(rates(&[5, 0]).await.is_err());
+        let spans = load_spans("tracing::local::rates");
+        assert_eq!(spans.len(), 1, "{spans:?}");
+        assert_eq!(spans[0].field("key"), Some("rate:5 (+1 more)"));
+        assert_eq!(spans[0].field("outcome"), Some("error"));
+    }
+
     #[test]
     fn a_body_run_is_one_debug_span_with_function_key_tier_and_outcome_and_a_hit_is_none() {
         recorder();

@@ -32,19 +32,44 @@ pub(crate) async fn load<R>(
     failed: impl FnOnce(&R) -> bool,
 ) -> R {
     use tracing::Instrument;
-    let span = tracing::debug_span!(
+    let span = load_span(function, key, tier);
+    let ret = body.instrument(span.clone()).await;
+    record_outcome(&span, failed(&ret));
+    ret
+}
+
+/// [`load`] for a sync body.
+#[cfg(feature = "tracing")]
+pub(crate) fn load_blocking<R>(
+    function: &str,
+    key: &str,
+    tier: Tier,
+    body: impl FnOnce() -> R,
+    failed: impl FnOnce(&R) -> bool,
+) -> R {
+    let span = load_span(function, key, tier);
+    let ret = span.in_scope(body);
+    record_outcome(&span, failed(&ret));
+    ret
+}
+
+#[cfg(feature = "tracing")]
+fn load_span(function: &str, key: &str, tier: Tier) -> tracing::Span {
+    tracing::debug_span!(
         target: "cachette",
         "cachette.load",
         function,
         key,
         tier = tier_name(tier),
         outcome = tracing::field::Empty
-    );
-    let ret = body.instrument(span.clone()).await;
+    )
+}
+
+#[cfg(feature = "tracing")]
+fn record_outcome(span: &tracing::Span, failed: bool) {
     if !span.is_disabled() {
-        span.record("outcome", if failed(&ret) { "error" } else { "ok" });
+        span.record("outcome", if failed { "error" } else { "ok" });
     }
-    ret
 }
 
 #[cfg(feature = "tracing")]

@@ -237,6 +237,15 @@ impl ManyGenerator<'_> {
         let body = self
             .original
             .call_sibling(&self.original.name("uncached"), &body_args);
+        // The body inside the batch's `cachette.load` span.
+        let failed = match self.many.fallible {
+            true => quote!(::core::result::Result::is_err),
+            false => quote!(|_| false),
+        };
+        let run = match generator.is_async() {
+            true => quote!(#batch.body_async(#body, #failed).await),
+            false => quote!(#batch.body_blocking(|| #body, #failed)),
+        };
         let (done, handle) = match self.many.fallible {
             true => (
                 quote!(::core::result::Result::Ok(#found)),
@@ -272,7 +281,7 @@ impl ManyGenerator<'_> {
                             let #owned: #owned_ty = ::core::iter::Iterator::collect(
                                 ::core::iter::IntoIterator::into_iter(#missing),
                             );
-                            let #ret = #body #await_;
+                            let #ret = #run;
                             #handle
                         }
                     }

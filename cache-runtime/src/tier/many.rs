@@ -13,6 +13,7 @@
 
 use std::any::Any;
 use std::collections::{HashMap, HashSet};
+use std::future::Future;
 use std::hash::Hash;
 use std::marker::PhantomData;
 use std::sync::atomic::AtomicU64;
@@ -273,6 +274,55 @@ where
     /// [`fill_async`](Self::fill_async) for a sync function.
     pub fn fill_blocking(&mut self, map: impl IntoIterator<Item = (K, V)>) {
         let _ = block_now(self.fill(Blocking, map));
+    }
+
+    /// Runs an async function's body for the elements of the last
+    /// [`Step::Load`], inside the `cachette.load` span (feature `tracing`),
+    /// whose `key` is the first element's key and how many more there are;
+    /// `failed` says whether what it returned is an error.
+    pub async fn body_async<R>(&self, body: impl Future<Output = R>, failed: fn(&R) -> bool) -> R {
+        #[cfg(feature = "tracing")]
+        {
+            let keys = self.loading_keys();
+            let (name, tier) = (self.site.name(), self.site.spec.tier);
+            crate::trace::load(name, &keys, tier, body, failed).await
+        }
+        #[cfg(not(feature = "tracing"))]
+        {
+            let _ = failed;
+            body.await
+        }
+    }
+
+    /// [`body_async`](Self::body_async) for a sync function.
+    pub fn body_blocking<R>(&self, body: impl FnOnce() -> R, failed: fn(&R) -> bool) -> R {
+        #[cfg(feature = "tracing")]
+        {
+            let keys = self.loading_keys();
+            let (name, tier) = (self.site.name(), self.site.spec.tier);
+            crate::trace::load_blocking(name, &keys, tier, body, failed)
+        }
+        #[cfg(not(feature = "tracing"))]
+        {
+            let _ = failed;
+            body()
+        }
+    }
+
+    /// `user:7 (+9 more)`: the span's key for a body run.
+    #[cfg(feature = "tracing")]
+    fn loading_keys(&self) -> String {
+        let mut loading = self
+            .items
+            .iter()
+            .filter(|item| matches!(item.state, State::Lead(_)));
+        let Some(first) = loading.next() else {
+            return String::new();
+        };
+        match loading.count() {
+            0 => first.key.clone(),
+            more => format!("{} (+{more} more)", first.key),
+        }
     }
 
     /// The body failed for the elements of the last [`Step::Load`]: their
@@ -1154,6 +1204,18 @@ impl<K, V> Unbatched<K, V> {
     /// As [`Batch::fill_blocking`].
     pub fn fill_blocking(&mut self, map: impl IntoIterator<Item = (K, V)>) {
         drop(map);
+    }
+
+    /// As [`Batch::body_async`].
+    pub async fn body_async<R>(&self, body: impl Future<Output = R>, failed: fn(&R) -> bool) -> R {
+        let _ = failed;
+        body.await
+    }
+
+    /// As [`Batch::body_blocking`].
+    pub fn body_blocking<R>(&self, body: impl FnOnce() -> R, failed: fn(&R) -> bool) -> R {
+        let _ = failed;
+        body()
     }
 
     /// As [`Batch::fail`].
