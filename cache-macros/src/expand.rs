@@ -132,34 +132,15 @@ impl<'a> Generator<'a> {
             .map(expectation_met_elsewhere);
         let vis = &item.vis;
         let (sig, args) = self.companions.forwarding(item.sig.ident.clone());
-        let private = &self.private;
         let ret = &self.plan.output.ty;
-        let cache = self.cache_binding(true);
-        let lookup = internal("__cachette_lookup");
-        let (fetch, call) = self.runtime_call(true, |site, cache, codec, key, tags| {
-            let pick = self.pick();
+        let (looked_up, served) = self.served(&args, |pick, site, cache, codec, key, tags| {
             quote!(#pick.lookup::<#ret>(#site, #cache, #codec, #key, #tags))
         });
-        let value = internal("__cachette_v");
-        let load = internal("__cachette_load");
-        let run = self.run_body(&load, &args);
-        let refresh = self.refresh_arm(&value, &load, &args);
-        // Caller-run refreshes run the body like a miss.
-        let miss = match refresh.is_empty() {
-            true => quote!(#private::Lookup::Miss(#load) | #private::Lookup::Refresh(_, #load)),
-            false => quote!(#private::Lookup::Miss(#load)),
-        };
         quote! {
             #(#attrs)*
             #vis #sig {
-                #cache
-                #fetch
-                let #lookup = #call;
-                match #lookup {
-                    #private::Lookup::Hit(#value) => #value,
-                    #miss => #run,
-                    #refresh
-                }
+                #looked_up
+                #served
             }
         }
     }
@@ -172,47 +153,71 @@ impl<'a> Generator<'a> {
         let (sig, args) = self.companions.entry_signature();
         let private = &self.private;
         let ret = &self.plan.output.ty;
-        let cache = self.cache_binding(true);
         let record = internal("__cachette_record");
-        let pick = self.pick();
-        let (fetch, call) = self.runtime_call(true, |site, cache, codec, key, tags| {
+        let (looked_up, served) = self.served(&args, |pick, site, cache, codec, key, tags| {
             quote!(#pick.lookup_entry::<#ret>(#site, #cache, #codec, #key, #tags, &#record))
         });
-        let value = internal("__cachette_v");
-        let load = internal("__cachette_load");
-        let run = self.run_body(&load, &args);
-        let refresh = self.refresh_arm(&value, &load, &args);
-        let miss = match refresh.is_empty() {
-            true => quote!(#private::Lookup::Miss(#load) | #private::Lookup::Refresh(_, #load)),
-            false => quote!(#private::Lookup::Miss(#load)),
-        };
-        let (site, codec, cache_ref) = (
+        let (pick, site, codec, cache) = (
+            self.pick(),
             internal("__cachette_site"),
             internal("__cachette_codec"),
             internal("__cachette_cache"),
         );
         let got = internal("__cachette_ret");
-        let lookup = internal("__cachette_lookup");
         // `#[inline]`: compiled only where it is called, so a function whose
         // `_entry` nobody calls costs no code generation.
         quote! {
             #head
             #[inline]
             #vis #sig {
-                #cache
-                #fetch
                 let #record = #private::Record::new();
-                // A statement of its own: the key closure and tags are
-                // temporaries that must not live across the body's await.
-                let #lookup = #call;
-                let #got: #ret = match #lookup {
-                    #private::Lookup::Hit(#value) => #value,
-                    #miss => #run,
-                    #refresh
-                };
-                #pick.entry::<#ret>(#record, #site, #cache_ref, #codec, #got)
+                #looked_up
+                let #got: #ret = #served;
+                #pick.entry::<#ret>(#record, #site, #cache, #codec, #got)
             }
         }
+    }
+
+    /// The statements that bind the cache, fetch the site and look the key
+    /// up with `lookup`; and the match that serves a hit, runs the body on
+    /// a miss and starts a refresh of a stored value: the value the call
+    /// returns.
+    fn served(
+        &self,
+        args: &[TokenStream],
+        lookup: impl FnOnce(&Ident, &Ident, &Ident, &Ident, TokenStream, TokenStream) -> TokenStream,
+    ) -> (TokenStream, TokenStream) {
+        let private = &self.private;
+        let cache = self.cache_binding(true);
+        let pick = self.pick();
+        let (fetch, call) = self.runtime_call(true, |site, cache, codec, key, tags| {
+            lookup(&pick, site, cache, codec, key, tags)
+        });
+        let found = internal("__cachette_lookup");
+        let value = internal("__cachette_v");
+        let load = internal("__cachette_load");
+        let run = self.run_body(&load, args);
+        let refresh = self.refresh_arm(&value, &load, args);
+        // Caller-run refreshes run the body like a miss.
+        let miss = match refresh.is_empty() {
+            true => quote!(#private::Lookup::Miss(#load) | #private::Lookup::Refresh(_, #load)),
+            false => quote!(#private::Lookup::Miss(#load)),
+        };
+        // The lookup is a statement of its own: the key closure and tags are
+        // temporaries that must not live across the body's await.
+        let looked_up = quote! {
+            #cache
+            #fetch
+            let #found = #call;
+        };
+        let served = quote! {
+            match #found {
+                #private::Lookup::Hit(#value) => #value,
+                #miss => #run,
+                #refresh
+            }
+        };
+        (looked_up, served)
     }
 
     /// `__cachette_{fn}_site()`: the function's one `Site` (the only
