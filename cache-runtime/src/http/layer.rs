@@ -3,6 +3,7 @@
 //! function (single-flight, both tiers, invalidation by tag).
 
 use std::any::Any;
+use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::future::{poll_fn, Future};
@@ -35,6 +36,17 @@ const SMALL: [&str; 64] = [
     "33", "34", "35", "36", "37", "38", "39", "40", "41", "42", "43", "44", "45", "46", "47", "48",
     "49", "50", "51", "52", "53", "54", "55", "56", "57", "58", "59", "60", "61", "62", "63",
 ];
+
+thread_local! {
+    /// Keys of fresh hits are written here.
+    static KEY: Cell<String> = const { Cell::new(String::new()) };
+}
+
+/// What is known of a URL nothing was learned of.
+static NOTHING: Known = Known {
+    vary: Vec::new(),
+    tags: Vec::new(),
+};
 
 /// The largest response body [`CacheLayer`] stores by default: 1 MiB.
 pub const DEFAULT_MAX_BODY: usize = 1 << 20;
@@ -354,9 +366,22 @@ impl CacheLayer {
     /// request headers its URL's responses vary on), how long the request
     /// line is, and what is known of the URL.
     fn key_of<B>(&self, request: &Request<B>) -> (String, usize, Arc<Known>) {
+        let mut key = String::new();
+        let (base_len, known) = self.key_into(request, &mut key);
+        (
+            key,
+            base_len,
+            known.unwrap_or_else(|| Arc::clone(&self.learned.none)),
+        )
+    }
+
+    /// [`key_of`](Self::key_of) into `key`; `None` for a URL nothing is
+    /// known of.
+    fn key_into<B>(&self, request: &Request<B>, key: &mut String) -> (usize, Option<Arc<Known>>) {
         let uri = request.uri();
         let path = uri.path_and_query().map_or("/", |p| p.as_str());
-        let mut key = String::with_capacity(16 + path.len());
+        key.clear();
+        key.reserve(16 + path.len());
         key.push_str(request.method().as_str());
         key.push(' ');
         if let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) {
@@ -367,9 +392,11 @@ impl CacheLayer {
         }
         key.push_str(path);
         let base_len = key.len();
-        let known = self.learned.get(&key);
-        push_vary(&mut key, &known.vary, request.headers());
-        (key, base_len, known)
+        let known = self.learned.get(key);
+        if let Some(known) = &known {
+            push_vary(key, &known.vary, request.headers());
+        }
+        (base_len, known)
     }
 
     /// The stored response for `request`, if it is fresh in L1.
@@ -377,7 +404,11 @@ impl CacheLayer {
         if !is_cacheable(request) {
             return None;
         }
-        let (key, base_len, known) = self.key_of(request);
+        // The key is written into this thread's buffer: a hit allocates no
+        // key of its own.
+        let mut key = KEY.try_with(Cell::take).unwrap_or_default();
+        let (base_len, known) = self.key_into(request, &mut key);
+        let known = known.as_deref().unwrap_or(&NOTHING);
         let lookup = with_tags(&known.tags, |tags| {
             tier::lookup::<Res, Loaded<E>>(
                 &SITE,
@@ -387,15 +418,18 @@ impl CacheLayer {
                 tags,
             )
         });
-        let Lookup::Hit(Ok(stored)) = lookup else {
-            return None;
+        let answer = match lookup {
+            Lookup::Hit(Ok(stored)) => {
+                let now = self.cache.inner.clock.now_millis();
+                (now < stored.0.fresh_until_ms).then(|| {
+                    self.learn_tags(&key[..base_len], known, &stored);
+                    stored.respond(now, "HIT", request.headers())
+                })
+            }
+            _ => None,
         };
-        let now = self.cache.inner.clock.now_millis();
-        if now >= stored.0.fresh_until_ms {
-            return None;
-        }
-        self.learn_tags(&key[..base_len], &known, &stored);
-        Some(stored.respond(now, "HIT", request.headers()))
+        let _ = KEY.try_with(|cell| cell.set(key));
+        answer
     }
 
     /// Starts a background refresh of a stale response, unless one runs.
@@ -953,17 +987,15 @@ impl Learned {
         &self.shards[self.hasher.hash_one(base) as usize % SHARDS]
     }
 
-    fn get(&self, base: &str) -> Arc<Known> {
+    fn get(&self, base: &str) -> Option<Arc<Known>> {
         if !self.any.load(std::sync::atomic::Ordering::Relaxed) {
-            return Arc::clone(&self.none);
+            return None;
         }
         let shard = self
             .shard(base)
             .read()
             .unwrap_or_else(PoisonError::into_inner);
-        shard
-            .get(base)
-            .map_or_else(|| Arc::clone(&self.none), Arc::clone)
+        shard.get(base).map(Arc::clone)
     }
 
     fn learn(&self, base: &str, known: &Known, vary: Option<&[String]>, tags: &[String]) {
