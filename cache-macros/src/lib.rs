@@ -275,7 +275,7 @@ pub fn derive_key_part(item: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn cache(args: TokenStream, item: TokenStream) -> TokenStream {
     if let Some(header) = trait_impl_header() {
-        return in_trait_impl(&header, item.into()).into();
+        return in_trait_impl("cache", &header, item.into()).into();
     }
     expand_attribute(args.into(), item.into()).into()
 }
@@ -344,7 +344,7 @@ fn trait_impl_header() -> Option<String> {
 #[proc_macro_attribute]
 pub fn cache_many(args: TokenStream, item: TokenStream) -> TokenStream {
     if let Some(header) = trait_impl_header() {
-        return in_trait_impl(&header, item.into()).into();
+        return in_trait_impl("cache_many", &header, item.into()).into();
     }
     expand_many_attribute(args.into(), item.into()).into()
 }
@@ -357,7 +357,7 @@ fn expand_many_attribute(
 ) -> proc_macro2::TokenStream {
     let cx = Ctxt::new();
     let args = args::parse(&cx, args);
-    let checked = signature::parse_item(&cx, item.clone())
+    let checked = signature::parse_item(&cx, "cache_many", item.clone())
         .and_then(|original| many::analyze(&cx, &args, &original))
         .map(|(twin, many)| (validate::check(&cx, args, Function::new(twin)), many));
     match (cx.check(), checked) {
@@ -379,12 +379,16 @@ fn expand_many_attribute(
     }
 }
 
-fn in_trait_impl(header: &str, item: proc_macro2::TokenStream) -> proc_macro2::TokenStream {
+fn in_trait_impl(
+    attribute: &str,
+    header: &str,
+    item: proc_macro2::TokenStream,
+) -> proc_macro2::TokenStream {
     let name = syn::parse2::<syn::ImplItemFn>(item.clone())
         .map(|function| function.sig.ident.to_string())
         .unwrap_or_else(|_| "fn".to_owned());
     let message = format!(
-        "`#[cache]` goes on an inherent method, not on one in `{header}`: the functions it adds \
+        "`#[{attribute}]` goes on an inherent method, not on one in `{header}`: the functions it adds \
          beside `{name}` (`{name}_invalidate`, `{name}_put`, ..) cannot be members of the trait; \
          put the cached method in an inherent `impl` of the type, under another name such as \
          `{name}_cached`, and call it from the trait method"
@@ -400,7 +404,7 @@ fn expand_attribute(
 ) -> proc_macro2::TokenStream {
     let cx = Ctxt::new();
     let args = args::parse(&cx, args);
-    let checked = signature::parse_item(&cx, item.clone())
+    let checked = signature::parse_item(&cx, "cache", item.clone())
         .map(|function| validate::check(&cx, args, Function::new(function)));
     match (cx.check(), checked) {
         (Ok(()), Some(Ok(plan))) => expand::expand(&plan),

@@ -132,7 +132,9 @@ impl Shape {
 
 /// Reads the item the attribute is on. Reports an item that is not a
 /// function with a body.
-pub(crate) fn parse_item(cx: &Ctxt, tokens: TokenStream) -> Option<ItemFn> {
+/// The function under the attribute `#[{attribute}]`, or the error for
+/// what else it stands on.
+pub(crate) fn parse_item(cx: &Ctxt, attribute: &str, tokens: TokenStream) -> Option<ItemFn> {
     match syn::parse2::<ItemFn>(tokens.clone()) {
         Ok(item) => Some(item),
         Err(error) => {
@@ -140,13 +142,19 @@ pub(crate) fn parse_item(cx: &Ctxt, tokens: TokenStream) -> Option<ItemFn> {
                 Ok(method) if method.default.is_none() => cx.error_spanned_by(
                     &method.sig,
                     format!(
-                        "`#[cache]` needs a function body to wrap; put it on a method of an inherent `impl` of each implementing type, and have `{}` call it",
+                        "`#[{attribute}]` needs a function body to wrap; put it on a method of an inherent `impl` of each implementing type, and have `{}` call it",
                         method.sig.ident
                     ),
                 ),
                 _ if error.to_string().starts_with("expected `fn`") => cx.error_at(
                     Span::call_site(),
-                    "`#[cache]` goes on a function, like `#[cache(ttl = 60)] fn get(id: u64) -> User { .. }`",
+                    format!(
+                        "`#[{attribute}]` goes on a function, like `#[{attribute}(ttl = 60)] fn {}`",
+                        match attribute {
+                            "cache_many" => "get(ids: &[u64]) -> HashMap<u64, User> { .. }",
+                            _ => "get(id: u64) -> User { .. }",
+                        }
+                    ),
                 ),
                 _ => cx.syn_error(error),
             }
