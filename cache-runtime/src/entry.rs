@@ -393,7 +393,6 @@ mod tests {
     #[test]
     fn the_digest_is_fixed_and_spreads() {
         // Fixed values: a change here changes every ETag users have seen.
-        assert_eq!(digest(b""), digest(b""));
         assert_ne!(digest(b"a"), digest(b"b"));
         assert_ne!(digest(b"abcdefgh"), digest(b"abcdefgh\0"));
         assert_ne!(digest(&[0; 8]), digest(&[0; 16]));

@@ -92,7 +92,8 @@ static SITE: Site = Site::new(Spec {
 ///   be purged with [`Cache::invalidate_tag`] in every process sharing the
 ///   cache's Redis.
 /// - **Single-flight** per key: concurrent misses run the inner service
-///   once (across processes too, with Redis).
+///   once in a process; with Redis they take the shared tier's fill lock,
+///   as a function with `lock` does.
 /// - **Revalidation**: a request whose `If-None-Match` names the stored
 ///   response's `ETag` gets `304 Not Modified` from the cache.
 /// - **`X-Cache: HIT|MISS|STALE`** on every response (`MISS` for those
