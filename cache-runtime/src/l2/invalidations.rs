@@ -114,19 +114,15 @@ async fn send(l2: &L2, generations: &Generations, change: &Change) -> Result<(),
         },
         GenId::Clear => Event::Clear { generation: 0 },
     };
-    match l2.bump_and_announce(&change.id, floor, &event).await {
-        Ok(generation) => {
-            generations.learn(&change.id, generation);
-            Ok(())
-        }
-        Err(e) => {
-            // This process's generation moved on and the store's may not
-            // have: the next loads read every generation again, raising the
-            // store's to ours, before they fill with them.
-            generations.forget_all();
-            Err(e)
-        }
-    }
+    // On failure this process's generation has moved on and the store's
+    // may not have. The local invalidation left it unknown, so the next
+    // load that needs it reads the store's and raises it to ours before
+    // filling with it. Nothing else is forgotten: a failed send (one every
+    // replay while the tier is down) must not void the L1 entries that
+    // carry the service through the outage.
+    let generation = l2.bump_and_announce(&change.id, floor, &event).await?;
+    generations.learn(&change.id, generation);
+    Ok(())
 }
 
 /// Replays queued invalidations, in order, whenever the shared tier

@@ -723,6 +723,34 @@ fn an_invalidation_that_could_not_reach_the_tier_reaches_other_processes_once_it
 }
 
 #[test]
+fn a_failed_invalidation_and_its_replays_leave_the_other_l1_entries_serving() {
+    let store = MemoryStore::new();
+    let clock = ManualClock::new();
+    let p = Process::on(&store, &clock);
+    assert_eq!(p.call(1, 10), 10);
+    assert_eq!(p.call(2, 20), 20);
+
+    // During an outage L1 is what keeps the body from running: a failed
+    // invalidation voids its own key, and neither it nor the replays of
+    // it that fail too (every 100 ms) void anything else.
+    store.set_mode(Mode::Failing);
+    assert!(p.cache.invalidate_key_blocking("v:1").is_err());
+    assert!(!p.l1_holds(1), "the invalidated key misses at once");
+    assert!(p.l1_holds(2), "the other entries still serve");
+    assert!(p.put(3, 30).is_err(), "the tier is down");
+    std::thread::sleep(Duration::from_millis(350));
+    assert!(p.l1_holds(2), "a failed replay voids nothing");
+    assert!(p.l1_holds(3), "nor what a put stored meanwhile");
+    assert_eq!(p.cached(3), 30);
+
+    // Once the tier answers, the replay goes through and the key's
+    // generation is the store's again.
+    store.set_mode(Mode::Healthy);
+    assert_eq!(p.call(1, 11), 11);
+    assert_eq!(p.cached(1), 11);
+}
+
+#[test]
 fn a_failed_invalidation_is_never_undone_by_what_a_read_learns() {
     let store = MemoryStore::new();
     let clock = ManualClock::new();
