@@ -37,6 +37,9 @@ const SMALL: [&str; 64] = [
     "49", "50", "51", "52", "53", "54", "55", "56", "57", "58", "59", "60", "61", "62", "63",
 ];
 
+/// The header naming where a response came from, parsed once.
+const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
+
 thread_local! {
     /// Keys of fresh hits are written here.
     static KEY: Cell<String> = const { Cell::new(String::new()) };
@@ -706,7 +709,7 @@ fn tags_of(headers: &HeaderMap) -> Vec<String> {
 fn marked(mut response: Response<Body>, label: &'static str) -> Response<Body> {
     response
         .headers_mut()
-        .insert("x-cache", HeaderValue::from_static(label));
+        .insert(X_CACHE, HeaderValue::from_static(label));
     response
 }
 
@@ -837,7 +840,7 @@ impl Stored {
             None => HeaderValue::from(age),
         };
         headers.insert(header::AGE, age);
-        headers.insert("x-cache", HeaderValue::from_static(label));
+        headers.insert(X_CACHE, HeaderValue::from_static(label));
         response
     }
 
