@@ -324,13 +324,23 @@ mod layer {
         assert_eq!(again, body);
         assert_eq!(headers[header::AGE], "7");
         assert_eq!(headers[header::CACHE_CONTROL], "max-age=60");
+        assert_eq!(
+            headers[header::CONTENT_LENGTH],
+            body.len().to_string().as_str()
+        );
         assert_eq!(CALLS.get() - before, 1);
-        // HEAD is its own entry; POST always reaches the service.
+        // HEAD is its own entry, with the length of the body it leaves out;
+        // POST always reaches the service.
         assert_eq!(
             x_cache(&send(&app, "HEAD", "/r/plain", &[]).await.1),
             "MISS"
         );
-        assert_eq!(x_cache(&send(&app, "HEAD", "/r/plain", &[]).await.1), "HIT");
+        let (_, headers, empty) = send(&app, "HEAD", "/r/plain", &[]).await;
+        assert_eq!((x_cache(&headers), empty.as_str()), ("HIT", ""));
+        assert_eq!(
+            headers[header::CONTENT_LENGTH],
+            body.len().to_string().as_str()
+        );
         assert_eq!(
             x_cache(&send(&app, "POST", "/r/plain", &[]).await.1),
             "MISS"
@@ -363,11 +373,16 @@ mod layer {
             (StatusCode::NOT_MODIFIED, "HIT", "")
         );
         assert_eq!(headers[header::ETAG], etag.as_str());
-        let (status, _, body) =
+        let (status, whole, body) =
             send(&app, "GET", "/r/etag", &[("if-none-match", "W/\"other\"")]).await;
         assert_eq!(
             (status, body),
             (StatusCode::OK, format!("etag v{v} lang=none"))
+        );
+        // The 304 declares the length of the 200 it stands for, not 0.
+        assert_eq!(
+            headers[header::CONTENT_LENGTH],
+            whole[header::CONTENT_LENGTH]
         );
         // `invalidate_namespace("http")` drops every stored response.
         assert_eq!(x_cache(&get_(&app, "/r/plain").await.1), "HIT");

@@ -818,7 +818,7 @@ impl Stored {
             false => StatusCode::from_u16(parts.status).unwrap_or(StatusCode::OK),
         };
         let headers = parts.built.get_or_init(|| {
-            let mut map = HeaderMap::with_capacity(parts.headers.len() + 2);
+            let mut map = HeaderMap::with_capacity(parts.headers.len() + 3);
             for (name, value) in &parts.headers {
                 if let (Ok(name), Ok(value)) = (
                     HeaderName::from_bytes(name.as_bytes()),
@@ -827,13 +827,26 @@ impl Stored {
                     map.append(name, value);
                 }
             }
+            // The length axum (or hyper) would otherwise work out and
+            // insert on every hit, growing the map each time.
+            let bodiless = parts.status < 200 || parts.status == 204 || parts.status == 304;
+            if !bodiless && !map.contains_key(header::CONTENT_LENGTH) {
+                map.insert(
+                    header::CONTENT_LENGTH,
+                    HeaderValue::from(parts.body.0.len()),
+                );
+            }
+            // Placeholders for the two headers every response gets: each
+            // clone of the map then has their room, and setting them
+            // replaces a value instead of growing the map.
+            map.insert(header::AGE, HeaderValue::from_static("0"));
+            map.insert(X_CACHE, HeaderValue::from_static("HIT"));
             map
         });
         *response.headers_mut() = headers.clone();
+        // A 304 keeps the length of the 200 it stands for (RFC 9110 §8.6),
+        // which also keeps axum from declaring a length of 0.
         let headers = response.headers_mut();
-        if not_modified {
-            headers.remove(header::CONTENT_LENGTH);
-        }
         let age = now.saturating_sub(parts.created_ms) / 1000;
         let age = match SMALL.get(age as usize) {
             Some(small) => HeaderValue::from_static(small),
