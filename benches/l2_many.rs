@@ -8,10 +8,19 @@
 //!   generations) and the body never runs: the batch's cost over the raw
 //!   read. A second peer reads as many keys as the batch does (each entry
 //!   and a generation per element), the same work in Redis.
+//! - `l1_10_l2_90`: P5 as DESIGN §8 words it, "100 keys, 90 of them in L2
+//!   only": both tiers, 10 hot elements in this process's L1 and 90 in
+//!   Redis only (taken in turn from 100,000 stored ids, so each is long
+//!   gone from the 2,000-entry L1 when it comes round again). The batch
+//!   reads the 90 in one `MGET` with their generations and keeps them in
+//!   L1; the peer reads all 100 in one `MGET`.
 //! - `read_90_fill_10`: 90 elements are in Redis and 10 are new ids each
 //!   call: the batch reads the 90, runs the body for the 10 and writes them
 //!   in one more round trip. The peer still does one `MGET` of 100: the
-//!   ratio includes the write the peer does not make.
+//!   ratio includes the write the peer does not make. A second peer does
+//!   the batch's whole job by hand (the same `MGET`, then one pipeline of
+//!   the 10 `SET`s and their generations' `MGET`): the floor for a job of
+//!   two round trips.
 //!
 //! The figures come from criterion's samples and from paired rounds run
 //! afterwards (a batch of each contender back to back, alternating which
@@ -21,7 +30,7 @@
 //! `compression`).
 //!
 //! Needs `redis-server`. `cargo bench --features redis --bench l2_many`
-//! takes about half a minute.
+//! takes under a minute.
 
 #[allow(
     dead_code,
@@ -57,6 +66,13 @@ const CALLS: u64 = 20;
 const P5_TARGET: f64 = 1.5;
 
 static CACHE: OnceLock<Cache> = OnceLock::new();
+/// The cache of `l1_90_l2`: both tiers, a small L1.
+static MIXED: OnceLock<Cache> = OnceLock::new();
+/// Ids stored in Redis for `l1_90_l2`, read 90 at a time in turn, so that
+/// each is long gone from the small L1 when it comes round again.
+const POOL: u64 = 100_000;
+const POOL_FIRST: u64 = 10_000_000;
+static NEXT_POOLED: AtomicU64 = AtomicU64::new(0);
 /// New ids for the elements that miss.
 static NEXT_ID: AtomicU64 = AtomicU64::new(1_000_000);
 
@@ -67,6 +83,25 @@ fn cache() -> &'static Cache {
 #[cache_many(key = "user:<ids>", ttl = 600, tier = "l2", cache = cache())]
 async fn get_users(ids: &[u64]) -> HashMap<u64, User> {
     ids.iter().map(|&id| (id, load_user(id))).collect()
+}
+
+fn mixed() -> &'static Cache {
+    MIXED.get().expect("built before any call")
+}
+
+/// The same entries as `get_users`, in both tiers.
+#[cache_many(key = "user:<ids>", ttl = 600, cache = mixed())]
+async fn get_users_mixed(ids: &[u64]) -> HashMap<u64, User> {
+    ids.iter().map(|&id| (id, load_user(id))).collect()
+}
+
+/// `l1_90_l2`'s ids: 10 hot ones (0..10, in L1) and the next 90 of the pool
+/// (in Redis only).
+fn mixed_ids() -> Vec<u64> {
+    let first = NEXT_POOLED.fetch_add(BATCH - 10, Relaxed);
+    (0..10)
+        .chain((first..first + (BATCH - 10)).map(|n| POOL_FIRST + n % POOL))
+        .collect()
 }
 
 /// The peer: one `MGET` of the 100 keys, then the decode of every entry.
@@ -106,6 +141,42 @@ async fn peer_mget_generations(mut conn: ConnectionManager, ids: &[u64]) -> Hash
         .collect()
 }
 
+/// The batch's whole job in the fill setting, by hand: one `MGET` of the
+/// entries and generations, the decode, then one pipeline of a `SET` per
+/// missing element (the bytes of a stored entry, so without an encode) and
+/// the `MGET` of their generations.
+static TEMPLATE: OnceLock<Vec<u8>> = OnceLock::new();
+
+async fn peer_read_then_write(mut conn: ConnectionManager, ids: &[u64]) -> HashMap<u64, User> {
+    let found = peer_mget_generations(conn.clone(), ids).await;
+    let template = TEMPLATE.get().expect("read before any call");
+    let mut pipe = redis::pipe();
+    let missing: Vec<u64> = ids
+        .iter()
+        .copied()
+        .filter(|id| !found.contains_key(id))
+        .collect();
+    for id in &missing {
+        pipe.cmd("SET")
+            .arg(format!("v1:user:{id}"))
+            .arg(template.as_slice())
+            .arg("PX")
+            .arg(600_000)
+            .ignore();
+    }
+    let mut mget = redis::cmd("MGET");
+    mget.arg("#gen:clear");
+    for id in &missing {
+        mget.arg(format!("#gen:key:{id}"));
+    }
+    pipe.add_command(mget);
+    let _: Vec<Vec<Option<Vec<u8>>>> = pipe
+        .query_async(&mut conn)
+        .await
+        .expect("Redis answers the pipeline");
+    found
+}
+
 /// 90 stored ids and, for `read_90_fill_10`, 10 new ones.
 fn ids(fill: bool) -> Vec<u64> {
     let stored = if fill { STORED } else { BATCH };
@@ -123,10 +194,19 @@ fn calls_to<F: std::future::Future<Output = HashMap<u64, User>>>(
     fill: bool,
     call: impl Fn(Vec<u64>) -> F,
 ) -> Duration {
+    calls_with(rt, n, || ids(fill), call)
+}
+
+fn calls_with<F: std::future::Future<Output = HashMap<u64, User>>>(
+    rt: &Runtime,
+    n: u64,
+    ids: impl Fn() -> Vec<u64>,
+    call: impl Fn(Vec<u64>) -> F,
+) -> Duration {
     rt.block_on(async {
         let mut spent = Duration::ZERO;
         for _ in 0..n {
-            let ids = ids(fill);
+            let ids = ids();
             let started = Instant::now();
             let map = call(ids).await;
             spent += started.elapsed();
@@ -256,10 +336,46 @@ fn main() {
         rt.block_on(get_users(&fill_ids));
     });
     assert_eq!(rt.block_on(peer_mget_generations(peer.clone(), &all)), read);
+    // The pool in Redis, and the 10 hot ids in the mixed cache's L1.
+    let mixed_cache = rt
+        .block_on(Cache::builder().redis(&url).l1_capacity(2_000).build())
+        .expect("the cache connects to Redis");
+    MIXED.set(mixed_cache).expect("set once");
+    for chunk in (POOL_FIRST..POOL_FIRST + POOL)
+        .collect::<Vec<u64>>()
+        .chunks(1_000)
+    {
+        assert_eq!(rt.block_on(get_users(chunk)).len(), chunk.len());
+    }
+    let hot: Vec<u64> = (0..10).collect();
+    assert_eq!(rt.block_on(get_users_mixed(&hot)).len(), hot.len());
+    let mixed_call = mixed_ids();
+    let mixed_read = commands_of(&server, || {
+        let map = rt.block_on(get_users_mixed(&mixed_call));
+        assert_eq!(map.len(), BATCH as usize);
+    });
+    let mixed_stats = mixed().stats().total();
+    assert_eq!(mixed_stats.body_runs, 0, "every element was in Redis");
+    assert_eq!(
+        (mixed_stats.l1_hits, mixed_stats.l2_hits),
+        (10, 100),
+        "the second call found 10 in L1 and 90 in Redis"
+    );
+    let template: Vec<u8> = rt
+        .block_on(
+            redis::cmd("GET")
+                .arg("v1:user:0")
+                .query_async(&mut peer.clone()),
+        )
+        .expect("Redis answers GET");
+    TEMPLATE.set(template).expect("set once");
+    let hand_written = commands_of(&server, || {
+        rt.block_on(peer_read_then_write(peer.clone(), &ids(true)));
+    });
     let peer_100 = commands_of(&server, || {
         rt.block_on(peer_mget(peer.clone(), &all));
     });
-    println!("Redis commands per call: read_100: {read_100}; read_90_fill_10: {read_90}; peer: {peer_100}");
+    println!("Redis commands per call: read_100: {read_100}; l1_10_l2_90: {mixed_read}; read_90_fill_10: {read_90}; peer: {peer_100}; peer read then write: {hand_written}");
     #[cfg(feature = "compression")]
     compression_figures(&rt, &url);
     if !benchmarking() {
@@ -293,6 +409,25 @@ fn main() {
             ],
         },
         Setting {
+            group: "many_l1_10_l2_90",
+            title: "10 elements in L1, 90 in Redis only: us per call, ratio to the peer's MGET of 100",
+            contenders: vec![
+                (
+                    "redis_rs_mget_decode",
+                    Box::new(|n| calls_with(&rt, n, mixed_ids, |ids| {
+                        let peer = peer.clone();
+                        async move { peer_mget(peer, &ids).await }
+                    })),
+                ),
+                (
+                    "cachette_many",
+                    Box::new(|n| calls_with(&rt, n, mixed_ids, |ids| async move {
+                        get_users_mixed(&ids).await
+                    })),
+                ),
+            ],
+        },
+        Setting {
             group: "many_read_90_fill_10",
             title: "90 in Redis, 10 new (body and one write): us per call, ratio to the peer's MGET of 100",
             contenders: vec![
@@ -301,6 +436,13 @@ fn main() {
                     Box::new(|n| calls_to(&rt, n, true, |ids| {
                         let peer = peer.clone();
                         async move { peer_mget(peer, &ids).await }
+                    })),
+                ),
+                (
+                    "redis_rs_read_then_write",
+                    Box::new(|n| calls_to(&rt, n, true, |ids| {
+                        let peer = peer.clone();
+                        async move { peer_read_then_write(peer, &ids).await }
                     })),
                 ),
                 (
