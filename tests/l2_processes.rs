@@ -1,5 +1,6 @@
-//! The cross-process guarantees (G5, G6, G7) against a real `redis-server`,
-//! with real processes: a test re-executes this test binary to run
+//! The cross-process guarantees (G5, G6, G7, and the `CacheLayer`'s fill
+//! lock) against a real `redis-server`, with real processes: a test
+//! re-executes this test binary to run
 //! [`child_process`] in child processes, each with a `Cache` of its own on
 //! the same Redis. Body runs are counted in Redis itself, so every process
 //! adds to one count; children report what they saw through Redis too.
@@ -125,6 +126,8 @@ fn child_process() {
             "g7_loader" => g7_loader(port).await,
             "g11_caller" => g11_caller(port).await,
             "tag_reader" => tag_reader(port).await,
+            #[cfg(feature = "axum")]
+            "layer_caller" => layer::caller(port).await,
             other => panic!("unknown role {other}"),
         }
     });
@@ -321,6 +324,118 @@ fn g5_a_waiter_runs_the_body_itself_after_the_lock_timeout_when_the_holder_is_ki
     assert!(
         values.iter().all(|v| v.contains("in g5_waiter")),
         "every waiter got a waiter's value: {values:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// CacheLayer: one service call across processes for a cold URL.
+
+#[cfg(feature = "axum")]
+mod layer {
+    use super::*;
+
+    use axum::body::Body;
+    use axum::http::{header, Request, StatusCode};
+    use axum::routing::get;
+    use axum::Router;
+    use cachette::http::CacheLayer;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    pub(super) const PROCESSES: usize = 3;
+    pub(super) const TASKS: usize = 8;
+
+    /// A service whose one route counts its calls in Redis and takes
+    /// 300 ms, behind a `CacheLayer` on this process's cache.
+    fn app(cache: &Cache, port: u16) -> Router {
+        let page = move || async move {
+            let run = cmd(port, &["INCR", "layer_runs"]).as_int().expect("INCR");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            (
+                [(header::CACHE_CONTROL, "max-age=60")],
+                format!("page from run {run} in {}", std::process::id()),
+            )
+        };
+        Router::new()
+            .route("/page", get(page))
+            .layer(CacheLayer::new(cache.clone()))
+            .with_state(())
+    }
+
+    /// Gets ready, waits for the parent's `go`, then requests the cold URL
+    /// from several tasks at once; reports the bodies and `X-Cache`s.
+    pub(super) async fn caller(port: u16) {
+        let cache = process_cache(port, Duration::from_secs(3)).await;
+        let app = app(&cache, port);
+        let mut conn = RedisConn::connect(port).expect("connects");
+        conn.cmd(&["INCR", "ready"]).expect("INCR");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while conn.cmd(&["GET", "go"]).expect("GET").as_str().is_none() {
+            assert!(Instant::now() < deadline, "no go from the parent");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let tasks: Vec<_> = (0..TASKS)
+            .map(|_| {
+                let app = app.clone();
+                tokio::spawn(async move {
+                    let request = Request::get("/page")
+                        .body(Body::empty())
+                        .expect("a request");
+                    let response = app.oneshot(request).await.expect("infallible");
+                    assert_eq!(response.status(), StatusCode::OK);
+                    let label = response.headers()["x-cache"]
+                        .to_str()
+                        .expect("ASCII")
+                        .to_owned();
+                    let body = response.into_body().collect().await.expect("a body");
+                    (
+                        String::from_utf8(body.to_bytes().to_vec()).expect("UTF-8"),
+                        label,
+                    )
+                })
+            })
+            .collect();
+        for task in tasks {
+            let (body, label) = task.await.expect("a task");
+            conn.cmd(&["RPUSH", "layer_bodies", &body]).expect("RPUSH");
+            conn.cmd(&["RPUSH", "layer_labels", &label]).expect("RPUSH");
+        }
+    }
+}
+
+#[cfg(feature = "axum")]
+#[test]
+fn cache_layer_processes_sharing_redis_call_the_service_once_for_a_cold_url() {
+    let server = RedisServer::start();
+    let port = server.port();
+    let children: Vec<ChildProcess> = (0..layer::PROCESSES)
+        .map(|_| spawn_child("layer_caller", port))
+        .collect();
+    wait_until(Duration::from_secs(15), "every child to be ready", || {
+        get_int(port, "ready") == layer::PROCESSES as i64
+    });
+    cmd(port, &["SET", "go", "1"]);
+    for child in children {
+        child.succeeds(Duration::from_secs(15));
+    }
+    assert_eq!(
+        get_int(port, "layer_runs"),
+        1,
+        "{} processes x {} tasks reached the service once in total",
+        layer::PROCESSES,
+        layer::TASKS
+    );
+    let bodies = list(port, "layer_bodies");
+    assert_eq!(bodies.len(), layer::PROCESSES * layer::TASKS);
+    assert!(
+        bodies.iter().all(|b| *b == bodies[0]),
+        "every caller got the one call's response: {bodies:?}"
+    );
+    let labels = list(port, "layer_labels");
+    assert_eq!(
+        labels.iter().filter(|l| *l == "MISS").count(),
+        1,
+        "one MISS, the rest served from the cache: {labels:?}"
     );
 }
 
