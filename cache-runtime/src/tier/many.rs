@@ -707,11 +707,22 @@ where
         }
     }
 
-    /// Waits for the elements others load: this process's leaders, then
-    /// other processes' lock holders (woken by their fills, polling in case
-    /// a message is lost, giving up after `lock_timeout`). Whether any
-    /// element is left to settle.
+    /// Waits for the elements others load: first other processes' lock
+    /// holders (woken by their fills, polling in case a message is lost,
+    /// giving up after `lock_timeout`), then this process's leaders. Whether
+    /// any element is left to settle.
+    ///
+    /// This batch leads the flights of the elements it waits for in other
+    /// processes, and another batch here may be waiting on one of them
+    /// while leading a flight this batch waits on. So those elements are
+    /// settled first, and any left to load are loaded (the caller's next
+    /// step) before this batch waits on any flight: a batch waits on
+    /// flights only when it leads none, and no two batches wait on each
+    /// other.
     async fn await_others<W: Wait>(&mut self, wait: W) -> bool {
+        if self.await_remote(wait).await {
+            return true;
+        }
         let counters = self.site.counters(self.cache);
         let mut open = false;
         for item in &mut self.items {
@@ -736,49 +747,53 @@ where
             };
             open |= matches!(item.state, State::Open);
         }
+        open
+    }
+
+    /// Settles the elements whose lock another process holds: found once
+    /// it fills them, or this batch's to load (it leads their flights here
+    /// already). Whether there were any.
+    async fn await_remote<W: Wait>(&mut self, wait: W) -> bool {
         let remote: Vec<usize> = (0..self.items.len())
             .filter(|&i| matches!(self.items[i].state, State::Remote(_)))
             .collect();
         if remote.is_empty() {
-            return open;
+            return false;
         }
-        let Some(template) = &self.l2 else {
-            return open;
-        };
-        let l2 = Arc::clone(&template.l2);
         let loads: Vec<L2Load> = remote
             .iter()
             .filter_map(|&i| self.items[i].l2.clone())
             .collect();
-        if loads.len() == remote.len() {
-            Counters::bump(&counters.lock_waits);
-            let budget = l2.lock_timeout + l2.budget(4);
-            let polled = wait
-                .l2(
-                    &l2,
-                    budget,
-                    poll_holders(Arc::clone(&l2), loads, self.token.clone()),
-                )
-                .await
-                .unwrap_or_default();
-            let mut polled = polled.into_iter();
-            for &index in &remote {
-                let guard = match &mut self.items[index].state {
-                    State::Remote(guard) => guard.take(),
-                    _ => None,
-                };
-                let state = match polled.next() {
-                    Some(read) => self.settle(index, read, guard, false, &l2),
-                    None => State::Lead(guard),
-                };
-                self.items[index].state = state;
-            }
-        } else {
+        let l2 = self.l2.as_ref().map(|template| Arc::clone(&template.l2));
+        let Some(l2) = l2.filter(|_| loads.len() == remote.len()) else {
             for &index in &remote {
                 if let State::Remote(guard) = &mut self.items[index].state {
                     self.items[index].state = State::Lead(guard.take());
                 }
             }
+            return true;
+        };
+        Counters::bump(&self.site.counters(self.cache).lock_waits);
+        let budget = l2.lock_timeout + l2.budget(4);
+        let polled = wait
+            .l2(
+                &l2,
+                budget,
+                poll_holders(Arc::clone(&l2), loads, self.token.clone()),
+            )
+            .await
+            .unwrap_or_default();
+        let mut polled = polled.into_iter();
+        for &index in &remote {
+            let guard = match &mut self.items[index].state {
+                State::Remote(guard) => guard.take(),
+                _ => None,
+            };
+            let state = match polled.next() {
+                Some(read) => self.settle(index, read, guard, false, &l2),
+                None => State::Lead(guard),
+            };
+            self.items[index].state = state;
         }
         true
     }
