@@ -195,6 +195,39 @@ mod conditional {
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         assert!(!headers.contains_key(header::ETAG));
         FAIL.store(0, SeqCst);
+
+        // Over a real connection (hyper, through `axum::serve`): the 304 has
+        // no body and does not declare its 200 empty (RFC 9110 §8.6).
+        let (_, headers, _) = call("/articles/3", &[]).await;
+        let tag = etag(&headers);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move { axum::serve(listener, app()).await });
+        let raw = tokio::task::spawn_blocking(move || {
+            use std::io::{Read, Write};
+            let mut stream = std::net::TcpStream::connect(addr).unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            write!(
+                stream,
+                "GET /articles/3 HTTP/1.1\r\nHost: localhost\r\nIf-None-Match: {tag}\r\nConnection: close\r\n\r\n"
+            )
+            .unwrap();
+            let mut raw = String::new();
+            stream.read_to_string(&mut raw).unwrap();
+            raw
+        })
+        .await
+        .unwrap();
+        server.abort();
+        let (head, body) = raw.split_once("\r\n\r\n").expect("a whole response");
+        assert!(head.starts_with("HTTP/1.1 304"), "{head}");
+        assert!(
+            !head.to_ascii_lowercase().contains("content-length: 0"),
+            "a 304 says its 200 is empty: {head}"
+        );
+        assert_eq!(body, "");
     }
 }
 
