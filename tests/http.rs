@@ -529,6 +529,13 @@ mod layer {
             (x_cache(&headers), body),
             ("STALE", format!("swr v{old} lang=none"))
         );
+        // The stale response is one hit, served stale, with one refresh.
+        let stats = cache.stats();
+        let s = stats.function("cachette::http::CacheLayer").unwrap();
+        assert_eq!(
+            (s.l1_hits, s.stale_served, s.refreshes, s.errors),
+            (1, 1, 1, 0)
+        );
         // The refresh runs on a task; wait for it, bounded.
         let start = std::time::Instant::now();
         loop {
@@ -558,6 +565,10 @@ mod layer {
         assert_eq!(x_cache(&get_(&app, "/r/tagged").await.1), "MISS");
         assert_eq!(x_cache(&get_(&app, "/r/tagged").await.1), "MISS");
         assert_eq!(x_cache(&get_(&app, "/r/tagged").await.1), "HIT");
+        // The teaching response is not stored, and no error either.
+        let stats = cache.stats();
+        let s = stats.function("cachette::http::CacheLayer").unwrap();
+        assert_eq!((s.misses, s.l1_hits, s.errors), (2, 1, 0));
         cache.invalidate_tag("page").await.unwrap();
         assert_eq!(x_cache(&get_(&app, "/r/tagged").await.1), "MISS");
         assert_eq!(x_cache(&get_(&app, "/r/tagged").await.1), "HIT");

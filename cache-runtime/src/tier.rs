@@ -257,7 +257,7 @@ pub fn lookup<'c, Sh: Shape<R>, R>(
     key: impl FnOnce(&mut KeyWriter<'_>),
     tags: &[Tag<'_>],
 ) -> Lookup<'c, R> {
-    lookup_in::<Sh, R>(site, cache, value, key, tags, None)
+    lookup_in::<Sh, R, true>(site, cache, value, key, tags, None)
 }
 
 /// [`lookup`] for `{fn}_entry`: the load path writes the facts of what it
@@ -270,11 +270,26 @@ pub fn lookup_entry<'c, Sh: Shape<R>, R>(
     tags: &[Tag<'_>],
     record: &'c Record,
 ) -> Lookup<'c, R> {
-    lookup_in::<Sh, R>(site, cache, value, key, tags, Some(record))
+    lookup_in::<Sh, R, true>(site, cache, value, key, tags, Some(record))
+}
+
+/// [`lookup`] that counts no L1 hit: for a caller that judges the entry
+/// itself and counts only what it serves.
+#[cfg(feature = "axum")]
+#[inline]
+pub(crate) fn lookup_uncounted<'c, Sh: Shape<R>, R>(
+    site: &'static Site,
+    cache: &'c Cache,
+    value: Option<ValueCodec>,
+    key: impl FnOnce(&mut KeyWriter<'_>),
+    tags: &[Tag<'_>],
+    record: Option<&'c Record>,
+) -> Lookup<'c, R> {
+    lookup_in::<Sh, R, false>(site, cache, value, key, tags, record)
 }
 
 #[inline(always)]
-fn lookup_in<'c, Sh: Shape<R>, R>(
+fn lookup_in<'c, Sh: Shape<R>, R, const COUNT: bool>(
     site: &'static Site,
     cache: &'c Cache,
     value: Option<ValueCodec>,
@@ -297,7 +312,9 @@ fn lookup_in<'c, Sh: Shape<R>, R>(
     match read_l1::<Sh, R>(inner, &site.spec, &buf, record) {
         Some(ret) => {
             let _ = KEY_BUF.try_with(|cell| cell.set(buf));
-            site.counters(cache).l1_hits.bump();
+            if COUNT {
+                site.counters(cache).l1_hits.bump();
+            }
             Lookup::Hit(ret)
         }
         None => lookup_cold::<Sh, R>(site, cache, value, buf, tags, record),
@@ -668,6 +685,7 @@ impl<'c> Load<'c> {
         let mut rendered = String::new();
         render_key(&site.spec, &mut rendered, key);
         let claim = cache.inner.refreshes.claim(&rendered, now)?;
+        Counters::bump(&site.counters(cache).refreshes);
         let mut load = Load::new(site, cache, value, rendered, tags, false);
         load.renew = Some(Renew {
             claim,
@@ -1313,11 +1331,16 @@ impl<'c> Load<'c> {
                 (Outcome::Done(value), fill)
             }
             None => {
-                Counters::bump(&counters.errors);
+                // Not stored: an error, or (for the HTTP layer) a response
+                // that is passed on as it is, which is no error.
+                let error = Sh::is_error(ret);
+                if error {
+                    Counters::bump(&counters.errors);
+                }
                 if let Some(record) = self.record {
                     record.ran(self.cache.inner.clock.now_millis(), None);
                 }
-                if let Some(renew) = &mut self.renew {
+                if let (Some(renew), true) = (&mut self.renew, error) {
                     // The old entry stays; the key waits before the next try.
                     Counters::bump(&counters.refresh_errors);
                     renew.claim.failed(self.cache.inner.clock.now_millis());

@@ -24,7 +24,7 @@ use tower_service::Service;
 use crate::entry::{Record, Source};
 use crate::handle::Cache;
 use crate::key::{Escape, KeyWriter};
-use crate::shape::Res;
+use crate::shape::Shape;
 use crate::spec::{Freshness, Site, Spec, Tier};
 use crate::tier::{self, Load, Lookup, Tag};
 use crate::value::ValueCodec;
@@ -261,17 +261,19 @@ impl<E> Future for CacheFuture<E> {
     }
 }
 
-/// What a load returns that is not stored: the response as it is, or the
-/// inner service's error.
+/// What a load returns that is not stored: the response as it is (not
+/// an error: not every response may be stored), the answer to a response
+/// whose body failed, or the inner service's error.
 enum Pass<E> {
     Response(Box<Response<Body>>),
+    Failed(Box<Response<Body>>),
     Error(E),
 }
 
 impl<E> Pass<E> {
     fn into_result(self) -> Result<Response<Body>, E> {
         match self {
-            Pass::Response(response) => Ok(marked(*response, "MISS")),
+            Pass::Response(response) | Pass::Failed(response) => Ok(marked(*response, "MISS")),
             Pass::Error(e) => Err(e),
         }
     }
@@ -281,8 +283,39 @@ impl<E> fmt::Debug for Pass<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Pass::Response(response) => write!(f, "Pass({})", response.status()),
+            Pass::Failed(response) => write!(f, "Pass(failed, {})", response.status()),
             Pass::Error(_) => f.write_str("Pass(error)"),
         }
+    }
+}
+
+/// How the load path sees the layer's answers: a response to store, or
+/// one passed on as it is, which counts as an error (`errors`, and a failed
+/// refresh that waits before the next try) only when the service or the
+/// response's body failed.
+enum Http {}
+
+impl<E> Shape<Loaded<E>> for Http {
+    type Value = Stored;
+
+    fn value_of(ret: &Loaded<E>) -> Option<Stored> {
+        ret.as_ref().ok().cloned()
+    }
+
+    fn value_ref(ret: &Loaded<E>) -> Option<&Stored> {
+        ret.as_ref().ok()
+    }
+
+    fn is_absent(_: &Stored) -> bool {
+        false
+    }
+
+    fn is_error(ret: &Loaded<E>) -> bool {
+        matches!(ret, Err(Pass::Failed(_) | Pass::Error(_)))
+    }
+
+    fn join(value: Stored) -> Loaded<E> {
+        Ok(value)
     }
 }
 
@@ -310,7 +343,7 @@ impl CacheLayer {
         let (key, base_len, known) = self.key_of(&request);
         let codec = codec::<S::Error>();
         let lookup = with_tags(&known.tags, |tags| {
-            tier::lookup::<Res, Loaded<S::Error>>(
+            tier::lookup::<Http, Loaded<S::Error>>(
                 &SITE,
                 &self.cache,
                 codec,
@@ -336,7 +369,7 @@ impl CacheLayer {
                     .clone()
                     .fetch(inner.clone(), request, base, Arc::clone(&known));
                 let load = load.with_lifetime(lifetime_of).with_record(&record);
-                match load.run_async::<Res, _, _>(fetch, None).await {
+                match load.run_async::<Http, _, _>(fetch, None).await {
                     Ok(stored) => {
                         let from_body = record.meta().map(|m| m.source) == Some(Source::Body);
                         (stored, from_body, None)
@@ -414,18 +447,22 @@ impl CacheLayer {
         let (base_len, known) = self.key_into(request, &mut key);
         let known = known.as_deref().unwrap_or(&NOTHING);
         let lookup = with_tags(&known.tags, |tags| {
-            tier::lookup::<Res, Loaded<E>>(
+            // Counted only if served here: a stale one is counted once, by
+            // the lookup of the path that serves it.
+            tier::lookup_uncounted::<Http, Loaded<E>>(
                 &SITE,
                 &self.cache,
                 codec::<E>(),
                 |w: &mut KeyWriter<'_>| w.lit(&key),
                 tags,
+                None,
             )
         });
         let answer = match lookup {
             Lookup::Hit(Ok(stored)) => {
                 let now = self.cache.inner.clock.now_millis();
                 (now < stored.0.fresh_until_ms).then(|| {
+                    SITE.counters(&self.cache).l1_hits.bump();
                     self.learn_tags(&key[..base_len], known, &stored);
                     stored.respond(now, "HIT", request.headers())
                 })
@@ -459,13 +496,14 @@ impl CacheLayer {
         // fill that ends later is a newer one, which ends the refresh.
         let record = Record::new();
         let _ = with_tags(&known.tags, |tags| {
-            tier::lookup_entry::<Res, Loaded<S::Error>>(
+            // The request was counted already.
+            tier::lookup_uncounted::<Http, Loaded<S::Error>>(
                 &SITE,
                 &self.cache,
                 codec,
                 |w: &mut KeyWriter<'_>| w.lit(&key),
                 tags,
-                &record,
+                Some(&record),
             )
         });
         let Some(fresh_until_ms) = record.meta().map(|meta| meta.fresh_until_ms) else {
@@ -489,7 +527,7 @@ impl CacheLayer {
         let load = load.with_lifetime(lifetime_of);
         let request = parts.into_request::<ReqBody>();
         let fetch = self.clone().fetch(inner, request, base, known);
-        load.spawn_async::<Res, Loaded<S::Error>, _>(fetch);
+        load.spawn_async::<Http, Loaded<S::Error>, _>(fetch);
     }
 
     /// Learns the tags of a response another process stored, that this
@@ -551,7 +589,7 @@ impl CacheLayer {
             Collected::Whole(bytes) => bytes,
             Collected::TooLarge(resumed) => return pass(Body::new(resumed)),
             Collected::Failed => {
-                return Err(Pass::Response(Box::new(marked(
+                return Err(Pass::Failed(Box::new(marked(
                     Response::builder()
                         .status(StatusCode::BAD_GATEWAY)
                         .body(Body::from("the response body failed"))
@@ -589,7 +627,7 @@ fn with_tags<T>(tags: &[String], f: impl FnOnce(&[Tag<'_>]) -> T) -> T {
 
 /// The codec of stored responses.
 fn codec<E>() -> Option<ValueCodec> {
-    crate::value::shared::<Res, Loaded<E>>()
+    crate::value::shared::<Http, Loaded<E>>()
 }
 
 /// How long a stored response is kept: its freshness and stale window.
