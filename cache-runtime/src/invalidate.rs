@@ -352,14 +352,18 @@ impl Generations {
             known &= named.known;
             (ns, named.value)
         });
-        let tags = tags
-            .into_iter()
-            .map(|t| {
-                let named = Self::named_state(&self.tags, &t);
-                known &= named.known;
-                (t.into_boxed_str(), named.value)
-            })
-            .collect();
+        // Most functions have no tags: no collecting for them.
+        let tags = match tags.is_empty() {
+            true => Box::default(),
+            false => tags
+                .into_iter()
+                .map(|t| {
+                    let named = Self::named_state(&self.tags, &t);
+                    known &= named.known;
+                    (t.into_boxed_str(), named.value)
+                })
+                .collect(),
+        };
         let fence = Fence {
             epoch,
             clear,

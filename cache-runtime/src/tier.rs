@@ -1038,7 +1038,60 @@ impl<'c> Load<'c> {
         body: F,
         sharing: Option<Sharing<R>>,
     ) -> R {
+        if self.runs_alone() {
+            return self.run_alone::<Sh, R, F>(body);
+        }
         block_now(self.drive::<Sh, R, _>(Blocking, async move { body() }, sharing))
+    }
+
+    /// Whether this load has nothing to wait for: no shared tier, no
+    /// flight to join or lead, no write-through to announce. Such a load
+    /// is [`drive`](Self::drive)'s steps 5, 6 and 8, which a sync caller
+    /// runs without a future.
+    fn runs_alone(&self) -> bool {
+        self.l2.is_none() && !self.refresh && !self.joins_flights()
+    }
+
+    /// A sync load that [`runs_alone`](Self::runs_alone): the body, the L1
+    /// fill, and the stored value if the body failed and one may stand in.
+    fn run_alone<Sh: Shape<R>, R, F: FnOnce() -> R>(mut self, body: F) -> R {
+        self.count_miss(&mut false);
+        let started = self.stopwatch();
+        #[cfg(feature = "tracing")]
+        let ret = crate::trace::load_blocking(
+            self.site.name(),
+            &self.key,
+            self.site.spec.tier,
+            body,
+            Sh::is_error,
+        );
+        #[cfg(not(feature = "tracing"))]
+        let ret = body();
+        let compute = self.took(started);
+        let (_, failed) = self.finish::<Sh, R>(None, &ret, compute, None);
+        if failed {
+            if let Some(stored) = self.fall_back::<Sh, R>() {
+                return stored;
+            }
+        }
+        ret
+    }
+
+    /// A stopwatch for the body when its time is used: by the shared
+    /// tier's envelope, `early`, or the `metrics` histogram.
+    fn stopwatch(&self) -> Option<crate::clock::Stopwatch> {
+        let timed =
+            self.l2.is_some() || self.site.spec.freshness.early > 0.0 || cfg!(feature = "metrics");
+        timed.then(|| self.cache.inner.clock.stopwatch())
+    }
+
+    /// How long the body took since `started` (zero when not timed),
+    /// counted for the function.
+    fn took(&self, started: Option<crate::clock::Stopwatch>) -> Duration {
+        let clock = &self.cache.inner.clock;
+        let compute = started.map_or(Duration::ZERO, |watch| clock.elapsed(&watch));
+        self.site.counters(self.cache).body_took(compute);
+        compute
     }
 
     /// One call's load, in order: the shared tier, the election of this
@@ -1115,10 +1168,7 @@ impl<'c> Load<'c> {
             None => (guard, None),
         };
         // 5. The body, timed for the shared tier's envelope and `early`.
-        let clock = &self.cache.inner.clock;
-        let timed =
-            self.l2.is_some() || self.site.spec.freshness.early > 0.0 || cfg!(feature = "metrics");
-        let started = timed.then(|| clock.stopwatch());
+        let started = self.stopwatch();
         // Without `tracing`, the body as it is: no extra future on the miss path.
         #[cfg(feature = "tracing")]
         let ret = crate::trace::load(
@@ -1131,8 +1181,7 @@ impl<'c> Load<'c> {
         .await;
         #[cfg(not(feature = "tracing"))]
         let ret = body.await;
-        let compute = started.map_or(Duration::ZERO, |watch| clock.elapsed(&watch));
-        self.site.counters(self.cache).body_took(compute);
+        let compute = self.took(started);
         // 6. L1, and this process's waiters.
         let (fill, failed) = self.finish::<Sh, R>(guard, &ret, compute, sharing);
         // 7. The shared tier, the lock, and other processes' waiters.
@@ -1318,17 +1367,24 @@ impl<'c> Load<'c> {
             Some(value) => {
                 let absent = Sh::is_absent(&value);
                 let value: Arc<dyn Any + Send + Sync> = Arc::new(value);
-                let stored = self.store(Arc::clone(&value), absent, compute);
+                // L1 takes the value as it is when nothing else needs it:
+                // no waiters to hand it to, no shared tier to write.
+                let after = (guard.is_some() || self.l2.is_some()).then(|| Arc::clone(&value));
+                let stored = self.store(value, absent, compute);
                 if let Some(record) = self.record {
                     record.ran(self.cache.inner.clock.now_millis(), stored);
                 }
-                let fill = stored.filter(|_| self.l2.is_some()).map(|ttl| Fill {
-                    value: Arc::clone(&value),
-                    absent,
-                    ttl,
-                    compute,
-                });
-                (Outcome::Done(value), fill)
+                let fill = match (&after, stored) {
+                    (Some(value), Some(ttl)) if self.l2.is_some() => Some(Fill {
+                        value: Arc::clone(value),
+                        absent,
+                        ttl,
+                        compute,
+                    }),
+                    _ => None,
+                };
+                // Without a guard the outcome goes nowhere.
+                (after.map_or(Outcome::Absent, Outcome::Done), fill)
             }
             None => {
                 // Not stored: an error, or (for the HTTP layer) a response

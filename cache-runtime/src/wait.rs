@@ -90,13 +90,21 @@ pub(crate) fn block_now<F: Future>(future: F) -> F::Output {
         static WAKER: Waker = Waker::from(Arc::new(Unpark(std::thread::current())));
     }
     let mut future = std::pin::pin!(future);
-    let waker = WAKER.with(Waker::clone);
-    let mut cx = Context::from_waker(&waker);
-    loop {
-        if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
-            return out;
+    let mut run = |waker: &Waker| {
+        let mut cx = Context::from_waker(waker);
+        loop {
+            if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
+                return out;
+            }
+            std::thread::park();
         }
-        std::thread::park();
+    };
+    // Borrowed, not cloned: a clone and its drop would move the waker's
+    // reference count on every blocking miss. A thread whose locals are
+    // being torn down makes a waker of its own.
+    match WAKER.try_with(|waker| run(waker)) {
+        Ok(out) => out,
+        Err(_) => run(&Waker::from(Arc::new(Unpark(std::thread::current())))),
     }
 }
 
