@@ -28,6 +28,11 @@
 //! a function whose `metrics` handles come from a recorder, called under a
 //! `tracing` subscriber enabled at `info`, against the same hit with neither.
 //!
+//! The 1-thread setting also reads a quick_cache keyed by the rendered
+//! `user:<id>` string (rendered with itoa into a reused buffer and hashed
+//! with foldhash, as cachette's keys are), which no target names: it tells
+//! how much of the gap to quick_cache is the string key.
+//!
 //! Then each P1 target is checked with paired rounds against the peer it
 //! names: the default store against quick_cache and `cached`, the moka store
 //! (with `--features moka`) against raw moka, async against sync, and a
@@ -167,10 +172,58 @@ fn cached_get_user(id: u64) -> User {
 struct Peers {
     moka: moka::sync::Cache<u64, User>,
     quick: quick_cache::sync::Cache<u64, User>,
+    /// quick_cache keyed as cachette keys its entries: by the rendered
+    /// `user:<id>`, hashed with foldhash.
+    quick_str: StrKeyed,
     /// Misses fill this one; it never holds the ids asked.
     quick_miss: quick_cache::sync::Cache<u64, User>,
     /// The large setting: quick_cache and cachette over `keys` ids.
     many: Arc<ManyPeers>,
+}
+
+/// quick_cache under string keys, read with each key rendered (with itoa)
+/// into a buffer that is reused, so a hit allocates only the value's clone.
+struct StrKeyed {
+    cache: quick_cache::sync::Cache<
+        String,
+        User,
+        quick_cache::UnitWeighter,
+        foldhash::fast::RandomState,
+    >,
+}
+
+impl StrKeyed {
+    fn new(capacity: usize) -> Self {
+        StrKeyed {
+            cache: quick_cache::sync::Cache::with(
+                capacity,
+                capacity as u64,
+                quick_cache::UnitWeighter,
+                foldhash::fast::RandomState::default(),
+                Default::default(),
+            ),
+        }
+    }
+
+    fn insert(&self, id: u64, user: User) {
+        self.cache.insert(Self::key(id), user);
+    }
+
+    fn key(id: u64) -> String {
+        format!("user:{id}")
+    }
+
+    fn get(&self, id: u64) -> Option<User> {
+        thread_local! {
+            static KEY: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+        }
+        KEY.with_borrow_mut(|key| {
+            key.clear();
+            key.push_str("user:");
+            key.push_str(itoa::Buffer::new().format(id));
+            self.cache.get(key.as_str())
+        })
+    }
 }
 
 struct ManyPeers {
@@ -186,9 +239,11 @@ impl Peers {
             .time_to_live(TTL)
             .build();
         let quick = quick_cache::sync::Cache::new(CAPACITY as usize);
+        let quick_str = StrKeyed::new(CAPACITY as usize);
         for id in 0..KEYS {
             moka.insert(id, load_user(id));
             quick.insert(id, load_user(id));
+            quick_str.insert(id, load_user(id));
             cached_get_user(id);
             cachette_get_user(id);
             #[cfg(feature = "moka")]
@@ -214,6 +269,7 @@ impl Peers {
         let peers = Peers {
             moka,
             quick,
+            quick_str,
             quick_miss: quick_cache::sync::Cache::new(CAPACITY as usize),
             many: Arc::new(many),
         };
@@ -221,6 +277,7 @@ impl Peers {
             let user = load_user(id);
             assert_eq!(peers.moka.get(&id).as_ref(), Some(&user));
             assert_eq!(peers.quick.get(&id).as_ref(), Some(&user));
+            assert_eq!(peers.quick_str.get(id).as_ref(), Some(&user));
             assert_eq!(cached_get_user(id), user);
             assert_eq!(cachette_get_user(id), user);
             #[cfg(feature = "moka")]
@@ -411,6 +468,10 @@ fn settings<'a>(peers: &'a Peers, runtime: &'a tokio::runtime::Runtime) -> Vec<S
                 (
                     "quick_cache_get",
                     Box::new(|n| on_one_thread(n, |id| peers.quick.get(&id))),
+                ),
+                (
+                    "quick_cache_str_key",
+                    Box::new(|n| on_one_thread(n, |id| peers.quick_str.get(id))),
                 ),
                 (
                     "cachette_sync",
@@ -676,6 +737,21 @@ fn report(settings: &[Setting<'_>], rows: &[Row]) {
             pair.ratio,
             alone.ratio,
             verdict(pair.ratio <= alone.ratio * 1.05)
+        );
+    }
+    // No target: how much of the gap to quick_cache is the string key that
+    // every cachette entry has (G10, `{fn}_key`), and how much is the rest.
+    let keyed = ("l1_hit", "quick_cache_str_key");
+    if [one, keyed].into_iter().all(measured) {
+        let key = paired_ratio(timed(settings, one), timed(settings, keyed));
+        let rest = paired_ratio(
+            timed(settings, keyed),
+            timed(settings, ("l1_hit", "cachette_sync")),
+        );
+        println!(
+            "where the hit's time goes: quick_cache keyed by the rendered string is {:.2}x \
+             quick_cache keyed by the u64; cachette is {:.2}x the string-keyed one",
+            key.ratio, rest.ratio
         );
     }
 }

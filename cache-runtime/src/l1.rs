@@ -186,14 +186,55 @@ pub(crate) struct QuickStore {
     shards: Box<[Shard]>,
 }
 
-/// A stored key. Its hash is the one [`key_hash`] gives its text, so that
-/// the table finds it again when it rehashes.
-#[derive(PartialEq, Eq)]
-struct StoredKey(Box<str>);
+/// A stored key: inside the entry when it fits (`user:1099511627776`
+/// does), so that a lookup compares it without following a pointer and a
+/// fill allocates nothing for it; boxed when longer. Its hash is the one
+/// [`key_hash`] gives its text, so that the table finds it again when it
+/// rehashes.
+enum StoredKey {
+    Inline { len: u8, bytes: [u8; INLINE_KEY] },
+    Boxed(Box<str>),
+}
+
+/// The longest key kept inline: what fits beside the length and the
+/// variant's tag in the 24 bytes of a boxed key's place.
+const INLINE_KEY: usize = 22;
+
+impl StoredKey {
+    fn new(key: String) -> StoredKey {
+        match key.len() <= INLINE_KEY {
+            true => {
+                let mut bytes = [0; INLINE_KEY];
+                bytes[..key.len()].copy_from_slice(key.as_bytes());
+                StoredKey::Inline {
+                    len: key.len() as u8,
+                    bytes,
+                }
+            }
+            false => StoredKey::Boxed(key.into_boxed_str()),
+        }
+    }
+
+    #[inline]
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            StoredKey::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            StoredKey::Boxed(key) => key.as_bytes(),
+        }
+    }
+}
+
+impl PartialEq for StoredKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for StoredKey {}
 
 impl Hash for StoredKey {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write_u64(key_hash(&self.0));
+        state.write_u64(key_hash(self.as_bytes()));
     }
 }
 
@@ -211,15 +252,17 @@ impl Hash for Probe<'_> {
 
 impl quick_cache::Equivalent<StoredKey> for Probe<'_> {
     fn equivalent(&self, stored: &StoredKey) -> bool {
-        self.key == &*stored.0
+        self.key.as_bytes() == stored.as_bytes()
     }
 }
 
 /// The hash of a key's text: foldhash, seeded once per process.
 #[inline]
-fn key_hash(key: &str) -> u64 {
+fn key_hash(key: &[u8]) -> u64 {
     static SEED: std::sync::OnceLock<foldhash::fast::RandomState> = std::sync::OnceLock::new();
-    SEED.get_or_init(Default::default).hash_one(key)
+    let mut hasher = SEED.get_or_init(Default::default).build_hasher();
+    hasher.write(key);
+    hasher.finish()
 }
 
 /// Hands the one `u64` a key writes to the table as its hash.
@@ -282,7 +325,7 @@ impl QuickStore {
     /// The key's shard and its probe.
     #[inline]
     fn shard<'k>(&self, key: &'k str) -> (&Shard, Probe<'k>) {
-        let hash = key_hash(key);
+        let hash = key_hash(key.as_bytes());
         // The high bits: the shard's table uses the low ones for its index.
         let index = (hash >> 32) as usize & (self.shards.len() - 1);
         (&self.shards[index], Probe { hash, key })
@@ -298,7 +341,7 @@ impl QuickStore {
     fn insert(&self, key: String, entry: Entry) {
         let (shard, _) = self.shard(&key);
         let mut shard = shard.write().unwrap_or_else(PoisonError::into_inner);
-        shard.insert(StoredKey(key.into_boxed_str()), entry);
+        shard.insert(StoredKey::new(key), entry);
     }
 
     fn remove(&self, key: &str) {
@@ -375,6 +418,27 @@ mod tests {
     fn entries_stay_small() {
         assert!(std::mem::size_of::<Fence>() <= 40);
         assert!(std::mem::size_of::<Entry>() <= 88);
+        assert_eq!(std::mem::size_of::<StoredKey>(), 24);
+    }
+
+    #[test]
+    fn short_and_long_keys_are_told_apart_and_found_again() {
+        let store = Store::new(L1Store::QuickCache, 1_000);
+        let long = "k".repeat(INLINE_KEY + 1);
+        let keys = ["", "a", "a\0", &long[..INLINE_KEY], &long, "é:ü"];
+        for (i, key) in keys.iter().enumerate() {
+            store.insert((*key).to_owned(), entry(i as u64));
+        }
+        for (i, key) in keys.iter().enumerate() {
+            assert_eq!(value(&store, key), Some(i as u64), "{key:?}");
+        }
+        assert_eq!(value(&store, &long[..INLINE_KEY - 1]), None);
+        // Past the first table size, so the table rehashes stored keys.
+        for i in 0..500u64 {
+            store.insert(format!("{i}:{long}"), entry(i));
+        }
+        assert!((0..500u64).all(|i| value(&store, &format!("{i}:{long}")) == Some(i)));
+        assert_eq!(value(&store, &long), Some(4));
     }
 
     #[test]
