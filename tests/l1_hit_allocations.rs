@@ -338,3 +338,61 @@ fn the_allocation_counter_sees_allocations() {
     });
     assert_eq!(allocations_in(|| drop(black_box(vec![1_u8; 64]))), 1);
 }
+
+static AFTER_MISS: LazyLock<Cache> = LazyLock::new(on_store);
+static ASYNC_AFTER_MISS: LazyLock<Cache> = LazyLock::new(on_store);
+
+#[cache(key = "after-miss:<id>", ttl = 300, tier = "l1", cache = &AFTER_MISS)]
+fn square_after_miss(id: u64) -> u64 {
+    id * id
+}
+
+#[cache(key = "after-miss:<id>", ttl = 300, tier = "l1", cache = &ASYNC_AFTER_MISS)]
+async fn square_after_miss_async(id: u64) -> u64 {
+    id * id
+}
+
+/// Times each of `HITS` hits from `hit` right after an uncounted miss from
+/// `miss` on the same thread, and asserts that none allocates (but for
+/// moka's housekeeping turns): a miss leaves this thread's key buffer as
+/// it found it.
+fn assert_hits_after_misses_allocate_nothing(mut miss: impl FnMut(u64), mut hit: impl FnMut(u64)) {
+    let allocating = (0..HITS)
+        .filter(|&i| {
+            miss(KEYS + i);
+            allocations_in(|| hit(i % KEYS)) > 0
+        })
+        .count();
+    assert!(
+        allocating <= allowance(),
+        "{allocating} of {HITS} hits right after a miss allocated"
+    );
+}
+
+#[test]
+fn a_hit_right_after_a_miss_allocates_nothing_more() {
+    warm(|id| assert_eq!(square_after_miss(id), id * id));
+    assert_hits_after_misses_allocate_nothing(
+        |id| assert_eq!(square_after_miss(id), id * id),
+        |id| assert_eq!(black_box(square_after_miss(black_box(id))), id * id),
+    );
+    let stats = AFTER_MISS.stats().total();
+    assert_eq!(stats.misses, KEYS + HITS, "every miss was one");
+}
+
+#[test]
+fn an_async_hit_right_after_an_async_miss_allocates_nothing_more() {
+    let runtime = current_thread_runtime();
+    warm(|id| assert_eq!(runtime.block_on(square_after_miss_async(id)), id * id));
+    let waker = Waker::from(Arc::new(NoopWake));
+    let mut cx = Context::from_waker(&waker);
+    assert_hits_after_misses_allocate_nothing(
+        |id| assert_eq!(runtime.block_on(square_after_miss_async(id)), id * id),
+        |id| {
+            let value = black_box(poll_once(square_after_miss_async(black_box(id)), &mut cx));
+            assert_eq!(value, id * id);
+        },
+    );
+    let stats = ASYNC_AFTER_MISS.stats().total();
+    assert_eq!(stats.misses, KEYS + HITS, "every miss was one");
+}

@@ -69,7 +69,7 @@ impl Inner {
     /// `cachette_l1_entries{cache}` gauge to the entries L1 holds (feature
     /// `metrics`).
     #[inline]
-    pub(crate) fn fill_l1(&self, key: String, entry: crate::l1::Entry) {
+    pub(crate) fn fill_l1(&self, key: &str, entry: crate::l1::Entry) {
         self.l1.insert(key, entry);
         #[cfg(feature = "metrics")]
         if self

@@ -110,13 +110,13 @@ impl Store {
         }
     }
 
-    /// Stores `entry` under `key` (taken whole: a key rendered for a load
-    /// has no spare capacity, so it is stored without copying).
-    pub(crate) fn insert(&self, key: String, entry: Entry) {
+    /// Stores `entry` under a copy of `key`: inline in the entry when it is
+    /// short, in an allocation of its exact size otherwise.
+    pub(crate) fn insert(&self, key: &str, entry: Entry) {
         match self {
             Store::Quick(store) => store.insert(key, entry),
             #[cfg(feature = "moka")]
-            Store::Moka(store) => store.cache.insert(key.into_boxed_str(), Arc::new(entry)),
+            Store::Moka(store) => store.cache.insert(Box::from(key), Arc::new(entry)),
         }
     }
 
@@ -201,7 +201,7 @@ enum StoredKey {
 const INLINE_KEY: usize = 22;
 
 impl StoredKey {
-    fn new(key: String) -> StoredKey {
+    fn new(key: &str) -> StoredKey {
         match key.len() <= INLINE_KEY {
             true => {
                 let mut bytes = [0; INLINE_KEY];
@@ -211,7 +211,7 @@ impl StoredKey {
                     bytes,
                 }
             }
-            false => StoredKey::Boxed(key.into_boxed_str()),
+            false => StoredKey::Boxed(Box::from(key)),
         }
     }
 
@@ -338,8 +338,8 @@ impl QuickStore {
         read(shard.get(&probe)?)
     }
 
-    fn insert(&self, key: String, entry: Entry) {
-        let (shard, _) = self.shard(&key);
+    fn insert(&self, key: &str, entry: Entry) {
+        let (shard, _) = self.shard(key);
         let mut shard = shard.write().unwrap_or_else(PoisonError::into_inner);
         shard.insert(StoredKey::new(key), entry);
     }
@@ -427,7 +427,7 @@ mod tests {
         let long = "k".repeat(INLINE_KEY + 1);
         let keys = ["", "a", "a\0", &long[..INLINE_KEY], &long, "é:ü"];
         for (i, key) in keys.iter().enumerate() {
-            store.insert((*key).to_owned(), entry(i as u64));
+            store.insert(key, entry(i as u64));
         }
         for (i, key) in keys.iter().enumerate() {
             assert_eq!(value(&store, key), Some(i as u64), "{key:?}");
@@ -435,7 +435,7 @@ mod tests {
         assert_eq!(value(&store, &long[..INLINE_KEY - 1]), None);
         // Past the first table size, so the table rehashes stored keys.
         for i in 0..500u64 {
-            store.insert(format!("{i}:{long}"), entry(i));
+            store.insert(&format!("{i}:{long}"), entry(i));
         }
         assert!((0..500u64).all(|i| value(&store, &format!("{i}:{long}")) == Some(i)));
         assert_eq!(value(&store, &long), Some(4));
@@ -446,9 +446,9 @@ mod tests {
         for kind in kinds() {
             let store = Store::new(kind, 100);
             assert_eq!(value(&store, "a"), None);
-            store.insert("a".into(), entry(1));
-            store.insert("b".into(), entry(2));
-            store.insert("a".into(), entry(3));
+            store.insert("a", entry(1));
+            store.insert("b", entry(2));
+            store.insert("a", entry(3));
             assert_eq!((value(&store, "a"), value(&store, "b")), (Some(3), Some(2)));
             store.remove("a");
             store.remove("never stored");
@@ -463,7 +463,7 @@ mod tests {
             for kind in kinds() {
                 let store = Store::new(kind, capacity);
                 for i in 0..capacity * 2 {
-                    store.insert(format!("key:{i}"), entry(i));
+                    store.insert(&format!("key:{i}"), entry(i));
                 }
                 let held = store.len();
                 // quick_cache rounds each shard up; both may hold a little

@@ -68,7 +68,7 @@ pub enum Lookup<'c, R> {
 pub struct Load<'c> {
     cache: &'c Cache,
     site: &'static Site,
-    key: String,
+    key: LoadKey,
     fence: Fence,
     /// A refresh neither reads nor joins a flight: it always runs the body.
     refresh: bool,
@@ -111,6 +111,37 @@ fn render_key(spec: &Spec, out: &mut String, key: impl FnOnce(&mut KeyWriter<'_>
         out.push(':');
     }
     key(&mut KeyWriter::new(out, spec.key_escape));
+}
+
+/// A load's key: the buffer its lookup rendered into, given back to the
+/// lookups of the thread where the load ends, so that a hit after a miss
+/// renders into it rather than into a new allocation.
+#[derive(Debug)]
+struct LoadKey(String);
+
+impl std::ops::Deref for LoadKey {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Drop for LoadKey {
+    fn drop(&mut self) {
+        recycle_key(std::mem::take(&mut self.0));
+    }
+}
+
+/// Gives a key's buffer back to this thread's lookups, unless the one they
+/// have now is at least as large.
+fn recycle_key(key: String) {
+    let _ = KEY_BUF.try_with(|cell| {
+        let held = cell.take();
+        cell.set(match held.capacity() >= key.capacity() {
+            true => held,
+            false => key,
+        });
+    });
 }
 
 fn render_tags(tags: &[Tag<'_>]) -> Vec<String> {
@@ -339,21 +370,17 @@ fn lookup_cold<'c, Sh: Shape<R>, R>(
         true => None,
         false => read_aged::<Sh, R>(inner, spec, &buf, record),
     };
-    // A load needs the key as its own; a stale hit does not, and allocates
-    // nothing but the value's clone.
-    let key = |buf: String| {
-        let key = buf.clone();
-        let _ = KEY_BUF.try_with(|cell| cell.set(buf));
-        key
-    };
     let counters = || site.counters(cache);
+    // A load run by this caller takes the buffer as its key and gives it
+    // back when it ends ([`LoadKey`]); a stale hit allocates nothing but
+    // the value's clone.
     let new_load = |key: String| {
         let mut load = Load::new(site, cache, value, key, tags, false);
         load.record = record;
         load
     };
     match aged {
-        None => Lookup::Miss(new_load(key(buf))),
+        None => Lookup::Miss(new_load(buf)),
         Some(Aged::Serve(ret, age)) => {
             let _ = KEY_BUF.try_with(|cell| cell.set(buf));
             let counters = counters();
@@ -372,8 +399,11 @@ fn lookup_cold<'c, Sh: Shape<R>, R>(
             }
             // Counted as served stale where the stale value is returned:
             // by a background refresh's caller, or a caller-run refresh
-            // that falls back on it.
-            let mut load = new_load(key(buf));
+            // that falls back on it. A background refresh ends on another
+            // thread: it takes a copy of the key, and this thread's next
+            // lookup the buffer.
+            let mut load = new_load(buf.clone());
+            let _ = KEY_BUF.try_with(|cell| cell.set(buf));
             load.renew = Some(Renew {
                 claim,
                 fresh_until_ms,
@@ -385,7 +415,7 @@ fn lookup_cold<'c, Sh: Shape<R>, R>(
             Lookup::Refresh(ret, load)
         }
         Some(Aged::Fallback(stored)) => {
-            let mut load = new_load(key(buf));
+            let mut load = new_load(buf);
             load.fallback = Some(stored);
             Lookup::Miss(load)
         }
@@ -554,7 +584,7 @@ enum Aged<R> {
 /// A [`Load`] without its borrow of the cache.
 struct Detached {
     site: &'static Site,
-    key: String,
+    key: LoadKey,
     fence: Fence,
     refresh: bool,
     renew: Option<Renew>,
@@ -643,7 +673,7 @@ impl<'c> Load<'c> {
         Load {
             cache,
             site,
-            key,
+            key: LoadKey(key),
             fence,
             refresh,
             renew: None,
@@ -824,7 +854,7 @@ impl<'c> Load<'c> {
         // the value is this caller's only (G7).
         let entry = entry.filter(|e| self.cache.inner.generations.matches(&e.fence));
         if let Some(entry) = entry.filter(|_| !self.missed_messages()) {
-            self.cache.inner.fill_l1(self.key.clone(), entry);
+            self.cache.inner.fill_l1(&self.key, entry);
             // The channel's flush may have come between the check and the
             // insert.
             if self.missed_messages() {
@@ -1458,12 +1488,10 @@ impl<'c> Load<'c> {
             fence: self.fence.clone(),
             checked_epoch: AtomicU64::new(self.fence.epoch),
         };
+        inner.fill_l1(&self.key, entry);
         if self.l2.is_none() {
-            // Nothing reads the key after this fill: the store takes it.
-            inner.fill_l1(std::mem::take(&mut self.key), entry);
             return Some(ttl);
         }
-        inner.fill_l1(self.key.clone(), entry);
         // The channel's flush may have come between the check and the insert.
         if self.missed_messages() {
             inner.l1.remove(&self.key);

@@ -947,7 +947,7 @@ fn keep(cache: &Cache, key: &str, entry: Entry, load: &L2Load) {
     if !inner.generations.matches(&entry.fence) || load.missed_messages() {
         return;
     }
-    inner.fill_l1(key.to_owned(), entry);
+    inner.fill_l1(key, entry);
     if load.missed_messages() {
         inner.l1.remove(key);
     }
@@ -990,7 +990,7 @@ fn store_l1<K, S>(
         fence: item.fence.clone(),
         checked_epoch: AtomicU64::new(item.fence.epoch),
     };
-    inner.fill_l1(item.key.clone(), entry);
+    inner.fill_l1(&item.key, entry);
     if missed(item) {
         inner.l1.remove(&item.key);
         return None;
