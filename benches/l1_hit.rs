@@ -28,10 +28,11 @@
 //! a function whose `metrics` handles come from a recorder, called under a
 //! `tracing` subscriber enabled at `info`, against the same hit with neither.
 //!
-//! The 1-thread setting also reads a quick_cache keyed by the rendered
-//! `user:<id>` string (rendered with itoa into a reused buffer and hashed
-//! with foldhash, as cachette's keys are), which no target names: it tells
-//! how much of the gap to quick_cache is the string key.
+//! The 1-thread setting also reads a quick_cache and a moka keyed by the
+//! rendered `user:<id>` string (rendered with itoa into a reused buffer and
+//! hashed with foldhash, as cachette's keys are; moka without expiry of its
+//! own, as cachette builds it), which no target names: they tell how much
+//! of the gap to each raw store is the string key.
 //!
 //! Then each P1 target is checked with paired rounds against the peer it
 //! names: the default store against quick_cache and `cached`, the moka store
@@ -172,8 +173,8 @@ fn cached_get_user(id: u64) -> User {
 struct Peers {
     moka: moka::sync::Cache<u64, User>,
     quick: quick_cache::sync::Cache<u64, User>,
-    /// quick_cache keyed as cachette keys its entries: by the rendered
-    /// `user:<id>`, hashed with foldhash.
+    /// quick_cache and moka keyed as cachette keys its entries: by the
+    /// rendered `user:<id>`, hashed with foldhash.
     quick_str: StrKeyed,
     /// Misses fill this one; it never holds the ids asked.
     quick_miss: quick_cache::sync::Cache<u64, User>,
@@ -181,39 +182,43 @@ struct Peers {
     many: Arc<ManyPeers>,
 }
 
-/// quick_cache under string keys, read with each key rendered (with itoa)
-/// into a buffer that is reused, so a hit allocates only the value's clone.
+/// quick_cache and moka under string keys, each read with its key rendered
+/// (with itoa) into a buffer that is reused, so a hit allocates only the
+/// value's clone. moka is built as cachette builds its moka store: bounded
+/// by entry count, foldhash, no expiry of its own.
 struct StrKeyed {
-    cache: quick_cache::sync::Cache<
+    quick: quick_cache::sync::Cache<
         String,
         User,
         quick_cache::UnitWeighter,
         foldhash::fast::RandomState,
     >,
+    moka: moka::sync::Cache<String, User, foldhash::fast::RandomState>,
 }
 
 impl StrKeyed {
-    fn new(capacity: usize) -> Self {
+    fn new(capacity: u64) -> Self {
         StrKeyed {
-            cache: quick_cache::sync::Cache::with(
+            quick: quick_cache::sync::Cache::with(
+                capacity as usize,
                 capacity,
-                capacity as u64,
                 quick_cache::UnitWeighter,
                 foldhash::fast::RandomState::default(),
                 Default::default(),
             ),
+            moka: moka::sync::Cache::builder()
+                .max_capacity(capacity)
+                .build_with_hasher(foldhash::fast::RandomState::default()),
         }
     }
 
     fn insert(&self, id: u64, user: User) {
-        self.cache.insert(Self::key(id), user);
+        self.quick.insert(format!("user:{id}"), user.clone());
+        self.moka.insert(format!("user:{id}"), user);
     }
 
-    fn key(id: u64) -> String {
-        format!("user:{id}")
-    }
-
-    fn get(&self, id: u64) -> Option<User> {
+    /// Calls `get` with the rendered key of `id`.
+    fn keyed<T>(id: u64, get: impl FnOnce(&str) -> T) -> T {
         thread_local! {
             static KEY: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
         }
@@ -221,8 +226,16 @@ impl StrKeyed {
             key.clear();
             key.push_str("user:");
             key.push_str(itoa::Buffer::new().format(id));
-            self.cache.get(key.as_str())
+            get(key)
         })
+    }
+
+    fn quick_get(&self, id: u64) -> Option<User> {
+        Self::keyed(id, |key| self.quick.get(key))
+    }
+
+    fn moka_get(&self, id: u64) -> Option<User> {
+        Self::keyed(id, |key| self.moka.get(key))
     }
 }
 
@@ -239,7 +252,7 @@ impl Peers {
             .time_to_live(TTL)
             .build();
         let quick = quick_cache::sync::Cache::new(CAPACITY as usize);
-        let quick_str = StrKeyed::new(CAPACITY as usize);
+        let quick_str = StrKeyed::new(CAPACITY);
         for id in 0..KEYS {
             moka.insert(id, load_user(id));
             quick.insert(id, load_user(id));
@@ -277,7 +290,8 @@ impl Peers {
             let user = load_user(id);
             assert_eq!(peers.moka.get(&id).as_ref(), Some(&user));
             assert_eq!(peers.quick.get(&id).as_ref(), Some(&user));
-            assert_eq!(peers.quick_str.get(id).as_ref(), Some(&user));
+            assert_eq!(peers.quick_str.quick_get(id).as_ref(), Some(&user));
+            assert_eq!(peers.quick_str.moka_get(id).as_ref(), Some(&user));
             assert_eq!(cached_get_user(id), user);
             assert_eq!(cachette_get_user(id), user);
             #[cfg(feature = "moka")]
@@ -471,7 +485,11 @@ fn settings<'a>(peers: &'a Peers, runtime: &'a tokio::runtime::Runtime) -> Vec<S
                 ),
                 (
                     "quick_cache_str_key",
-                    Box::new(|n| on_one_thread(n, |id| peers.quick_str.get(id))),
+                    Box::new(|n| on_one_thread(n, |id| peers.quick_str.quick_get(id))),
+                ),
+                (
+                    "moka_str_key",
+                    Box::new(|n| on_one_thread(n, |id| peers.quick_str.moka_get(id))),
                 ),
                 (
                     "cachette_sync",
@@ -753,6 +771,22 @@ fn report(settings: &[Setting<'_>], rows: &[Row]) {
              quick_cache keyed by the u64; cachette is {:.2}x the string-keyed one",
             key.ratio, rest.ratio
         );
+    }
+    #[cfg(feature = "moka")]
+    {
+        let (moka, keyed) = (("l1_hit", "moka_get"), ("l1_hit", "moka_str_key"));
+        if [moka, keyed].into_iter().all(measured) {
+            let key = paired_ratio(timed(settings, moka), timed(settings, keyed));
+            let rest = paired_ratio(
+                timed(settings, keyed),
+                timed(settings, ("l1_hit", "cachette_sync_moka")),
+            );
+            println!(
+                "and on moka: moka keyed by the rendered string (built as cachette builds it) is \
+                 {:.2}x the moka get above; cachette's moka store is {:.2}x the string-keyed one",
+                key.ratio, rest.ratio
+            );
+        }
     }
 }
 
