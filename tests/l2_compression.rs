@@ -51,7 +51,7 @@ async fn process(
     configure(
         Cache::builder()
             .prefix("z")
-            .redis(&server.url())
+            .redis(server.url())
             .l2_timeout(Duration::from_secs(1)),
     )
     .build()

@@ -922,7 +922,7 @@ async fn g9_a_value_over_max_value_size_is_a_miss_and_is_overwritten() {
     let small = async || {
         uncompressed(Cache::builder())
             .prefix(PREFIX)
-            .redis(&server.url())
+            .redis(server.url())
             .l2_timeout(L2_TIMEOUT)
             .max_value_size(1_024)
             .build()
@@ -932,7 +932,7 @@ async fn g9_a_value_over_max_value_size_is_a_miss_and_is_overwritten() {
     // Another process, allowed larger values, stores a big one.
     let big = uncompressed(Cache::builder())
         .prefix(PREFIX)
-        .redis(&server.url())
+        .redis(server.url())
         .l2_timeout(L2_TIMEOUT)
         .build()
         .await
@@ -1020,4 +1020,37 @@ async fn p4_with_redis_down_and_the_breaker_open_calls_cost_little_more_than_the
     assert!(l2_only < BOUND, "tier = \"l2\": {l2_only:?}");
     assert!(both < BOUND, "tier = \"both\", each a miss: {both:?}");
     assert!(sync < BOUND, "sync, tier = \"l2\": {sync:?}");
+}
+
+// ---------------------------------------------------------------------------
+// A URL that is not a Redis URL
+
+#[tokio::test]
+async fn a_url_that_is_not_a_redis_url_is_a_configuration_error_that_names_the_form() {
+    for url in [
+        "127.0.0.1:6379",
+        "http://127.0.0.1:6379/",
+        "http://user:hunter2secret@127.0.0.1:6379/",
+    ] {
+        let err = Cache::builder()
+            .redis(url)
+            .build()
+            .await
+            .expect_err("not a Redis URL");
+        assert!(
+            matches!(err, cachette::Error::InvalidConfig(_)),
+            "{url}: {err:?}"
+        );
+        let shown = err.to_string();
+        assert!(shown.contains("expected redis://"), "{url}: {shown}");
+        assert_hides(&err, &["hunter2secret"]);
+    }
+    // A `String` will do as well as a `&str`.
+    let owned = String::from("127.0.0.1:6379");
+    let err = Cache::builder()
+        .redis(owned)
+        .build()
+        .await
+        .expect_err("not a Redis URL");
+    assert!(err.to_string().contains("expected redis://"), "{err}");
 }

@@ -130,7 +130,7 @@ async fn a_stale_value_found_in_redis_is_refreshed_in_the_background_without_a_c
     let server = RedisServer::start();
     let cache = Cache::builder()
         .prefix("feeds")
-        .redis(&server.url())
+        .redis(server.url())
         .l1_max_ttl(Duration::from_millis(100))
         .build()
         .await

@@ -945,7 +945,7 @@ async fn g11_caller(port: u16) {
     G11_PORT.set(port).expect("set once");
     let cache = Cache::builder()
         .prefix(PREFIX)
-        .redis(&format!("redis://127.0.0.1:{port}/"))
+        .redis(format!("redis://127.0.0.1:{port}/"))
         .l1_max_ttl(Duration::from_secs(60))
         .build()
         .await

@@ -301,7 +301,7 @@ fn without_connections_per_runtime_a_busy_runtime_opens_none() {
         .block_on(
             Cache::builder()
                 .prefix("shared")
-                .redis(&server.url())
+                .redis(server.url())
                 .l2_connection_per_runtime(false)
                 .build(),
         )

@@ -118,9 +118,9 @@ impl Builder {
     /// `redis://user:password@host:port/db`, or `rediss://` for TLS (with the
     /// `tls` feature). The connection reconnects by itself.
     #[cfg(feature = "redis")]
-    pub fn redis(mut self, url: &str) -> Self {
+    pub fn redis(mut self, url: impl AsRef<str>) -> Self {
         self.l2 = Some(Arc::new(crate::l2::redis::RedisConfig {
-            urls: vec![url.to_owned()],
+            urls: vec![url.as_ref().to_owned()],
             cluster: false,
         }));
         self

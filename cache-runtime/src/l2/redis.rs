@@ -438,7 +438,14 @@ fn bulk(value: redis::Value) -> Option<Vec<u8>> {
 }
 
 async fn open(urls: Vec<String>, cluster: bool, timeout: Duration) -> Result<Conn, Error> {
-    let bad_url = |e: RedisError| Error::InvalidConfig(format!("bad Redis URL: {}", describe(&e)));
+    // The URL itself is left out: it may hold a password.
+    let bad_url = |e: RedisError| {
+        Error::InvalidConfig(format!(
+            "bad Redis URL ({}); expected redis://[user:password@]host[:port][/db], \
+             or rediss://... for TLS",
+            describe(&e)
+        ))
+    };
     let unreachable = |e: RedisError| {
         Error::L2Connection(format!("could not connect to Redis: {}", describe(&e)))
     };
