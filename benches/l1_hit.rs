@@ -32,7 +32,9 @@
 //! rendered `user:<id>` string (rendered with itoa into a reused buffer and
 //! hashed with foldhash, as cachette's keys are; moka without expiry of its
 //! own, as cachette builds it), which no target names: they tell how much
-//! of the gap to each raw store is the string key.
+//! of the gap to each raw store is the string key. A sketch of a typed L1
+//! index (entries found by function and argument, shaped and read as
+//! cachette's) tells what finding entries without the string would cost.
 //!
 //! Then each P1 target is checked with paired rounds against the peer it
 //! names: the default store against quick_cache and `cached`, the moka store
@@ -176,6 +178,7 @@ struct Peers {
     /// quick_cache and moka keyed as cachette keys its entries: by the
     /// rendered `user:<id>`, hashed with foldhash.
     quick_str: StrKeyed,
+    typed: TypedIndex,
     /// Misses fill this one; it never holds the ids asked.
     quick_miss: quick_cache::sync::Cache<u64, User>,
     /// The large setting: quick_cache and cachette over `keys` ids.
@@ -239,6 +242,78 @@ impl StrKeyed {
     }
 }
 
+/// What a typed L1 index would cost, for planning (no target names it):
+/// entries found by (function id, argument) instead of by the rendered
+/// key, each shaped as cachette's are (a type-erased value in an `Arc`, its
+/// two lifetimes, a checked epoch and the rest of its 88 bytes), read as
+/// cachette reads its store: under a shard's read lock, judged against a
+/// clock and an epoch, the value downcast and cloned.
+struct TypedIndex {
+    shard: std::sync::RwLock<
+        quick_cache::unsync::Cache<
+            (u32, u64),
+            TypedEntry,
+            quick_cache::UnitWeighter,
+            foldhash::fast::RandomState,
+        >,
+    >,
+    now_ms: AtomicU64,
+    epoch: AtomicU64,
+}
+
+struct TypedEntry {
+    value: Arc<dyn std::any::Any + Send + Sync>,
+    until_ms: u64,
+    fresh_until_ms: u64,
+    checked_epoch: AtomicU64,
+    /// The rest of a cachette entry: its generations and timings.
+    _rest: [u64; 6],
+}
+
+/// The function id the typed index files every entry under.
+const TYPED_FUNCTION: u32 = 7;
+
+impl TypedIndex {
+    fn new(capacity: u64) -> Self {
+        TypedIndex {
+            shard: std::sync::RwLock::new(quick_cache::unsync::Cache::with(
+                capacity as usize,
+                capacity,
+                quick_cache::UnitWeighter,
+                foldhash::fast::RandomState::default(),
+                Default::default(),
+            )),
+            now_ms: AtomicU64::new(1),
+            epoch: AtomicU64::new(0),
+        }
+    }
+
+    fn insert(&self, id: u64, user: User) {
+        let entry = TypedEntry {
+            value: Arc::new(user),
+            until_ms: u64::MAX,
+            fresh_until_ms: u64::MAX,
+            checked_epoch: AtomicU64::new(0),
+            _rest: [0; 6],
+        };
+        let mut shard = self.shard.write().expect("never poisoned");
+        shard.insert((TYPED_FUNCTION, id), entry);
+    }
+
+    fn get(&self, id: u64) -> Option<User> {
+        let shard = self.shard.read().expect("never poisoned");
+        let entry = shard.get(&(TYPED_FUNCTION, id))?;
+        let now = self.now_ms.load(Relaxed);
+        if now >= entry.until_ms
+            || now >= entry.fresh_until_ms
+            || entry.checked_epoch.load(Relaxed) != self.epoch.load(Relaxed)
+        {
+            return None;
+        }
+        entry.value.downcast_ref::<User>().cloned()
+    }
+}
+
 struct ManyPeers {
     keys: u64,
     quick: quick_cache::sync::Cache<u64, User>,
@@ -253,10 +328,12 @@ impl Peers {
             .build();
         let quick = quick_cache::sync::Cache::new(CAPACITY as usize);
         let quick_str = StrKeyed::new(CAPACITY);
+        let typed = TypedIndex::new(CAPACITY);
         for id in 0..KEYS {
             moka.insert(id, load_user(id));
             quick.insert(id, load_user(id));
             quick_str.insert(id, load_user(id));
+            typed.insert(id, load_user(id));
             cached_get_user(id);
             cachette_get_user(id);
             #[cfg(feature = "moka")]
@@ -283,6 +360,7 @@ impl Peers {
             moka,
             quick,
             quick_str,
+            typed,
             quick_miss: quick_cache::sync::Cache::new(CAPACITY as usize),
             many: Arc::new(many),
         };
@@ -292,6 +370,7 @@ impl Peers {
             assert_eq!(peers.quick.get(&id).as_ref(), Some(&user));
             assert_eq!(peers.quick_str.quick_get(id).as_ref(), Some(&user));
             assert_eq!(peers.quick_str.moka_get(id).as_ref(), Some(&user));
+            assert_eq!(peers.typed.get(id).as_ref(), Some(&user));
             assert_eq!(cached_get_user(id), user);
             assert_eq!(cachette_get_user(id), user);
             #[cfg(feature = "moka")]
@@ -486,6 +565,10 @@ fn settings<'a>(peers: &'a Peers, runtime: &'a tokio::runtime::Runtime) -> Vec<S
                 (
                     "quick_cache_str_key",
                     Box::new(|n| on_one_thread(n, |id| peers.quick_str.quick_get(id))),
+                ),
+                (
+                    "typed_index_sketch",
+                    Box::new(|n| on_one_thread(n, |id| peers.typed.get(id))),
                 ),
                 (
                     "moka_str_key",
@@ -770,6 +853,19 @@ fn report(settings: &[Setting<'_>], rows: &[Row]) {
             "where the hit's time goes: quick_cache keyed by the rendered string is {:.2}x \
              quick_cache keyed by the u64; cachette is {:.2}x the string-keyed one",
             key.ratio, rest.ratio
+        );
+    }
+    let typed = ("l1_hit", "typed_index_sketch");
+    if [one, typed].into_iter().all(measured) {
+        let sketch = paired_ratio(timed(settings, one), timed(settings, typed));
+        let cached = paired_ratio(
+            timed(settings, ("l1_hit", "cached_fn")),
+            timed(settings, typed),
+        );
+        println!(
+            "a typed L1 index (a sketch: entries found by function and argument, read as \
+             cachette reads its store) would be {:.2}x quick_cache and {:.2}x cached",
+            sketch.ratio, cached.ratio
         );
     }
     #[cfg(feature = "moka")]
