@@ -131,9 +131,12 @@ pub(crate) struct Generations {
 ///
 /// Every L1 entry holds one, so it is kept small: 40 bytes, the namespace
 /// and tags behind one box that functions without them never allocate.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct Fence {
-    pub(crate) epoch: u64,
+    /// The epoch at which the generations were read; in an L1 entry's
+    /// fence, the last epoch at which they were found current
+    /// ([`Generations::entry_is_current`] moves it on).
+    epoch: AtomicU64,
     clear: u64,
     key_generation: u64,
     /// The low bits of the reset count: 2^32 resets (each a reconnection
@@ -365,7 +368,7 @@ impl Generations {
                 .collect(),
         };
         let fence = Fence {
-            epoch,
+            epoch: AtomicU64::new(epoch),
             clear,
             key_generation,
             resets,
@@ -377,7 +380,7 @@ impl Generations {
 
     /// Whether nothing the fence covers was invalidated since it was taken.
     pub(crate) fn is_current(&self, fence: &Fence) -> bool {
-        if self.epoch.load(SeqCst) == fence.epoch {
+        if self.epoch.load(SeqCst) == fence.epoch() {
             return true;
         }
         self.matches(fence)
@@ -401,16 +404,16 @@ impl Generations {
             })
     }
 
-    /// [`is_current`](Self::is_current) for a stored entry, remembering in
-    /// `checked_epoch` the epoch at which it was last found current.
+    /// [`is_current`](Self::is_current) for a stored entry's fence,
+    /// remembering in it the epoch at which it was last found current.
     #[inline]
-    pub(crate) fn entry_is_current(&self, fence: &Fence, checked_epoch: &AtomicU64) -> bool {
+    pub(crate) fn entry_is_current(&self, fence: &Fence) -> bool {
         let epoch = self.epoch.load(SeqCst);
-        if checked_epoch.load(SeqCst) == epoch {
+        if fence.epoch.load(SeqCst) == epoch {
             return true;
         }
         if self.matches(fence) {
-            checked_epoch.fetch_max(epoch, SeqCst);
+            fence.epoch.fetch_max(epoch, SeqCst);
             true
         } else {
             false
@@ -433,7 +436,26 @@ impl Generations {
     }
 }
 
+impl Clone for Fence {
+    fn clone(&self) -> Self {
+        Fence {
+            epoch: AtomicU64::new(self.epoch()),
+            clear: self.clear,
+            key_generation: self.key_generation,
+            resets: self.resets,
+            key_slot: self.key_slot,
+            named: self.named.clone(),
+        }
+    }
+}
+
 impl Fence {
+    /// The epoch at which the generations were read (or, in an L1 entry,
+    /// last found current).
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch.load(SeqCst)
+    }
+
     /// The fence of an entry read from the shared tier: the generations its
     /// loader saw, checked from now on against this process's.
     pub(crate) fn of_l2_entry(
@@ -449,7 +471,7 @@ impl Fence {
             .map(|(t, g)| (t.into_boxed_str(), g))
             .collect();
         Fence {
-            epoch,
+            epoch: AtomicU64::new(epoch),
             clear,
             key_generation,
             resets: resets as u32,
@@ -506,13 +528,15 @@ mod tests {
     fn checked_epoch_skips_the_full_check_until_something_changes() {
         let g = Generations::new();
         let f = g.fence("k", None, vec!["t".into()]);
-        let checked = AtomicU64::new(f.epoch);
-        assert!(g.entry_is_current(&f, &checked));
+        assert!(g.entry_is_current(&f));
         g.invalidate(&GenId::Tag("other".into()), None);
-        assert!(g.entry_is_current(&f, &checked));
-        assert_eq!(checked.load(SeqCst), 1);
+        assert!(g.entry_is_current(&f));
+        assert_eq!(f.epoch(), 1);
+        let taken = f.clone();
+        assert_eq!(taken.epoch(), 1, "a clone keeps the epoch checked");
         g.invalidate(&GenId::Tag("t".into()), None);
-        assert!(!g.entry_is_current(&f, &checked));
+        assert!(!g.entry_is_current(&f));
+        assert!(!g.entry_is_current(&taken));
     }
 
     #[test]
@@ -567,19 +591,17 @@ mod tests {
     fn voiding_entries_fails_every_earlier_fence_and_no_later_one() {
         let g = Generations::new();
         let before = g.fence("k", Some("ns"), vec!["t".into()]);
-        let checked = AtomicU64::new(before.epoch);
         g.void_entries();
-        assert!(!g.entry_is_current(&before, &checked));
+        assert!(!g.entry_is_current(&before));
         let after = g.fence("k", Some("ns"), vec!["t".into()]);
-        let checked = AtomicU64::new(after.epoch);
-        assert!(g.entry_is_current(&after, &checked));
+        assert!(g.entry_is_current(&after));
     }
 
     #[test]
     fn a_full_tag_table_is_emptied_without_resurrecting_anything() {
         let g = Generations::with_named_limit(4);
         let old = g.fence("k", None, vec!["a".into()]);
-        let checked = AtomicU64::new(old.epoch);
+        let old_entry = old.clone();
         g.invalidate(&GenId::Tag("a".into()), None);
         let current = g.fence("k", None, vec!["a".into()]);
         assert!(!g.is_current(&old));
@@ -592,7 +614,7 @@ mod tests {
         // Its generation is back to what the old fence saw, but the reset
         // still voids the old fence (and, at the cost of a miss, every one).
         assert!(!g.is_current(&old), "no stale resurrection");
-        assert!(!g.entry_is_current(&old, &checked));
+        assert!(!g.entry_is_current(&old_entry));
         assert!(!g.is_current(&current));
         let fresh = g.fence("k", None, vec!["a".into()]);
         assert!(g.is_current(&fresh));

@@ -4,14 +4,13 @@
 use std::any::Any;
 use std::fmt::Debug;
 use std::hash::{BuildHasher, Hash, Hasher};
-use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use quick_cache::UnitWeighter;
 
 use crate::invalidate::Fence;
 
-/// One cached value with the facts needed to judge it: 72 bytes besides
+/// One cached value with the facts needed to judge it: 64 bytes besides
 /// the value, which every L1 entry carries, so nothing the read path does
 /// not look at is kept here (the shared tier's envelope has the rest).
 #[derive(Debug)]
@@ -32,10 +31,9 @@ pub(crate) struct Entry {
     /// `created`; `Last-Modified` has no finer grain). It fills what would
     /// be padding.
     pub(crate) created_s: u32,
-    /// Generations seen before the body ran.
+    /// Generations seen before the body ran, and the last epoch at which
+    /// they were found current.
     pub(crate) fence: Fence,
-    /// The last epoch at which `fence` was found current.
-    pub(crate) checked_epoch: AtomicU64,
 }
 
 /// `ms` since the epoch in whole seconds, saturated at `u32::MAX` (2106).
@@ -397,7 +395,6 @@ mod tests {
             fresh_until_ms: u64::MAX,
             compute_us: 0,
             created_s: 0,
-            checked_epoch: AtomicU64::new(fence.epoch),
             fence,
         }
     }
@@ -417,7 +414,7 @@ mod tests {
     #[test]
     fn entries_stay_small() {
         assert!(std::mem::size_of::<Fence>() <= 40);
-        assert!(std::mem::size_of::<Entry>() <= 88);
+        assert!(std::mem::size_of::<Entry>() <= 80);
         assert_eq!(std::mem::size_of::<StoredKey>(), 24);
     }
 

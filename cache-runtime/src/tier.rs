@@ -4,7 +4,6 @@
 use std::any::Any;
 use std::cell::Cell;
 use std::future::Future;
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -162,9 +161,7 @@ fn with_fresh<T>(inner: &Inner, key: &str, read: impl FnOnce(&Entry) -> Option<T
         let now = inner.clock.now_millis();
         if now >= entry.until_ms
             || now >= entry.fresh_until_ms
-            || !inner
-                .generations
-                .entry_is_current(&entry.fence, &entry.checked_epoch)
+            || !inner.generations.entry_is_current(&entry.fence)
         {
             return None;
         }
@@ -222,11 +219,7 @@ fn read_aged<Sh: Shape<R>, R>(
 ) -> Option<Aged<R>> {
     inner.l1.read(key, |entry| {
         let now = inner.clock.now_millis();
-        if now >= entry.until_ms
-            || !inner
-                .generations
-                .entry_is_current(&entry.fence, &entry.checked_epoch)
-        {
+        if now >= entry.until_ms || !inner.generations.entry_is_current(&entry.fence) {
             return None;
         }
         let age = refresh::age(
@@ -1486,7 +1479,6 @@ impl<'c> Load<'c> {
             compute_us: compute.as_micros().min(u128::from(u32::MAX)) as u32,
             created_s: crate::l1::seconds(now),
             fence: self.fence.clone(),
-            checked_epoch: AtomicU64::new(self.fence.epoch),
         };
         inner.fill_l1(&self.key, entry);
         if self.l2.is_none() {

@@ -8,7 +8,6 @@
 use std::any::Any;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -302,7 +301,6 @@ impl L2Load {
             fresh_until_ms,
             compute_us: header.compute_us,
             created_s: crate::l1::seconds(created_ms),
-            checked_epoch: AtomicU64::new(entry_fence.epoch),
             fence: entry_fence,
         });
         Some(Found {
@@ -612,7 +610,7 @@ pub(super) async fn read_batch(
         // The namespace moved on since the entry was named: the name is
         // void, and so is a fill under it.
         let renamed = fence.namespace_generation() != named_in;
-        let taken_at = fence.epoch;
+        let taken_at = fence.epoch();
         load.fence = Some(fence);
         load.confirmed = confirmed && !renamed;
         let found = match renamed {

@@ -16,7 +16,6 @@ use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::hash::Hash;
 use std::marker::PhantomData;
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -922,11 +921,7 @@ fn read_l1<Sh: Element<V>, V>(
 ) -> (State<'static, Sh::Stored>, Option<Sh::Stored>) {
     let found = inner.l1.read(key, |entry| {
         let now = inner.clock.now_millis();
-        if now >= entry.until_ms
-            || !inner
-                .generations
-                .entry_is_current(&entry.fence, &entry.checked_epoch)
-        {
+        if now >= entry.until_ms || !inner.generations.entry_is_current(&entry.fence) {
             return None;
         }
         let stored = entry.value.downcast_ref::<Sh::Stored>()?.clone();
@@ -988,7 +983,6 @@ fn store_l1<K, S>(
         compute_us: compute.as_micros().min(u128::from(u32::MAX)) as u32,
         created_s: crate::l1::seconds(now),
         fence: item.fence.clone(),
-        checked_epoch: AtomicU64::new(item.fence.epoch),
     };
     inner.fill_l1(&item.key, entry);
     if missed(item) {
