@@ -1386,7 +1386,8 @@ impl<'c> Load<'c> {
     ) -> (Option<Fill>, bool) {
         let counters = self.site.counters(self.cache);
         Counters::bump(&counters.body_runs);
-        let (outcome, fill) = match Sh::value_of(ret) {
+        // The outcome is for waiters: none when there is no guard.
+        let (outcome, fill, failed) = match Sh::value_of(ret) {
             Some(value) => {
                 let absent = Sh::is_absent(&value);
                 let value: Arc<dyn Any + Send + Sync> = Arc::new(value);
@@ -1406,8 +1407,7 @@ impl<'c> Load<'c> {
                     }),
                     _ => None,
                 };
-                // Without a guard the outcome goes nowhere.
-                (after.map_or(Outcome::Absent, Outcome::Done), fill)
+                (after.map(Outcome::Done), fill, false)
             }
             None => {
                 // Not stored: an error, or (for the HTTP layer) a response
@@ -1425,12 +1425,11 @@ impl<'c> Load<'c> {
                     renew.claim.failed(self.cache.inner.clock.now_millis());
                 }
                 // Shared only with waiters, and only when there are some.
-                let failed = guard.as_ref().and(sharing).map(|s| (s.share)(ret));
-                (Outcome::Failed(failed), None)
+                let shared = guard.as_ref().and(sharing).map(|s| (s.share)(ret));
+                (Some(Outcome::Failed(shared)), None, true)
             }
         };
-        let failed = matches!(outcome, Outcome::Failed(_));
-        if let Some(guard) = guard {
+        if let (Some(guard), Some(outcome)) = (guard, outcome) {
             guard.finish(outcome);
         }
         (fill, failed)
